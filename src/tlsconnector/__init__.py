@@ -1,0 +1,1 @@
+"""tlsconnector: forced-TLS partner connectors for any mail software."""

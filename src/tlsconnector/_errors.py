@@ -1,0 +1,76 @@
+"""The one small exception hierarchy of tlsconnector.
+
+Rejections are never exceptions: they are decisions. Exceptions are for bad
+configuration (:class:`PolicyError`), malformed session facts (:class:`FactsError`)
+and bad single values handed to a primitive (:class:`InvalidValue`).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["FactsError", "InvalidValue", "PolicyError", "Problem", "TLSConnectorError"]
+
+
+def show(value: object, limit: int = 80) -> str:
+    """Render an untrusted value for an error message: escaped, quoted, bounded.
+
+    ``repr`` escapes NUL, control, bidi and other non-printable characters, so an
+    attacker-controlled value can never forge a line in a log or a terminal.
+    """
+    if isinstance(value, str):
+        shown = ascii(value[:limit])
+        return shown[:-1] + "...'" if len(value) > limit else shown
+    text = ascii(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class TLSConnectorError(Exception):
+    """The root of every exception tlsconnector raises on purpose."""
+
+
+class InvalidValue(TLSConnectorError, ValueError):  # noqa: N818 - reads best at call sites
+    """One value (a domain, a pattern, an address, a certificate) is not acceptable.
+
+    Raised by the primitives; the policy loader and the facts parsers turn it into a
+    :class:`Problem` or a :class:`FactsError` that also names the field.
+    """
+
+    def __init__(self, value: object, reason: str) -> None:
+        super().__init__(f"{show(value)}: {reason}")
+        self.value = value
+        self.reason = reason
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with a policy: which connector, which field(s), which value, why."""
+
+    connector: str | None
+    field: str
+    value: object
+    message: str
+
+    def __str__(self) -> str:
+        where = f"connector {show(self.connector)}" if self.connector is not None else "policy"
+        return f"{where}: {self.field} = {show(self.value)}: {self.message}"
+
+
+class PolicyError(TLSConnectorError):
+    """A policy failed to load; :attr:`problems` lists every problem found, not only the first."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        count = len(self.problems)
+        super().__init__(f"invalid policy ({count} problem{'s' if count != 1 else ''}):\n{lines}")
+
+
+class FactsError(TLSConnectorError):
+    """Session facts are malformed; :attr:`field` names the offending field."""
+
+    def __init__(self, field: str, value: object, message: str) -> None:
+        super().__init__(f"{field} = {show(value)}: {message}")
+        self.field = field
+        self.value = value
+        self.message = message
