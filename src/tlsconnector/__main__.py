@@ -1,0 +1,5 @@
+"""``python -m tlsconnector``: the command line."""
+
+from ._cli import run
+
+run()

@@ -1,0 +1,242 @@
+"""Session facts: what the mail software knows about one SMTP transaction.
+
+Facts are normalised once, here, at construction; the evaluators compare only
+canonical forms. Malformed facts raise :class:`~tlsconnector.FactsError` naming
+the field. The time is always a fact passed in; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ._addresses import IPAddress, parse_peer_ip
+from ._certs import PresentedChain
+from ._errors import FactsError, InvalidValue
+from ._names import canonical_domain
+
+__all__ = [
+    "InboundSession",
+    "MtaVerifiedCertificate",
+    "TLSFacts",
+    "parse_address",
+    "parse_time",
+]
+
+#: Bounds on attacker-sized facts (section 8).
+MAX_ADDRESS_LENGTH = 1024
+MAX_RECIPIENTS = 10_000
+MAX_CN_FACTS = 16
+
+
+@attrs.frozen
+class MtaVerifiedCertificate:
+    """Certificate facts from an MTA that handled the handshake itself (section 7).
+
+    ``verified`` says whether the MTA verified the chain; CNs that are not verified
+    count as an untrusted certificate (``certificate-not-trusted``).
+    """
+
+    cns: tuple[str, ...]
+    verified: bool
+    fingerprint: str | None = None
+
+
+@attrs.frozen
+class TLSFacts:
+    """The session used STARTTLS. ``certificate`` is None when no client certificate
+    was presented, a :class:`PresentedChain` (leaf first) when the peer's chain is
+    known, or :class:`MtaVerifiedCertificate` facts."""
+
+    certificate: PresentedChain | MtaVerifiedCertificate | None = None
+
+    @classmethod
+    def from_json(cls, value: object, *, field: str = "tls") -> TLSFacts:
+        """Decode the ``tls`` object of section 9: ``{}``, ``{"peer_chain_pem": ...}``
+        or ``{"peer_cn": [...], "peer_verified": bool}``."""
+        if not isinstance(value, Mapping):
+            raise FactsError(field, value, "must be an object or null")
+        allowed = {"peer_chain_pem", "peer_cn", "peer_verified", "peer_fingerprint"}
+        for key in value:
+            if key not in allowed:
+                raise FactsError(f"{field}.{key}", value[key], "unknown key")
+        if "peer_chain_pem" in value:
+            if "peer_cn" in value or "peer_verified" in value:
+                raise FactsError(
+                    f"{field}.peer_chain_pem",
+                    "(chain)",
+                    "give either peer_chain_pem or peer_cn/peer_verified, not both",
+                )
+            pem = value["peer_chain_pem"]
+            if not isinstance(pem, str):
+                raise FactsError(f"{field}.peer_chain_pem", pem, "must be a string of PEM text")
+            try:
+                return cls(PresentedChain.from_pem(pem))
+            except InvalidValue as exc:
+                raise FactsError(f"{field}.peer_chain_pem", "(PEM text)", exc.reason) from None
+        if "peer_cn" in value or "peer_verified" in value:
+            cns = value.get("peer_cn")
+            verified = value.get("peer_verified")
+            if not isinstance(cns, list) or not all(isinstance(c, str) for c in cns):
+                raise FactsError(f"{field}.peer_cn", cns, "must be an array of strings")
+            if len(cns) > MAX_CN_FACTS:
+                raise FactsError(f"{field}.peer_cn", len(cns), f"more than {MAX_CN_FACTS} CNs")
+            if not isinstance(verified, bool):
+                raise FactsError(
+                    f"{field}.peer_verified", verified, "is required with peer_cn: true or false"
+                )
+            fingerprint = value.get("peer_fingerprint")
+            if fingerprint is not None and not isinstance(fingerprint, str):
+                raise FactsError(f"{field}.peer_fingerprint", fingerprint, "must be a string")
+            return cls(MtaVerifiedCertificate(tuple(cns), verified, fingerprint))
+        if "peer_fingerprint" in value:
+            raise FactsError(
+                f"{field}.peer_fingerprint", value["peer_fingerprint"], "needs peer_cn"
+            )
+        return cls(None)
+
+
+def parse_time(value: object, *, field: str = "at") -> dt.datetime:
+    """An ISO 8601 time with a UTC offset (``Z`` allowed), as a UTC datetime."""
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, str) and len(value) <= 64:
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise FactsError(field, value, "not an ISO 8601 date and time") from None
+    else:
+        raise FactsError(field, value, "must be an ISO 8601 date and time string")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise FactsError(field, value, "needs a UTC offset, for example 2026-11-26T12:00:00Z")
+    return moment.astimezone(dt.UTC)
+
+
+def parse_address(value: object, *, field: str, allow_null: bool) -> tuple[str, str | None]:
+    """Parse an envelope address; return ``(address, canonical domain or None)``.
+
+    ``""`` and ``"<>"`` are the null sender when ``allow_null``. Surrounding angle
+    brackets are removed. The domain follows section 2's normalisation; an address
+    without a domain is accepted only for ``postmaster`` (RFC 5321 section 4.5.1).
+    """
+    if not isinstance(value, str):
+        raise FactsError(field, value, "must be a string")
+    if len(value) > MAX_ADDRESS_LENGTH:
+        raise FactsError(field, value, f"longer than {MAX_ADDRESS_LENGTH} characters")
+    text = value
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    if text == "":
+        if allow_null:
+            return "", None
+        raise FactsError(field, value, "an empty address is only allowed as the sender")
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in text):
+        raise FactsError(field, value, "contains spaces or control characters")
+    local, at, domain = text.rpartition("@")
+    if not at:
+        if text.casefold() == "postmaster":
+            return text, None
+        raise FactsError(field, value, "has no @domain")
+    if not local:
+        raise FactsError(field, value, "has an empty local part")
+    try:
+        canonical = canonical_domain(domain)
+    except InvalidValue as exc:
+        raise FactsError(field, value, f"bad domain: {exc.reason}") from None
+    return f"{local}@{canonical}", canonical
+
+
+@attrs.frozen
+class InboundSession:
+    """Facts about one inbound SMTP transaction (section 5)."""
+
+    peer_ip: IPAddress
+    #: The envelope sender in canonical form; "" for the null sender.
+    mail_from: str
+    #: The sender's canonical domain; None for the null sender.
+    sender_domain: str | None
+    rcpt_to: tuple[str, ...]
+    #: None: the session did not use STARTTLS.
+    tls: TLSFacts | None
+    at: dt.datetime
+    helo: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        peer_ip: str | IPAddress,
+        mail_from: str,
+        tls: TLSFacts | None,
+        at: dt.datetime,
+        rcpt_to: Sequence[str] = (),
+        helo: str | None = None,
+    ) -> InboundSession:
+        """Validate and normalise raw facts. Raises :class:`FactsError` naming the field."""
+        try:
+            ip = parse_peer_ip(str(peer_ip))
+        except InvalidValue as exc:
+            raise FactsError("peer_ip", peer_ip, exc.reason) from None
+        sender, domain = parse_address(mail_from, field="mail_from", allow_null=True)
+        if isinstance(rcpt_to, str) or not isinstance(rcpt_to, Sequence):
+            raise FactsError("rcpt_to", rcpt_to, "must be an array of addresses")
+        if len(rcpt_to) > MAX_RECIPIENTS:
+            raise FactsError("rcpt_to", len(rcpt_to), f"more than {MAX_RECIPIENTS} recipients")
+        recipients = tuple(
+            parse_address(r, field=f"rcpt_to[{i}]", allow_null=False)[0]
+            for i, r in enumerate(rcpt_to)
+        )
+        if tls is not None and not isinstance(tls, TLSFacts):
+            raise FactsError("tls", tls, "must be TLSFacts or None")
+        if helo is not None and (not isinstance(helo, str) or len(helo) > MAX_ADDRESS_LENGTH):
+            raise FactsError("helo", helo, "must be a string of at most 1024 characters")
+        return cls(
+            peer_ip=ip,
+            mail_from=sender,
+            sender_domain=domain,
+            rcpt_to=recipients,
+            tls=tls,
+            at=parse_time(at),
+            helo=helo,
+        )
+
+    @classmethod
+    def from_json(cls, obj: object, *, default_at: dt.datetime | None = None) -> InboundSession:
+        """Decode one JSON Lines session object (section 9).
+
+        ``at`` falls back to ``default_at`` (the caller's clock: the CLI reads it, the
+        core never does); without either, the session is malformed.
+        """
+        if not isinstance(obj, Mapping):
+            raise FactsError("(session)", obj, "must be a JSON object")
+        allowed = {"peer_ip", "mail_from", "rcpt_to", "tls", "at", "helo"}
+        for key in obj:
+            if key not in allowed:
+                raise FactsError(str(key), obj[key], "unknown key")
+        for key in ("peer_ip", "mail_from"):
+            if key not in obj:
+                raise FactsError(key, None, "is required")
+        raw_tls = obj.get("tls")
+        tls = None if raw_tls is None else TLSFacts.from_json(raw_tls)
+        if "at" in obj:
+            at = parse_time(obj["at"])
+        elif default_at is not None:
+            at = default_at
+        else:
+            raise FactsError("at", None, "is required")
+        rcpt_to = obj.get("rcpt_to", [])
+        if not isinstance(rcpt_to, list):
+            raise FactsError("rcpt_to", rcpt_to, "must be an array of addresses")
+        if not isinstance(obj["peer_ip"], str):
+            raise FactsError("peer_ip", obj["peer_ip"], "must be a string")
+        return cls.create(
+            peer_ip=obj["peer_ip"],
+            mail_from=obj["mail_from"],
+            rcpt_to=rcpt_to,
+            tls=tls,
+            at=at,
+            helo=obj.get("helo"),
+        )

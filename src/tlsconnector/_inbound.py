@@ -1,0 +1,192 @@
+"""Inbound evaluation: does a partner connector accept this session? (section 5)
+
+Pure: the policy and the session facts in, a decision out. No clock, no files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ._certs import ChainVerdict, PresentedChain, Purpose, validate_chain
+from ._decisions import (
+    DEFAULT_REPLIES,
+    InboundAction,
+    InboundDecision,
+    Reason,
+    ReasonCode,
+    SmtpReply,
+    printable,
+    render_reply,
+)
+from ._facts import InboundSession, MtaVerifiedCertificate
+from ._model import ConnectorType, InboundConnector, Policy
+
+__all__ = ["evaluate_inbound"]
+
+
+def evaluate_inbound(
+    policy: Policy,
+    session: InboundSession,
+    *,
+    replies: Mapping[ReasonCode, SmtpReply] = DEFAULT_REPLIES,
+) -> InboundDecision:
+    """Decide one inbound session under ``policy`` (section 5).
+
+    ``replies`` overrides the SMTP reply per reason code (templates may use
+    ``{connector}`` and ``{detail}``); an override keeps its reply class.
+    Unexpected errors propagate: an adapter turns them into
+    :meth:`InboundDecision.tempfail`, never into an accept.
+    """
+    candidates = _candidates(policy, session.sender_domain)
+    if not candidates:
+        sender = session.sender_domain or "the null sender"
+        return InboundDecision(
+            action=InboundAction.ACCEPT,
+            connector=None,
+            reasons=(
+                Reason(
+                    ReasonCode.NO_CONNECTOR,
+                    f"no enabled partner connector governs {printable(sender)}",
+                ),
+            ),
+            smtp=None,
+        )
+    checker = _Checker(policy, session)
+    failures: list[tuple[InboundConnector, list[Reason]]] = []
+    for connector in candidates:  # sorted by name: the first satisfied one decides
+        failed = checker.check(connector)
+        if not failed:
+            return InboundDecision(
+                action=InboundAction.ACCEPT,
+                connector=connector.name,
+                reasons=(
+                    Reason(
+                        ReasonCode.CONNECTOR_SATISFIED,
+                        f"every check of connector {printable(connector.name)!r} holds",
+                        connector.name,
+                    ),
+                ),
+                smtp=None,
+                chain_verified_by=checker.verified_by,
+            )
+        failures.append((connector, failed))
+    first_connector, first_failed = failures[0]
+    reply_reason = first_failed[0]
+    return InboundDecision(
+        action=InboundAction.REJECT,
+        connector=first_connector.name,
+        reasons=tuple(reason for _, failed in failures for reason in failed),
+        smtp=render_reply(reply_reason.code, first_connector.name, reply_reason.detail, replies),
+        chain_verified_by=checker.verified_by,
+    )
+
+
+def _candidates(policy: Policy, domain: str | None) -> list[InboundConnector]:
+    """Enabled partner connectors matching ``domain`` at the most specific level
+    (section 5.2), restricting ones beating allow-only ones (5.3), sorted by name."""
+    best: tuple[int, int] | None = None
+    matched: list[tuple[tuple[int, int], InboundConnector]] = []
+    for connector in policy.inbound:
+        # Disabled connectors are dropped before specificity is compared (section 2).
+        if not connector.enabled or connector.type is not ConnectorType.PARTNER:
+            continue
+        level = connector.specificity_for(domain)
+        if level is None:
+            continue
+        matched.append((level, connector))
+        if best is None or level > best:
+            best = level
+    candidates = [c for level, c in matched if level == best]
+    restricting = [c for c in candidates if c.imposes_checks]
+    return restricting or candidates
+
+
+class _Checker:
+    """Runs one connector's checks against the session; validates a chain at most once."""
+
+    def __init__(self, policy: Policy, session: InboundSession) -> None:
+        self.policy = policy
+        self.session = session
+        self._verdict: ChainVerdict | None = None
+        self.verified_by: str | None = None
+
+    def chain_verdict(self, chain: PresentedChain) -> ChainVerdict:
+        if self._verdict is None:
+            trust = self.policy.trust
+            if trust is None or not trust.certificates:
+                self._verdict = ChainVerdict(
+                    trusted=False,
+                    code="certificate-not-trusted",
+                    detail="no trust anchors are configured ([trust] ca_file)",
+                )
+            else:
+                self._verdict = validate_chain(
+                    chain, trust=trust, at=self.session.at, purpose=Purpose.INBOUND
+                )
+            self.verified_by = "tlsconnector"
+        return self._verdict
+
+    def check(self, connector: InboundConnector) -> list[Reason]:
+        """Every failed check of ``connector``, in a fixed order (section 5.4)."""
+        session = self.session
+        name = connector.name
+        failed: list[Reason] = []
+        if connector.requires_tls and session.tls is None:
+            failed.append(
+                Reason(ReasonCode.TLS_REQUIRED, "the session did not use STARTTLS", name)
+            )
+        expected = connector.tls_sender_certificate_name
+        if expected is not None:
+            certificate = session.tls.certificate if session.tls is not None else None
+            if certificate is None:
+                failed.append(
+                    Reason(
+                        ReasonCode.CERTIFICATE_MISSING,
+                        "no client certificate was presented",
+                        name,
+                    )
+                )
+            else:
+                if isinstance(certificate, MtaVerifiedCertificate):
+                    self.verified_by = "mta" if certificate.verified else None
+                    if not certificate.verified:
+                        failed.append(
+                            Reason(
+                                ReasonCode.CERTIFICATE_NOT_TRUSTED,
+                                "the MTA did not verify the client certificate chain",
+                                name,
+                            )
+                        )
+                    cns = certificate.cns
+                else:
+                    verdict = self.chain_verdict(certificate)
+                    if not verdict.trusted:
+                        code = (
+                            ReasonCode.CERTIFICATE_EXPIRED
+                            if verdict.code == "certificate-expired"
+                            else ReasonCode.CERTIFICATE_NOT_TRUSTED
+                        )
+                        failed.append(Reason(code, verdict.detail, name))
+                    cns = certificate.cns
+                # The name is enforced whenever it is set (section 5.4): CN only.
+                if not expected.matches_any(cns):
+                    shown = ", ".join(printable(cn, 70) for cn in cns) or "no CN"
+                    failed.append(
+                        Reason(
+                            ReasonCode.CERTIFICATE_NAME_MISMATCH,
+                            f"certificate CN ({shown}) does not match {str(expected)!r}",
+                            name,
+                        )
+                    )
+        if (
+            connector.restrict_domains_to_ip_addresses
+            and session.peer_ip not in connector.sender_ip_addresses
+        ):
+            failed.append(
+                Reason(
+                    ReasonCode.IP_NOT_ALLOWED,
+                    f"{session.peer_ip} is not in sender_ip_addresses",
+                    name,
+                )
+            )
+        return failed

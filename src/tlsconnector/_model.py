@@ -1,0 +1,310 @@
+"""The model: validated, immutable connectors and the policy that holds them.
+
+Raw input (a mapping decoded from TOML or built by a program) enters through
+:meth:`Policy.from_mapping`, which checks every key and collects **every** problem
+before raising one :class:`~tlsconnector.PolicyError` (section 8). Nothing is half
+loaded. This module is pure: the trust store arrives already parsed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from ._addresses import IPRange, IPSet
+from ._certs import TrustStore
+from ._errors import InvalidValue, PolicyError, Problem
+from ._names import CertificateName, DomainPattern
+
+__all__ = ["ConnectorType", "InboundConnector", "Policy"]
+
+T = TypeVar("T")
+
+
+class ConnectorType(enum.StrEnum):
+    """EOP's ``ConnectorType``: partner connectors are the ones evaluated here."""
+
+    PARTNER = "partner"
+    #: Loaded and validated, but takes no part in partner evaluation (section 5.6).
+    ON_PREMISES = "on_premises"
+
+
+def _name_key(name: str) -> tuple[str, str]:
+    """Order connectors by name so no answer depends on file order (section 5.5)."""
+    return (name.casefold(), name)
+
+
+@attrs.frozen
+class InboundConnector:
+    """An inbound connector: rules for mail received from a partner (section 5)."""
+
+    name: str
+    sender_domains: tuple[DomainPattern, ...]
+    enabled: bool = True
+    type: ConnectorType = ConnectorType.PARTNER
+    comment: str = ""
+    sender_ip_addresses: IPSet = attrs.field(factory=lambda: IPSet(()))
+    require_tls: bool = True
+    tls_sender_certificate_name: CertificateName | None = None
+    restrict_domains_to_certificate: bool = False
+    restrict_domains_to_ip_addresses: bool = False
+
+    @property
+    def requires_tls(self) -> bool:
+        """TLS is required when asked for, or implied by a certificate name (section 5.4)."""
+        return self.require_tls or self.tls_sender_certificate_name is not None
+
+    @property
+    def imposes_checks(self) -> bool:
+        """False for an allow-only connector, which loses to restricting ones (5.3)."""
+        return self.requires_tls or self.restrict_domains_to_ip_addresses
+
+    @property
+    def sort_key(self) -> tuple[str, str]:
+        return _name_key(self.name)
+
+    def specificity_for(self, domain: str | None) -> tuple[int, int] | None:
+        """The most specific of this connector's sender patterns matching ``domain``."""
+        best: tuple[int, int] | None = None
+        for pattern in self.sender_domains:
+            if pattern.matches(domain) and (best is None or pattern.specificity > best):
+                best = pattern.specificity
+        return best
+
+
+@attrs.frozen
+class Policy:
+    """A validated policy: inbound connectors (sorted by name) and the trust anchors."""
+
+    inbound: tuple[InboundConnector, ...] = ()
+    #: Trust anchors for chain validation; None or empty means no chain is trusted.
+    trust: TrustStore | None = None
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "inbound", tuple(sorted(self.inbound, key=lambda c: c.sort_key)))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, trust: TrustStore | None) -> Policy:
+        """Build a policy from the decoded policy file (section 9).
+
+        Raises :class:`PolicyError` listing every problem found. ``[trust]`` is read
+        by the file loader (it names a file); here only its shape is checked.
+        """
+        problems: list[Problem] = []
+        if not isinstance(data, Mapping):
+            raise PolicyError([Problem(None, "(policy)", data, "must be a table")])
+        for key in data:
+            if key not in _TOP_LEVEL_KEYS:
+                problems.append(Problem(None, str(key), data[key], _unknown_key_message(key)))
+        trust_table = data.get("trust", {})
+        if not isinstance(trust_table, Mapping):
+            problems.append(Problem(None, "trust", trust_table, "must be a table"))
+        else:
+            for key, value in trust_table.items():
+                if key != "ca_file":
+                    problems.append(Problem(None, f"trust.{key}", value, "unknown key"))
+                elif not isinstance(value, str):
+                    problems.append(Problem(None, "trust.ca_file", value, "must be a string"))
+        inbound: list[InboundConnector] = []
+        raw_inbound = data.get("inbound", [])
+        if not isinstance(raw_inbound, list):
+            problems.append(Problem(None, "inbound", raw_inbound, "must be an array of tables"))
+            raw_inbound = []
+        for index, raw in enumerate(raw_inbound):
+            connector = _inbound_from_mapping(raw, index, problems)
+            if connector is not None:
+                inbound.append(connector)
+        _check_duplicate_names(inbound, "inbound", problems)
+        if "outbound" in data:
+            problems.append(
+                Problem(
+                    None,
+                    "outbound",
+                    "[[outbound]]",
+                    "outbound connectors are not supported by this version of tlsconnector",
+                )
+            )
+        if problems:
+            raise PolicyError(problems)
+        return cls(inbound=tuple(inbound), trust=trust)
+
+
+_TOP_LEVEL_KEYS = ("trust", "inbound", "outbound")
+
+
+def _unknown_key_message(key: object, allowed: Sequence[str] = _TOP_LEVEL_KEYS) -> str:
+    return f"unknown key (allowed: {', '.join(allowed)})"
+
+
+class _Reader:
+    """Reads one connector table: strict types, every problem recorded, no coercion."""
+
+    def __init__(
+        self, raw: Mapping[str, Any], connector: str, problems: list[Problem], allowed: Sequence[str]
+    ) -> None:
+        self.raw = raw
+        self.connector = connector
+        self.problems = problems
+        for key, value in raw.items():
+            if key not in allowed:
+                self.problem(str(key), value, _unknown_key_message(key, allowed))
+
+    def problem(self, field: str, value: object, message: str) -> None:
+        self.problems.append(Problem(self.connector, field, value, message))
+
+    def bool(self, field: str, default: bool) -> bool:
+        value = self.raw.get(field, default)
+        if not isinstance(value, bool):
+            self.problem(field, value, "must be a boolean (true or false)")
+            return default
+        return value
+
+    def str(self, field: str, default: str | None) -> str | None:
+        value = self.raw.get(field, default)
+        if value is not None and not isinstance(value, str):
+            self.problem(field, value, "must be a string")
+            return default
+        return value
+
+    def enum(self, field: str, kind: type[enum.StrEnum], default: enum.StrEnum) -> Any:
+        value = self.raw.get(field, str(default))
+        choices = ", ".join(f'"{m.value}"' for m in kind)
+        if not isinstance(value, str):
+            self.problem(field, value, f"must be a string, one of {choices}")
+            return default
+        try:
+            return kind(value)
+        except ValueError:
+            self.problem(field, value, f"must be one of {choices}")
+            return default
+
+    def list(self, field: str, parse: Callable[[str], T], *, required: bool) -> tuple[T, ...]:
+        if field not in self.raw:
+            if required:
+                self.problem(field, None, "is required")
+            return ()
+        value = self.raw[field]
+        if not isinstance(value, list):
+            self.problem(field, value, "must be an array of strings")
+            return ()
+        items: list[T] = []
+        for index, item in enumerate(value):
+            where = f"{field}[{index}]"
+            if not isinstance(item, str):
+                self.problem(where, item, "must be a string")
+                continue
+            try:
+                items.append(parse(item))
+            except InvalidValue as exc:
+                self.problem(where, item, exc.reason)
+        return tuple(items)
+
+
+_INBOUND_KEYS = (
+    "name",
+    "enabled",
+    "type",
+    "comment",
+    "sender_domains",
+    "sender_ip_addresses",
+    "require_tls",
+    "tls_sender_certificate_name",
+    "restrict_domains_to_certificate",
+    "restrict_domains_to_ip_addresses",
+)
+
+
+def _connector_name(raw: Mapping[str, Any], direction: str, index: int) -> tuple[str, bool]:
+    """The connector's name for messages, and whether it is a valid name."""
+    name = raw.get("name")
+    if isinstance(name, str) and name.strip() and name.isprintable() and len(name) <= 256:
+        return name, True
+    return f"{direction}[{index}]", False
+
+
+def _inbound_from_mapping(
+    raw: object, index: int, problems: list[Problem]
+) -> InboundConnector | None:
+    if not isinstance(raw, Mapping):
+        problems.append(Problem(None, f"inbound[{index}]", raw, "must be a table"))
+        return None
+    name, name_ok = _connector_name(raw, "inbound", index)
+    before = len(problems)
+    r = _Reader(raw, name, problems, _INBOUND_KEYS)
+    if not name_ok:
+        r.problem(
+            "name",
+            raw.get("name"),
+            "is required: a non-empty string of printable characters (at most 256)",
+        )
+    enabled = r.bool("enabled", True)
+    kind = r.enum("type", ConnectorType, ConnectorType.PARTNER)
+    comment = r.str("comment", "") or ""
+    domains = r.list("sender_domains", DomainPattern.parse, required=True)
+    if "sender_domains" in raw and isinstance(raw["sender_domains"], list):
+        if not raw["sender_domains"]:
+            r.problem("sender_domains", [], "must list at least one domain pattern")
+    ranges = r.list("sender_ip_addresses", IPRange.parse, required=False)
+    require_tls = r.bool("require_tls", True)
+    raw_name = r.str("tls_sender_certificate_name", None)
+    cert_name: CertificateName | None = None
+    if raw_name is not None:
+        try:
+            cert_name = CertificateName.parse(raw_name)
+        except InvalidValue as exc:
+            r.problem("tls_sender_certificate_name", raw_name, exc.reason)
+    restrict_cert = r.bool("restrict_domains_to_certificate", False)
+    restrict_ip = r.bool("restrict_domains_to_ip_addresses", False)
+    # Combinations name every key involved, including a missing one (section 8).
+    if restrict_cert and raw_name is None:
+        r.problem(
+            "restrict_domains_to_certificate, tls_sender_certificate_name",
+            True,
+            "restrict_domains_to_certificate = true needs tls_sender_certificate_name, "
+            "which is missing",
+        )
+    raw_ips = raw.get("sender_ip_addresses", [])
+    if restrict_ip and isinstance(raw_ips, list) and not raw_ips:
+        r.problem(
+            "restrict_domains_to_ip_addresses, sender_ip_addresses",
+            True,
+            "restrict_domains_to_ip_addresses = true needs at least one entry in "
+            "sender_ip_addresses, which is empty or missing",
+        )
+    if len(problems) > before:
+        return None
+    return InboundConnector(
+        name=name,
+        enabled=enabled,
+        type=kind,
+        comment=comment,
+        sender_domains=domains,
+        sender_ip_addresses=IPSet(ranges),
+        require_tls=require_tls,
+        tls_sender_certificate_name=cert_name,
+        restrict_domains_to_certificate=restrict_cert,
+        restrict_domains_to_ip_addresses=restrict_ip,
+    )
+
+
+def _check_duplicate_names(
+    connectors: Sequence[InboundConnector], direction: str, problems: list[Problem]
+) -> None:
+    seen: dict[str, str] = {}
+    for connector in connectors:
+        key = connector.name.casefold()
+        if key in seen:
+            problems.append(
+                Problem(
+                    connector.name,
+                    "name",
+                    connector.name,
+                    f"duplicate {direction} connector name (also used by {seen[key]!r}; "
+                    "names are compared case-insensitively)",
+                )
+            )
+        else:
+            seen[key] = connector.name

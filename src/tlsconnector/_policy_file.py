@@ -1,0 +1,97 @@
+"""The policy file (TOML, section 9): an edge that reads files, then hands a
+mapping and a parsed trust store to the pure :meth:`Policy.from_mapping`."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._certs import TrustStore
+from ._errors import InvalidValue, PolicyError, Problem
+from ._model import Policy
+
+__all__ = ["load_policy", "system_trust_store"]
+
+#: A policy file larger than this is refused before parsing (section 8 bounds).
+MAX_POLICY_BYTES = 16 * 1024 * 1024
+MAX_CA_FILE_BYTES = 16 * 1024 * 1024
+
+
+def load_policy(path: str | os.PathLike[str], *, use_system_trust: bool = True) -> Policy:
+    """Read, validate and return the policy at ``path``.
+
+    ``[trust] ca_file`` is read relative to the policy file. Without it, the
+    system's CA bundle is used (when ``use_system_trust``); with neither, no
+    certificate chain validates and certificate checks fail closed.
+
+    Raises :class:`PolicyError` listing every problem, including unreadable files.
+    """
+    policy_path = Path(path)
+    try:
+        raw = _read_bounded(policy_path, MAX_POLICY_BYTES)
+        data = tomllib.loads(raw.decode("utf-8"))
+    except OSError as exc:
+        raise PolicyError([Problem(None, "(file)", str(path), _os_message(exc))]) from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            [Problem(None, "(file)", str(path), f"not UTF-8 text (byte {exc.start})")]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError([Problem(None, "(file)", str(path), f"not valid TOML: {exc}")]) from None
+    except InvalidValue as exc:
+        raise PolicyError([Problem(None, "(file)", str(path), exc.reason)]) from None
+    problems: list[Problem] = []
+    trust = _load_trust(data, policy_path.parent, problems, use_system_trust=use_system_trust)
+    try:
+        policy = Policy.from_mapping(data, trust=trust)
+    except PolicyError as exc:
+        raise PolicyError(problems + list(exc.problems)) from None
+    if problems:
+        raise PolicyError(problems)
+    return policy
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidValue(str(path), f"larger than {limit} bytes")
+    return data
+
+
+def _os_message(exc: OSError) -> str:
+    return f"cannot read: {exc.strerror or exc}"
+
+
+def _load_trust(
+    data: Mapping[str, Any], base: Path, problems: list[Problem], *, use_system_trust: bool
+) -> TrustStore | None:
+    table = data.get("trust", {})
+    ca_file = table.get("ca_file") if isinstance(table, Mapping) else None
+    if not isinstance(ca_file, str):
+        # A wrong type is reported by Policy.from_mapping; fall back to the system.
+        return system_trust_store() if use_system_trust and ca_file is None else None
+    path = base / ca_file
+    try:
+        return TrustStore.from_pem(_read_bounded(path, MAX_CA_FILE_BYTES))
+    except OSError as exc:
+        problems.append(Problem(None, "trust.ca_file", ca_file, _os_message(exc)))
+    except InvalidValue as exc:
+        problems.append(Problem(None, "trust.ca_file", ca_file, exc.reason))
+    return None
+
+
+def system_trust_store() -> TrustStore | None:
+    """The host's CA bundle, or None when there is none (an edge: reads files)."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and os.path.isfile(candidate):
+            try:
+                return TrustStore.from_pem(_read_bounded(Path(candidate), MAX_CA_FILE_BYTES))
+            except (OSError, InvalidValue):
+                continue
+    return None
