@@ -1,0 +1,398 @@
+"""Domain names, domain scope patterns and certificate-name matching (spec sections 2 and 3).
+
+Everything here is pure: strings in, canonical values or booleans out. Raw text enters
+through :func:`canonical_domain`, :meth:`DomainPattern.parse` and
+:meth:`CertificateName.parse`; the rest of the library compares only canonical forms.
+
+Canonical form (section 2): ASCII lower case (never Unicode ``lower()``), one trailing
+dot removed, U-labels converted to A-labels with IDNA 2008 (the ``idna`` package),
+existing ``xn--`` labels validated.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import ipaddress
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import attrs
+import idna
+
+from ._errors import InvalidValue, show
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
+
+__all__ = [
+    "CertificateName",
+    "DomainPattern",
+    "PatternKind",
+    "canonical_domain",
+    "is_public_suffix",
+    "match_certificate_name",
+    "usable_cn",
+]
+
+# RFC 1035 2.3.4: 63 octets per label, 253 octets per name (without the trailing dot).
+_MAX_LABEL = 63
+_MAX_NAME = 253
+# Section 3 rule 2: the X.509 upper bound for a CN (ub-common-name, RFC 5280 appendix A).
+_MAX_CN = 64
+
+# Only A-Z are folded: section 2 forbids Unicode lower() (it would turn e.g. the Kelvin
+# sign into "k" and make two different names compare equal).
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+# Section 2: domain labels are letters, digits, hyphens and underscores (underscores
+# occur in real domains, e.g. _dmarc; the hostname rules are for certificate names).
+_DOMAIN_LABEL = re.compile(r"[a-z0-9_-]+")
+# Section 3 rule 3: certificate-name labels are LDH only (RFC 1123 2.1), no underscore.
+_LDH_LABEL = re.compile(r"[A-Za-z0-9-]+")
+# Section 3 rule 6 / section 2: a last label made only of digits is IP-like. The hex
+# spelling ("0x7f") is included because inet_aton() and WHATWG URL parsers read it as a
+# number too (a deliberate, documented extension; no real TLD looks like that).
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
+
+
+def _ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+def _looks_like_ip(text: str) -> str | None:
+    """Why ``text`` reads as an IP literal (sections 2 and 3 rule 6), or None."""
+    if text.startswith("[") or text.endswith("]"):
+        return "an IP literal is not a domain name"
+    if ":" in text:
+        return "':' is not allowed in a name (an IPv6 address or a port is not a domain name)"
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        return "an IP address is not a domain name"
+    last = text.rsplit(".", 1)[-1]
+    if _NUMERIC_LABEL.fullmatch(last):
+        return "the last label is numeric, so the name looks like an IP address"
+    return None
+
+
+def _idna_reason(err: UnicodeError) -> str:
+    # idna's messages quote the label with repr(); escape to ASCII so that no bidi or
+    # control character from untrusted input reaches a log unescaped.
+    return str(err).encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _canonical_label(label: str) -> str:
+    """One label of a domain in canonical form (section 2), or InvalidValue."""
+    if not label:
+        raise InvalidValue(label, "empty label")
+    if not label.isascii():
+        # Section 2: U-label -> A-label with IDNA 2008 (no UTS 46 mapping, so no case
+        # folding of non-ASCII letters: "BÜCHER" is refused rather than guessed at).
+        try:
+            return idna.alabel(_ascii_lower(label)).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as err:
+            reason = f"not a valid IDNA 2008 label: {_idna_reason(err)}"
+            if label != label.lower():  # Unicode lower() only to word a hint, never to fold
+                reason += " (non-ASCII letters must be given in lower case)"
+            raise InvalidValue(label, reason) from err
+    lowered = _ascii_lower(label)
+    if len(lowered) > _MAX_LABEL:
+        raise InvalidValue(label, f"label longer than {_MAX_LABEL} octets")
+    if not _DOMAIN_LABEL.fullmatch(lowered):
+        raise InvalidValue(label, "label may contain only letters, digits, '-' and '_'")
+    if lowered.startswith("-") or lowered.endswith("-"):
+        raise InvalidValue(label, "label must not start or end with '-'")
+    if lowered.startswith("xn--"):
+        # Section 2: an existing A-label must decode (idna also refuses non-canonical
+        # Punycode, RFC 5891 5.3).
+        try:
+            idna.ulabel(lowered)
+        except (idna.IDNAError, UnicodeError) as err:
+            raise InvalidValue(label, "not a valid A-label (xn-- label does not decode)") from err
+    return lowered
+
+
+def canonical_domain(text: str) -> str:
+    """Normalise and validate a plain domain name (no wildcard), section 2.
+
+    Returns the canonical form: ASCII lower case, one trailing dot removed, A-labels.
+    Raises :class:`InvalidValue` with the reason when ``text`` is not a domain name.
+    Idempotent: ``canonical_domain(canonical_domain(x)) == canonical_domain(x)``.
+    """
+    if not isinstance(text, str):
+        raise InvalidValue(text, "a domain name must be a string")
+    # Section 2: exactly one trailing dot is removed.
+    name = text[:-1] if text.endswith(".") else text
+    if not name:
+        raise InvalidValue(text, "empty domain name")
+    # Bound the work on hostile input before IDNA: an A-label is never shorter than its
+    # U-label in code points, so a longer text cannot fit in 253 octets.
+    if len(name) > _MAX_NAME:
+        raise InvalidValue(text, f"domain name longer than {_MAX_NAME} octets")
+    if name.startswith("."):
+        raise InvalidValue(text, "domain name must not start with a dot")
+    if "*" in name:
+        raise InvalidValue(text, "'*' is not allowed in a domain name")
+    ip_reason = _looks_like_ip(name)
+    if ip_reason is not None:
+        raise InvalidValue(text, ip_reason)
+    labels = []
+    for label in name.split("."):
+        if not label:
+            raise InvalidValue(text, "domain name contains an empty label")
+        try:
+            labels.append(_canonical_label(label))
+        except InvalidValue as err:
+            raise InvalidValue(text, f"label {show(label, 70)}: {err.reason}") from err
+    result = ".".join(labels)
+    if len(result) > _MAX_NAME:
+        raise InvalidValue(text, f"domain name longer than {_MAX_NAME} octets")
+    # Checked again on the A-label form (section 2: IP literals are never domains).
+    ip_reason = _looks_like_ip(result)
+    if ip_reason is not None:  # pragma: no cover - an A-label is never numeric
+        raise InvalidValue(text, ip_reason)
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# Section 2: domain scope patterns (sender_domains, recipient_domains)
+
+
+class PatternKind(enum.Enum):
+    """The three forms of a domain scope pattern (section 2)."""
+
+    EXACT = "exact"  # "fabrikam.com": exactly that domain
+    SUBTREE = "subtree"  # "*.fabrikam.com": the domain and all its subdomains
+    ANY = "any"  # "*": every domain and the null sender
+
+
+def _check_pattern_domain(
+    instance: DomainPattern, attribute: attrs.Attribute[str | None], value: str | None
+) -> None:
+    # A programming-error guard only: raw text goes through DomainPattern.parse.
+    if (instance.kind is PatternKind.ANY) != (value is None):
+        raise ValueError("DomainPattern: domain must be None exactly when kind is ANY")
+
+
+@attrs.frozen
+class DomainPattern:
+    """A domain scope pattern (section 2). Build it with :meth:`parse`."""
+
+    kind: PatternKind
+    domain: str | None = attrs.field(validator=_check_pattern_domain)
+
+    @classmethod
+    def parse(cls, text: str) -> DomainPattern:
+        """Parse ``"fabrikam.com"``, ``"*.fabrikam.com"`` or ``"*"``; InvalidValue otherwise."""
+        if not isinstance(text, str):
+            raise InvalidValue(text, "a domain pattern must be a string")
+        if text == "*":
+            return cls(PatternKind.ANY, None)
+        if text.startswith("*."):
+            suffix = text[2:]
+            if "*" in suffix:
+                # Section 2: '*' only as the whole first label ("*.*.com" is invalid).
+                raise InvalidValue(text, "'*' is allowed only once, as the whole first label")
+            try:
+                return cls(PatternKind.SUBTREE, canonical_domain(suffix))
+            except InvalidValue as err:
+                raise InvalidValue(text, err.reason) from err
+        if "*" in text:
+            # Section 2: a.*.com, *x.com, f*.x.com, ** are all invalid.
+            raise InvalidValue(text, "'*' is allowed only as the whole first label ('*.domain')")
+        try:
+            return cls(PatternKind.EXACT, canonical_domain(text))
+        except InvalidValue as err:
+            raise InvalidValue(text, err.reason) from err
+
+    def matches(self, domain: str | None) -> bool:
+        """Whether the canonical ``domain`` is in scope; None is the null sender."""
+        if self.kind is PatternKind.ANY:
+            return True  # section 2 / 5.1: '*' also matches the null sender
+        if domain is None or self.domain is None:
+            return False  # section 5.1: the null sender has no domain
+        if self.kind is PatternKind.EXACT:
+            return domain == self.domain
+        # Section 2: "*.fabrikam.com" is the domain and every subdomain at any depth.
+        return domain == self.domain or domain.endswith("." + self.domain)
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        """Sort key, larger is more specific: exact > longest ``*.suffix`` > ``*`` (section 2)."""
+        if self.domain is None:
+            return (0, 0)
+        labels = self.domain.count(".") + 1
+        return (2, labels) if self.kind is PatternKind.EXACT else (1, labels)
+
+    def __str__(self) -> str:
+        if self.kind is PatternKind.ANY:
+            return "*"
+        if self.kind is PatternKind.SUBTREE:
+            return f"*.{self.domain}"
+        return f"{self.domain}"
+
+
+# --------------------------------------------------------------------------------------
+# Section 3 rule 4: the Public Suffix List comes from a maintained package.
+
+
+@functools.cache
+def _psl() -> PublicSuffixList:
+    from publicsuffixlist import PublicSuffixList  # imported and built once, lazily
+
+    # ICANN and private sections both count (s3.amazonaws.com, github.io); unknown
+    # top-level labels count as public (the PSL's implicit "*" rule).
+    return PublicSuffixList(only_icann=False)
+
+
+def is_public_suffix(name: str) -> bool:
+    """Whether the canonical ``name`` is a public suffix (ICANN or private section)."""
+    if not isinstance(name, str) or not name:
+        return False
+    return bool(_psl().is_public(_ascii_lower(name)))
+
+
+# --------------------------------------------------------------------------------------
+# Section 3: certificate names (CN only, single-level wildcards, no SAN)
+
+
+def _is_ldh_label(label: str) -> bool:
+    # Section 3 rule 3: LDH, 1-63 octets, no leading/trailing hyphen, no underscore.
+    return (
+        0 < len(label) <= _MAX_LABEL
+        and _LDH_LABEL.fullmatch(label) is not None
+        and not label.startswith("-")
+        and not label.endswith("-")
+    )
+
+
+def _is_printable_ascii(text: str) -> bool:
+    # Section 3 rule 1: 0x21-0x7E only; NUL, space, controls, DEL, non-ASCII refused.
+    return all("\x21" <= char <= "\x7e" for char in text)
+
+
+def usable_cn(cn: str) -> bool:
+    """Whether a presented CN may match anything at all (section 3, rules 1-6)."""
+    if not isinstance(cn, str):
+        return False
+    # Rule 2: at most 64 characters (checked first to bound the work).
+    if not cn or len(cn) > _MAX_CN:
+        return False
+    # Rule 1: printable ASCII only; nothing is trimmed.
+    if not _is_printable_ascii(cn):
+        return False
+    labels = cn.split(".")
+    # Rule 2: no empty label, no leading or trailing dot.
+    if "" in labels:
+        return False
+    literal = labels
+    wildcard = labels[0] == "*"
+    if wildcard:
+        literal = labels[1:]
+        # Rule 4: the wildcard is followed by at least two labels.
+        if len(literal) < 2:
+            return False
+    # Rules 3 and 4: every other label is a literal LDH label (this also refuses
+    # partial "f*", double "**" / "*.*.x", inner "a.*.com" and bare "*" wildcards).
+    if not all(_is_ldh_label(label) for label in literal):
+        return False
+    # Rule 6: nothing IP-like is ever a name.
+    if _looks_like_ip(".".join(literal)) is not None:
+        return False
+    # Rule 4: no wildcard directly over a public suffix (*.co.uk, *.s3.amazonaws.com).
+    return not (wildcard and is_public_suffix(_ascii_lower(".".join(literal))))
+
+
+def _wildcard_covers(suffix: str, name: str) -> bool:
+    """Whether ``*.suffix`` covers the literal canonical ``name`` (section 3 table)."""
+    label, dot, rest = name.partition(".")
+    # Exactly one more non-empty label; rule 5: never a label starting with xn--.
+    return bool(dot) and rest == suffix and label != "" and not label.startswith("xn--")
+
+
+@attrs.frozen
+class CertificateName:
+    """A configured certificate name (``tls_sender_certificate_name``, ``tls_domain``).
+
+    ``text`` is canonical: ``"mail.partner.com"`` or ``"*.partner.com"``. Build it with
+    :meth:`parse`. Only the subject CN is ever matched (section 3: the SAN is never read).
+    """
+
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> CertificateName:
+        """Validate and normalise a certificate-name setting (section 3, expected side)."""
+        if not isinstance(text, str):
+            raise InvalidValue(text, "a certificate name must be a string")
+        wildcard = text.startswith("*.")
+        body = text[2:] if wildcard else text
+        if "*" in body:
+            raise InvalidValue(
+                text,
+                "a wildcard must be exactly '*' as the whole left-most label ('*.partner.com')",
+            )
+        # Section 3: the expected side follows section 2's normalisation.
+        try:
+            name = canonical_domain(body)
+        except InvalidValue as err:
+            raise InvalidValue(text, err.reason) from err
+        labels = name.split(".")
+        # Section 3 rule 3: LDH labels only (no underscore) in certificate names.
+        if not all(_is_ldh_label(label) for label in labels):
+            raise InvalidValue(
+                text, "certificate names allow only letters, digits and '-' (no '_')"
+            )
+        if wildcard:
+            # Section 3 rule 4: followed by at least two labels...
+            if len(labels) < 2:
+                raise InvalidValue(text, "a wildcard must be followed by at least two labels")
+            # ...and not directly over a public suffix.
+            if is_public_suffix(name):
+                raise InvalidValue(
+                    text, f"a wildcard directly over the public suffix {name!r} is not allowed"
+                )
+            return cls(f"*.{name}")
+        return cls(name)
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.text.startswith("*.")
+
+    def matches_cn(self, cn: str) -> bool:
+        """Whether one presented CN matches this name (section 3 table). Never raises."""
+        if not usable_cn(cn):
+            return False
+        # Rule 7: ASCII case-insensitive (a usable CN is ASCII, so this is total).
+        presented = _ascii_lower(cn)
+        if presented == self.text:
+            return True  # equal names, or equal wildcard patterns
+        cn_wildcard = presented.startswith("*.")
+        if self.is_wildcard and not cn_wildcard:
+            return _wildcard_covers(self.text[2:], presented)
+        if cn_wildcard and not self.is_wildcard:
+            return _wildcard_covers(presented[2:], self.text)
+        return False
+
+    def matches_any(self, cns: Iterable[str]) -> bool:
+        """Several CN attributes: any usable CN that matches is a match (section 3)."""
+        return any(self.matches_cn(cn) for cn in cns)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def match_certificate_name(expected: str, presented_cn: str) -> bool:
+    """Apply section 3 to one setting and one presented CN.
+
+    Returns False, never raises, when either side is invalid (section 9).
+    """
+    try:
+        name = CertificateName.parse(expected)
+    except InvalidValue:
+        return False
+    return name.matches_cn(presented_cn)
