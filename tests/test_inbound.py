@@ -10,7 +10,6 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from certmint import CA, NOW, Leaf, self_signed
 
 from tlsconnector import (
     InboundAction,
@@ -23,6 +22,8 @@ from tlsconnector import (
     TrustStore,
     evaluate_inbound,
 )
+
+from certmint import CA, NOW, Leaf, self_signed
 
 ROOT = CA("Fabrikam Partner Root CA")
 INTER = ROOT.intermediate("Fabrikam Issuing CA")
@@ -79,8 +80,8 @@ def test_apex_two_label_and_foreign_names_are_refused(cn: str) -> None:
     decision = decide(chain(INTER.issue(cn)))
     assert InboundAction.REJECT == decision.action
     assert ("certificate-name-mismatch",) == decision.codes
-    assert 550 == decision.smtp.code if decision.smtp else False
-    assert "5.7.1" == decision.smtp.enhanced if decision.smtp else False
+    assert decision.smtp is not None
+    assert (550, "5.7.1") == (decision.smtp.code, decision.smtp.enhanced)
 
 
 def test_the_san_is_never_read() -> None:
@@ -109,7 +110,8 @@ def test_cn_with_a_nul_byte_never_matches() -> None:
     assert ("certificate-name-mismatch",) == decision.codes
     # The attacker's bytes never reach the reply or the detail unescaped.
     assert "\x00" not in decision.reasons[0].detail
-    assert decision.smtp is not None and "\x00" not in decision.smtp.text
+    assert decision.smtp is not None
+    assert "\x00" not in decision.smtp.text
 
 
 def test_sender_domain_case_and_trailing_dot_are_normalised() -> None:
@@ -146,7 +148,8 @@ def test_no_starttls_is_refused_with_the_rfc_3207_reply() -> None:
 def test_tls_without_a_client_certificate_is_refused() -> None:
     decision = decide(TLSFacts(None))
     assert ("certificate-missing",) == decision.codes
-    assert decision.smtp is not None and 550 == decision.smtp.code
+    assert decision.smtp is not None
+    assert 550 == decision.smtp.code
 
 
 def test_require_tls_alone_accepts_any_tls_session() -> None:
@@ -289,7 +292,8 @@ def test_every_failed_check_is_reported_in_order() -> None:
     connector = dict(FABRIKAM, restrict_domains_to_ip_addresses=True, sender_ip_addresses=["192.0.2.1"])
     decision = decide(None, connector)
     assert ("tls-required", "certificate-missing", "ip-not-allowed") == decision.codes
-    assert decision.smtp is not None and 530 == decision.smtp.code
+    assert decision.smtp is not None
+    assert 530 == decision.smtp.code
 
 
 # --- Which connectors take part -----------------------------------------------------

@@ -117,7 +117,7 @@ class Policy:
             connector = _inbound_from_mapping(raw, index, problems)
             if connector is not None:
                 inbound.append(connector)
-        _check_duplicate_names(inbound, "inbound", problems)
+        _check_duplicate_names(raw_inbound, "inbound", problems)
         if "outbound" in data:
             problems.append(
                 Problem(
@@ -143,7 +143,11 @@ class _Reader:
     """Reads one connector table: strict types, every problem recorded, no coercion."""
 
     def __init__(
-        self, raw: Mapping[str, Any], connector: str, problems: list[Problem], allowed: Sequence[str]
+        self,
+        raw: Mapping[str, Any],
+        connector: str,
+        problems: list[Problem],
+        allowed: Sequence[str],
     ) -> None:
         self.raw = raw
         self.connector = connector
@@ -155,21 +159,21 @@ class _Reader:
     def problem(self, field: str, value: object, message: str) -> None:
         self.problems.append(Problem(self.connector, field, value, message))
 
-    def bool(self, field: str, default: bool) -> bool:
+    def boolean(self, field: str, default: bool) -> bool:
         value = self.raw.get(field, default)
         if not isinstance(value, bool):
             self.problem(field, value, "must be a boolean (true or false)")
             return default
         return value
 
-    def str(self, field: str, default: str | None) -> str | None:
+    def string(self, field: str, default: str | None) -> str | None:
         value = self.raw.get(field, default)
         if value is not None and not isinstance(value, str):
             self.problem(field, value, "must be a string")
             return default
         return value
 
-    def enum(self, field: str, kind: type[enum.StrEnum], default: enum.StrEnum) -> Any:
+    def choice(self, field: str, kind: type[enum.StrEnum], default: enum.StrEnum) -> Any:
         value = self.raw.get(field, str(default))
         choices = ", ".join(f'"{m.value}"' for m in kind)
         if not isinstance(value, str):
@@ -181,7 +185,7 @@ class _Reader:
             self.problem(field, value, f"must be one of {choices}")
             return default
 
-    def list(self, field: str, parse: Callable[[str], T], *, required: bool) -> tuple[T, ...]:
+    def items(self, field: str, parse: Callable[[str], T], *, required: bool) -> tuple[T, ...]:
         if field not in self.raw:
             if required:
                 self.problem(field, None, "is required")
@@ -240,24 +244,23 @@ def _inbound_from_mapping(
             raw.get("name"),
             "is required: a non-empty string of printable characters (at most 256)",
         )
-    enabled = r.bool("enabled", True)
-    kind = r.enum("type", ConnectorType, ConnectorType.PARTNER)
-    comment = r.str("comment", "") or ""
-    domains = r.list("sender_domains", DomainPattern.parse, required=True)
-    if "sender_domains" in raw and isinstance(raw["sender_domains"], list):
-        if not raw["sender_domains"]:
-            r.problem("sender_domains", [], "must list at least one domain pattern")
-    ranges = r.list("sender_ip_addresses", IPRange.parse, required=False)
-    require_tls = r.bool("require_tls", True)
-    raw_name = r.str("tls_sender_certificate_name", None)
+    enabled = r.boolean("enabled", True)
+    kind = r.choice("type", ConnectorType, ConnectorType.PARTNER)
+    comment = r.string("comment", "") or ""
+    domains = r.items("sender_domains", DomainPattern.parse, required=True)
+    if raw.get("sender_domains") == []:
+        r.problem("sender_domains", [], "must list at least one domain pattern")
+    ranges = r.items("sender_ip_addresses", IPRange.parse, required=False)
+    require_tls = r.boolean("require_tls", True)
+    raw_name = r.string("tls_sender_certificate_name", None)
     cert_name: CertificateName | None = None
     if raw_name is not None:
         try:
             cert_name = CertificateName.parse(raw_name)
         except InvalidValue as exc:
             r.problem("tls_sender_certificate_name", raw_name, exc.reason)
-    restrict_cert = r.bool("restrict_domains_to_certificate", False)
-    restrict_ip = r.bool("restrict_domains_to_ip_addresses", False)
+    restrict_cert = r.boolean("restrict_domains_to_certificate", False)
+    restrict_ip = r.boolean("restrict_domains_to_ip_addresses", False)
     # Combinations name every key involved, including a missing one (section 8).
     if restrict_cert and raw_name is None:
         r.problem(
@@ -291,20 +294,27 @@ def _inbound_from_mapping(
 
 
 def _check_duplicate_names(
-    connectors: Sequence[InboundConnector], direction: str, problems: list[Problem]
+    tables: Sequence[object], direction: str, problems: list[Problem]
 ) -> None:
+    """Names identify connectors in decisions: two connectors of one direction may not
+    share a name (compared case-insensitively, as EOP identities are)."""
     seen: dict[str, str] = {}
-    for connector in connectors:
-        key = connector.name.casefold()
+    for index, raw in enumerate(tables):
+        if not isinstance(raw, Mapping):
+            continue
+        name, valid = _connector_name(raw, direction, index)
+        if not valid:
+            continue
+        key = name.casefold()
         if key in seen:
             problems.append(
                 Problem(
-                    connector.name,
+                    name,
                     "name",
-                    connector.name,
+                    name,
                     f"duplicate {direction} connector name (also used by {seen[key]!r}; "
                     "names are compared case-insensitively)",
                 )
             )
         else:
-            seen[key] = connector.name
+            seen[key] = name

@@ -4,11 +4,15 @@ mapping and a parsed trust store to the pure :meth:`Policy.from_mapping`."""
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import tomllib
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from ._certs import TrustStore
 from ._errors import InvalidValue, PolicyError, Problem
@@ -86,12 +90,32 @@ def _load_trust(
 
 
 def system_trust_store() -> TrustStore | None:
-    """The host's CA bundle, or None when there is none (an edge: reads files)."""
+    """The host's CA bundle, or None when there is none (an edge: reads files).
+
+    Certificates are decoded one by one and the few a system bundle may hold that
+    ``cryptography`` refuses are skipped, so one odd root cannot empty the store.
+    """
     paths = ssl.get_default_verify_paths()
     for candidate in (paths.cafile, paths.openssl_cafile):
-        if candidate and os.path.isfile(candidate):
-            try:
-                return TrustStore.from_pem(_read_bounded(Path(candidate), MAX_CA_FILE_BYTES))
-            except (OSError, InvalidValue):
-                continue
+        if not candidate or not os.path.isfile(candidate):
+            continue
+        try:
+            text = _read_bounded(Path(candidate), MAX_CA_FILE_BYTES).decode("ascii", "replace")
+        except (OSError, InvalidValue):
+            continue
+        anchors: list[x509.Certificate] = []
+        for block in _PEM_BLOCK.findall(text):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    anchors.extend(TrustStore.from_pem(block).certificates)
+                except InvalidValue:
+                    continue
+        if anchors:
+            return TrustStore(tuple(anchors))
     return None
+
+
+_PEM_BLOCK = re.compile(
+    r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----"
+)
