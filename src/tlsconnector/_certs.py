@@ -1,0 +1,657 @@
+"""Presented certificate chains, trust stores and chain validation (spec section 7).
+
+Pure: no clock, files, network or environment. The session time is passed in, the
+trust anchors are passed in, and intermediates come only from what the peer presented
+(no AIA chasing).
+
+Path validation is done by ``cryptography.x509.verification`` (the Rust WebPKI path
+validator), never by hand. tlsconnector only adjusts its extension policies and adds
+the two checks the validator does not make:
+
+* the purpose rule for the extended key usage (spec section 7), and
+* the CA's DNS name constraints applied to the subject CN, which tlsconnector matches
+  instead of the SAN (spec sections 3 and 7).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from tlsconnector._errors import InvalidValue, show
+
+__all__ = [
+    "MAX_CERTIFICATE_BYTES",
+    "MAX_CHAIN_CERTIFICATES",
+    "MAX_CN_ATTRIBUTES",
+    "MAX_PEM_BYTES",
+    "MAX_TRUST_STORE_BYTES",
+    "ChainVerdict",
+    "PresentedChain",
+    "Purpose",
+    "TrustStore",
+    "validate_chain",
+]
+
+# Bounds on attacker input (spec section 7, "Bounds on attacker input").
+MAX_CHAIN_CERTIFICATES = 10  # presented certificates: the leaf plus intermediates
+MAX_CERTIFICATE_BYTES = 64 * 1024  # DER size of one certificate
+MAX_PEM_BYTES = 1 * 1024 * 1024  # size of a presented chain as PEM text
+MAX_CN_ATTRIBUTES = 16  # CN attributes in one subject
+# A trust store is operator configuration, not attacker input, but still bounded:
+# a full public bundle is about 250 KiB.
+MAX_TRUST_STORE_BYTES = 16 * 1024 * 1024
+
+CODE_EXPIRED = "certificate-expired"
+CODE_NOT_TRUSTED = "certificate-not-trusted"
+
+_SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
+_CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
+_ANY_EKU = ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE
+
+# Both the traditional "CERTIFICATE" and OpenSSL's "X509 CERTIFICATE" labels: counted
+# before decoding so an oversized chain is refused without parsing it.
+_PEM_CERT_BEGIN = re.compile(rb"-----BEGIN (?:X509 )?CERTIFICATE-----")
+
+# Exceptions ``cryptography`` raises while (lazily) decoding a certificate's fields.
+# TypeError included: a subject attribute of the wrong ASN.1 type (a CN encoded as a
+# BIT STRING) makes ``.subject`` raise TypeError from the NameAttribute constructor.
+_DECODE_ERRORS = (
+    ValueError,
+    TypeError,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    x509.InvalidVersion,  # raised on load for an unknown version number (v2, v9, ...)
+)
+
+
+class Purpose(enum.Enum):
+    """What the peer is doing in the SMTP session; selects the extended key usage rule.
+
+    Spec section 7: an EKU extension, when the leaf has one, must include
+    ``serverAuth`` or ``clientAuth`` for inbound peers (partners reuse their server
+    certificate as client certificate) and ``serverAuth`` for outbound peers. A leaf
+    without an EKU extension is accepted for both.
+
+    ``anyExtendedKeyUsage`` on the leaf does *not* satisfy the rule: the spec names the
+    two purposes, and the CA/B Forum Baseline Requirements (7.1.2.7.10) forbid
+    anyExtendedKeyUsage in TLS subscriber certificates, so a leaf relying on it is
+    refused (fail closed). On a CA certificate anyExtendedKeyUsage means "no
+    restriction" (RFC 5280 4.2.1.12).
+    """
+
+    INBOUND = "inbound"  # the peer is an SMTP client
+    OUTBOUND = "outbound"  # the peer is an SMTP server
+
+    @property
+    def usages(self) -> frozenset[x509.ObjectIdentifier]:
+        """The EKU purposes that make a certificate usable for this direction."""
+        if self is Purpose.INBOUND:
+            return frozenset({_SERVER_AUTH, _CLIENT_AUTH})
+        return frozenset({_SERVER_AUTH})
+
+
+def _describe(cert: x509.Certificate) -> str:
+    """A certificate's subject for a message: escaped and bounded (never raw bytes)."""
+    return show(cert.subject.rfc4514_string())
+
+
+# ASN.1 types a name attribute value may carry that are not character strings.
+_NON_STRING_TYPES = frozenset(
+    {_ASN1Type.BitString, _ASN1Type.OctetString, _ASN1Type.UTCTime, _ASN1Type.GeneralizedTime}
+)
+
+
+def _cn_text(attribute: x509.NameAttribute[Any]) -> str:
+    """A CN attribute value as text.
+
+    ``cryptography`` decodes the character-string types (UTF8String, PrintableString,
+    IA5String, BMPString, UniversalString, T61String, ...) to ``str``, but also hands
+    back an OCTET STRING or a UTCTime as ``str``, and a BIT STRING as ``bytes``. A CN
+    must be a character string (RFC 5280 4.1.2.4, DirectoryString), so a value of any
+    other type is rendered the RFC 4514 (2.4) way for non-string values, ``#`` plus
+    hex: printable, but never a usable host name, so it matches nothing (spec
+    section 3; fail closed).
+    """
+    value: object = attribute.value
+    if isinstance(value, str) and attribute._type not in _NON_STRING_TYPES:
+        return value
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogatepass")
+    return "#" + bytes(value).hex() if isinstance(value, bytes | bytearray) else "#"
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the warnings ``cryptography`` emits while decoding hostile certificates.
+
+    It warns (UserWarning) on a CN over 64 characters and (deprecation) on a negative
+    serial number. Such a certificate is decoded the same whatever the process's
+    warning filters are: under ``-W error`` a warning would otherwise become an
+    exception escaping the library. (``catch_warnings`` swaps the process-wide filters
+    for the duration; a warning raised by another thread meanwhile may be dropped.)
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # CryptographyDeprecationWarning too
+        yield
+
+
+def _check_certificate(cert: x509.Certificate, what: str) -> None:
+    """Decode every field tlsconnector reads, so a malformed one fails here, not later.
+
+    ``cryptography`` parses lazily: a certificate that loads may still raise on
+    ``.subject`` or ``.extensions``. Raises :class:`InvalidValue` naming the problem.
+    """
+    try:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        # The decoded names are cached on the certificate, so later reads do not warn.
+        with _quiet():
+            subject = cert.subject
+            issuer = cert.issuer
+        cns = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        subject.rfc4514_string()
+        issuer.rfc4514_string()
+        for extension in cert.extensions:
+            _ = extension.value
+        _ = cert.not_valid_before_utc, cert.not_valid_after_utc
+    except _DECODE_ERRORS as exc:
+        raise InvalidValue(type(exc).__name__, f"{what}: undecodable: {show(str(exc))}") from exc
+    if len(der) > MAX_CERTIFICATE_BYTES:
+        raise InvalidValue(
+            f"<{len(der)} bytes>", f"{what}: larger than {MAX_CERTIFICATE_BYTES} bytes (DER)"
+        )
+    if len(cns) > MAX_CN_ATTRIBUTES:
+        raise InvalidValue(
+            f"<{len(cns)} CN attributes>",
+            f"{what}: more than {MAX_CN_ATTRIBUTES} CN attributes in the subject",
+        )
+
+
+def _encode(data: str | bytes, limit: int, what: str) -> bytes:
+    """PEM input as bytes, refusing empty or oversized input before any decoding."""
+    if not isinstance(data, str | bytes | bytearray | memoryview):
+        raise InvalidValue(data, f"{what}: expected PEM text (str or bytes)")
+    if len(data) > limit:
+        raise InvalidValue(f"<{len(data)} characters>", f"{what}: larger than {limit} bytes")
+    raw = data.encode("utf-8", "replace") if isinstance(data, str) else bytes(data)
+    if len(raw) > limit:
+        raise InvalidValue(f"<{len(raw)} bytes>", f"{what}: larger than {limit} bytes")
+    if not raw.strip():
+        raise InvalidValue(data, f"{what}: empty")
+    return raw
+
+
+def _load_pem(raw: bytes, what: str) -> list[x509.Certificate]:
+    try:
+        with _quiet():
+            return x509.load_pem_x509_certificates(raw)
+    except _DECODE_ERRORS as exc:
+        raise InvalidValue(
+            raw[:40], f"{what}: no decodable PEM certificate ({show(str(exc))})"
+        ) from exc
+
+
+def _as_tuple(certificates: Iterable[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    return tuple(certificates)
+
+
+def _check_chain(instance: PresentedChain, _: attrs.Attribute[object], value: object) -> None:
+    if not isinstance(value, tuple) or not value:
+        raise InvalidValue(value, "a presented chain needs at least one certificate")
+    if len(value) > MAX_CHAIN_CERTIFICATES:
+        raise InvalidValue(
+            f"<{len(value)} certificates>",
+            f"more than {MAX_CHAIN_CERTIFICATES} certificates presented",
+        )
+    for position, cert in enumerate(value):
+        what = "leaf certificate" if position == 0 else f"certificate #{position + 1}"
+        if not isinstance(cert, x509.Certificate):
+            raise InvalidValue(cert, f"{what}: not an x509.Certificate")
+        _check_certificate(cert, what)
+
+
+@attrs.frozen
+class PresentedChain:
+    """The certificates a peer presented: the leaf first, then its intermediates.
+
+    Bounded (spec section 7): at most :data:`MAX_CHAIN_CERTIFICATES` certificates of at
+    most :data:`MAX_CERTIFICATE_BYTES` each, at most :data:`MAX_CN_ATTRIBUTES` CN
+    attributes per subject. Every field that is read later is decoded up front.
+    """
+
+    certificates: tuple[x509.Certificate, ...] = attrs.field(
+        converter=_as_tuple, validator=_check_chain
+    )
+
+    @classmethod
+    def from_pem(cls, data: str | bytes) -> PresentedChain:
+        """Decode PEM text (one or more ``CERTIFICATE`` blocks, leaf first).
+
+        Text outside the PEM blocks is ignored. Raises :class:`InvalidValue` when the
+        input is empty, holds no decodable certificate, or exceeds a bound.
+        """
+        raw = _encode(data, MAX_PEM_BYTES, "presented chain")
+        blocks = len(_PEM_CERT_BEGIN.findall(raw))
+        if blocks > MAX_CHAIN_CERTIFICATES:
+            raise InvalidValue(
+                f"<{blocks} PEM certificates>",
+                f"more than {MAX_CHAIN_CERTIFICATES} certificates presented",
+            )
+        return cls(_load_pem(raw, "presented chain"))
+
+    @classmethod
+    def from_der(cls, data: bytes | Sequence[bytes]) -> PresentedChain:
+        """Decode one DER certificate, or a sequence of them (leaf first).
+
+        Raises :class:`InvalidValue` when a certificate is empty, undecodable or
+        oversized, or when there are none or too many.
+        """
+        items: list[bytes]
+        if isinstance(data, bytes | bytearray | memoryview):
+            items = [bytes(data)]
+        elif isinstance(data, str):
+            raise InvalidValue(data, "DER certificates must be bytes, not text")
+        else:
+            items = []
+            for position, item in enumerate(data):
+                if len(items) >= MAX_CHAIN_CERTIFICATES:
+                    raise InvalidValue(
+                        f"<more than {MAX_CHAIN_CERTIFICATES} certificates>",
+                        f"more than {MAX_CHAIN_CERTIFICATES} certificates presented",
+                    )
+                if not isinstance(item, bytes | bytearray | memoryview):
+                    raise InvalidValue(item, f"certificate #{position + 1}: expected bytes")
+                items.append(bytes(item))
+        if not items:
+            raise InvalidValue(data, "a presented chain needs at least one certificate")
+        certs: list[x509.Certificate] = []
+        for position, der in enumerate(items):
+            what = "leaf certificate" if position == 0 else f"certificate #{position + 1}"
+            if not der:
+                raise InvalidValue(der, f"{what}: empty")
+            if len(der) > MAX_CERTIFICATE_BYTES:
+                raise InvalidValue(
+                    f"<{len(der)} bytes>",
+                    f"{what}: larger than {MAX_CERTIFICATE_BYTES} bytes (DER)",
+                )
+            try:
+                with _quiet():
+                    certs.append(x509.load_der_x509_certificate(der))
+            except _DECODE_ERRORS as exc:
+                raise InvalidValue(der[:40], f"{what}: undecodable DER: {show(str(exc))}") from exc
+        return cls(tuple(certs))
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        """The end-entity certificate (the first one presented)."""
+        return self.certificates[0]
+
+    @property
+    def intermediates(self) -> tuple[x509.Certificate, ...]:
+        """Everything presented after the leaf."""
+        return self.certificates[1:]
+
+    @property
+    def cns(self) -> tuple[str, ...]:
+        """Every subject CN attribute of the leaf, in order, as text (never the SAN).
+
+        Values are returned as decoded, unnormalised: deciding whether a CN is usable
+        is the name matcher's job (spec section 3).
+        """
+        attributes = self.leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return tuple(_cn_text(a) for a in attributes)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the leaf's DER, as ``AA:BB:...`` upper-case hex (as Postfix prints it)."""
+        return ":".join(f"{b:02X}" for b in self.leaf.fingerprint(hashes.SHA256()))
+
+
+def _check_anchors(instance: TrustStore, _: attrs.Attribute[object], value: object) -> None:
+    if not isinstance(value, tuple) or not value:
+        raise InvalidValue(value, "a trust store needs at least one certificate")
+    for position, cert in enumerate(value):
+        what = f"trust anchor #{position + 1}"
+        if not isinstance(cert, x509.Certificate):
+            raise InvalidValue(cert, f"{what}: not an x509.Certificate")
+        _check_certificate(cert, what)
+
+
+@attrs.frozen
+class TrustStore:
+    """The trust anchors (from the policy's ``[trust] ca_file`` or a system bundle).
+
+    The validator's :class:`~cryptography.x509.verification.Store` is built once.
+    """
+
+    certificates: tuple[x509.Certificate, ...] = attrs.field(
+        converter=_as_tuple, validator=_check_anchors
+    )
+    _store: Store = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_store", Store(list(self.certificates)))
+
+    @property
+    def store(self) -> Store:
+        """The validator's store of these anchors."""
+        return self._store
+
+    @classmethod
+    def from_pem(cls, data: str | bytes) -> TrustStore:
+        """Decode a PEM bundle of trust anchors; :class:`InvalidValue` if empty or undecodable."""
+        raw = _encode(data, MAX_TRUST_STORE_BYTES, "trust store")
+        return cls(_load_pem(raw, "trust store"))
+
+
+@attrs.frozen
+class ChainVerdict:
+    """The outcome of :func:`validate_chain`: a value, never an exception.
+
+    ``code`` is ``None`` when trusted, else ``"certificate-expired"`` or
+    ``"certificate-not-trusted"``; ``detail`` is a human explanation with every
+    attacker-supplied text escaped.
+    """
+
+    trusted: bool
+    code: str | None
+    detail: str
+
+
+# --- extended key usage (spec section 7) -------------------------------------------
+
+_EkuCallback = Callable[[Policy, x509.Certificate, x509.ExtendedKeyUsage | None], None]
+
+
+def _leaf_eku_rule(purpose: Purpose) -> _EkuCallback:
+    """The leaf's EKU rule: absent is fine; present must name one of the purpose's usages.
+
+    Replaces the client verifier's built-in "must include clientAuth" check.
+    """
+    wanted = purpose.usages
+    names = "serverAuth or clientAuth" if purpose is Purpose.INBOUND else "serverAuth"
+
+    def check(policy: Policy, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
+        if eku is None or wanted.intersection(eku):
+            return
+        raise ValueError(f"leaf extended key usage does not include {names} ({purpose.value})")
+
+    return check
+
+
+def _ca_eku_rule(purpose: Purpose) -> _EkuCallback:
+    """A CA's EKU, when present, constrains what it may issue (EKU chaining, as WebPKI
+    verifiers do): it must allow one of the purpose's usages or anyExtendedKeyUsage.
+
+    Replaces the client verifier's CA check, which demands clientAuth and so would
+    refuse a serverAuth-only public intermediate on an outbound connection.
+    """
+    wanted = purpose.usages | {_ANY_EKU}
+
+    def check(policy: Policy, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
+        if eku is None or wanted.intersection(eku):
+            return
+        raise ValueError(f"CA extended key usage excludes {purpose.value} TLS use")
+
+    return check
+
+
+def _extension_policies(purpose: Purpose) -> tuple[ExtensionPolicy, ExtensionPolicy]:
+    """(CA policy, end-entity policy) for the client verifier, for one purpose."""
+    ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _ca_eku_rule(purpose)
+    )
+    ee_policy = (
+        ExtensionPolicy.webpki_defaults_ee()
+        # Spec section 3: the SAN is never read, so it need not be present.
+        .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _leaf_eku_rule(purpose))
+    )
+    return ca_policy, ee_policy
+
+
+_POLICIES = {purpose: _extension_policies(purpose) for purpose in Purpose}
+
+
+def _effective_usages(
+    path: Sequence[x509.Certificate], purpose: Purpose
+) -> frozenset[x509.ObjectIdentifier]:
+    """The purpose's usages every certificate of the verified path allows (EKU chaining)."""
+    allowed = purpose.usages
+    for cert in path:
+        try:
+            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            continue
+        if _ANY_EKU not in eku:
+            allowed = allowed.intersection(eku)
+    return allowed
+
+
+# --- name constraints on the CN (spec section 7; RFC 5280 4.2.1.10) -----------------
+
+_LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _dns_labels(name: str) -> list[str] | None:
+    """A CN as lower-case DNS labels, or None when it is not DNS-like.
+
+    DNS-like: ASCII letter-digit-hyphen labels, optionally a whole ``*`` left-most
+    label, no empty label, no trailing dot (the shape section 3 can ever match).
+    """
+    if not name or len(name) > 253 or not name.isascii():
+        return None
+    labels = name.lower().split(".")
+    for position, label in enumerate(labels):
+        if position == 0 and label == "*" and len(labels) > 1:
+            continue
+        if not _LDH_LABEL.fullmatch(label):
+            return None
+    return labels
+
+
+def _constraint(name: x509.DNSName) -> tuple[list[str], bool]:
+    """A DNS subtree as (labels of its base, subdomains only?).
+
+    RFC 5280 4.2.1.10: "example.com" is the domain and everything under it; the
+    leading-period form ".example.com" is only what is under it. An empty base
+    constrains every name.
+    """
+    value = name.value.lower()
+    subdomains_only = value.startswith(".")
+    base = value.lstrip(".") if subdomains_only else value
+    return ([] if not base else base.split(".")), subdomains_only
+
+
+def _under(labels: Sequence[str], base: Sequence[str], *, strictly: bool) -> bool:
+    """``labels`` is ``base`` (unless ``strictly``) or below it, label by label."""
+    if len(labels) < len(base) or (strictly and len(labels) == len(base)):
+        return False
+    return list(labels[len(labels) - len(base) :]) == list(base)
+
+
+def _inside(labels: list[str], subtree: tuple[list[str], bool]) -> bool:
+    """Every name the CN can stand for lies inside the subtree (for permitted subtrees).
+
+    A wildcard ``*.rest`` stands for one extra label over ``rest``: all of those are
+    inside when ``rest`` is the base or below it.
+    """
+    base, subdomains_only = subtree
+    if labels[0] == "*":
+        return _under(labels[1:], base, strictly=False)
+    return _under(labels, base, strictly=subdomains_only)
+
+
+def _touches(raw_cn: str, subtree: tuple[list[str], bool]) -> bool:
+    """Some name the CN can stand for lies inside the subtree (for excluded subtrees).
+
+    Deliberately lenient about the CN's shape (any ASCII case, a trailing dot, a
+    ``*`` anywhere in the left-most label) so that no spelling slips past an
+    exclusion: failing closed.
+    """
+    labels = raw_cn.lower().removesuffix(".").split(".")
+    base, subdomains_only = subtree
+    if "*" in labels[0] and len(labels) > 1:
+        rest = labels[1:]
+        if _under(rest, base, strictly=False):
+            return True
+        # "*.rest" covers base itself when base is exactly one label over rest.
+        return not subdomains_only and len(base) == len(labels) and base[1:] == rest
+    return _under(labels, base, strictly=subdomains_only)
+
+
+def _name_constraint_failure(cns: Sequence[str], path: Sequence[x509.Certificate]) -> str | None:
+    """Why the leaf's CNs break a DNS name constraint of a CA on the path, or None.
+
+    The validator applies name constraints to the SAN only; tlsconnector matches the
+    CN, so it applies every CA's DNS subtrees (intermediates and the anchor) to every
+    CN of the leaf. When a CA has permitted DNS subtrees, a CN that is not a DNS-like
+    name fails: it cannot be shown to be inside them (fail closed).
+    """
+    for ca in path:
+        try:
+            constraints = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+        except x509.ExtensionNotFound:
+            continue
+        permitted = [
+            _constraint(n)
+            for n in constraints.permitted_subtrees or ()
+            if isinstance(n, x509.DNSName)
+        ]
+        excluded = [
+            _constraint(n)
+            for n in constraints.excluded_subtrees or ()
+            if isinstance(n, x509.DNSName)
+        ]
+        for cn in cns:
+            for subtree in excluded:
+                if _touches(cn, subtree):
+                    return f"CN {show(cn)} is inside a DNS subtree excluded by CA {_describe(ca)}"
+            if permitted:
+                labels = _dns_labels(cn)
+                if labels is None or not any(_inside(labels, s) for s in permitted):
+                    return (
+                        f"CN {show(cn)} is outside the DNS subtrees permitted by CA {_describe(ca)}"
+                    )
+    return None
+
+
+# --- validation ---------------------------------------------------------------------
+
+
+def _expired(
+    chain: PresentedChain, trust: TrustStore, at: datetime
+) -> tuple[x509.Certificate, str] | None:
+    """The first certificate past its notAfter at ``at``: presented ones, then the anchor.
+
+    RFC 5280 4.1.2.5: the validity period includes notAfter itself, so a certificate
+    is expired only strictly after it (the validator agrees). The anchor considered
+    is one whose subject is the issuer of the last presented certificate (and whose
+    key identifier matches, when both sides carry one).
+    """
+    for position, cert in enumerate(chain.certificates):
+        if at > cert.not_valid_after_utc:
+            return cert, "leaf certificate" if position == 0 else f"certificate #{position + 1}"
+    last = chain.certificates[-1]
+    wanted_key = _authority_key_id(last)
+    for anchor in trust.certificates:
+        if anchor.subject != last.issuer:
+            continue
+        key = _subject_key_id(anchor)
+        if wanted_key is not None and key is not None and key != wanted_key:
+            continue
+        if at > anchor.not_valid_after_utc:
+            return anchor, "trust anchor"
+    return None
+
+
+def _authority_key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        value = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return None
+    return value.key_identifier
+
+
+def _subject_key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _not_trusted(detail: str) -> ChainVerdict:
+    return ChainVerdict(trusted=False, code=CODE_NOT_TRUSTED, detail=detail)
+
+
+def validate_chain(
+    chain: PresentedChain, *, trust: TrustStore, at: datetime, purpose: Purpose
+) -> ChainVerdict:
+    """Validate a presented chain against trust anchors at the session's time.
+
+    ``at`` must be timezone-aware (:class:`InvalidValue` otherwise). Returns a
+    :class:`ChainVerdict`; an untrusted chain is a verdict, never an exception.
+    """
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidValue(at, "the validation time must be a timezone-aware datetime")
+    # The validator works in whole seconds (X.509 times have no fractions); so do we.
+    at = at.astimezone(UTC).replace(microsecond=0)
+    ca_policy, ee_policy = _POLICIES[purpose]
+    # The client verifier for both directions: the server verifier insists on a SAN
+    # (spec section 7). At most MAX_CHAIN_CERTIFICATES - 1 intermediates.
+    verifier = (
+        PolicyBuilder()
+        .store(trust.store)
+        .time(at)
+        .max_chain_depth(MAX_CHAIN_CERTIFICATES - 1)
+        .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+        .build_client_verifier()
+    )
+    try:
+        verified = verifier.verify(chain.leaf, list(chain.intermediates))
+    except VerificationError as exc:
+        # Spec section 7: "expired" is decided from the dates, since the validator
+        # reports expired and not-yet-valid alike; anything else is "not trusted".
+        expired = _expired(chain, trust, at)
+        if expired is not None:
+            cert, what = expired
+            return ChainVerdict(
+                trusted=False,
+                code=CODE_EXPIRED,
+                detail=(
+                    f"{what} {_describe(cert)} expired at "
+                    f"{cert.not_valid_after_utc.isoformat()} (session time {at.isoformat()})"
+                ),
+            )
+        return _not_trusted(f"no trusted path: {show(str(exc), limit=300)}")
+
+    path = verified.chain  # leaf, intermediates used, then the trust anchor
+    if not _effective_usages(path, purpose):
+        return _not_trusted(
+            f"the extended key usages along the path leave no {purpose.value} TLS use"
+        )
+    failure = _name_constraint_failure(chain.cns, path[1:])
+    if failure is not None:
+        return _not_trusted(failure)
+    return ChainVerdict(
+        trusted=True, code=None, detail=f"verified to trust anchor {_describe(path[-1])}"
+    )

@@ -1,0 +1,677 @@
+"""Presented chains, trust stores and chain validation (spec section 7)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tlsconnector._certs import (
+    MAX_CERTIFICATE_BYTES,
+    MAX_CHAIN_CERTIFICATES,
+    MAX_CN_ATTRIBUTES,
+    MAX_PEM_BYTES,
+    ChainVerdict,
+    PresentedChain,
+    Purpose,
+    TrustStore,
+    validate_chain,
+)
+from tlsconnector._errors import InvalidValue
+
+import certmint
+from certmint import CA, NOW
+
+SERVER = ExtendedKeyUsageOID.SERVER_AUTH
+CLIENT = ExtendedKeyUsageOID.CLIENT_AUTH
+CODE_SIGNING = ExtendedKeyUsageOID.CODE_SIGNING
+ANY_EKU = ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE
+
+EXPIRED = "certificate-expired"
+NOT_TRUSTED = "certificate-not-trusted"
+
+
+@pytest.fixture(scope="module")
+def root() -> CA:
+    return CA()
+
+
+@pytest.fixture(scope="module")
+def inter(root: CA) -> CA:
+    return root.intermediate()
+
+
+@pytest.fixture(scope="module")
+def trust(root: CA) -> TrustStore:
+    return TrustStore.from_pem(root.cert_pem())
+
+
+def check(
+    leaf: certmint.Leaf,
+    trust: TrustStore,
+    *,
+    at: datetime = NOW,
+    purpose: Purpose = Purpose.INBOUND,
+    intermediates: bool = True,
+) -> ChainVerdict:
+    chain = PresentedChain.from_pem(leaf.chain_pem(intermediates=intermediates))
+    return validate_chain(chain, trust=trust, at=at, purpose=purpose)
+
+
+def code_of(leaf: certmint.Leaf, trust: TrustStore, **kw: object) -> str | None:
+    return check(leaf, trust, **kw).code  # type: ignore[arg-type]
+
+
+def with_extension(ca: CA, extension: x509.ExtensionType, cn: str = "big.fabrikam.com") -> bytes:
+    """A leaf signed by ``ca`` carrying one extra (non-critical) extension, as DER."""
+    key = certmint._shared_leaf_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(certmint.DEFAULT_NOT_BEFORE)
+        .not_valid_after(certmint.DEFAULT_NOT_AFTER)
+        .add_extension(extension, critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+# --- decoding: PresentedChain.from_pem / from_der --------------------------------------
+
+
+def test_from_pem_one_certificate(inter: CA) -> None:
+    """A single PEM block is a chain holding just the leaf."""
+    leaf = inter.issue()
+    chain = PresentedChain.from_pem(leaf.chain_pem(intermediates=False))
+    assert (leaf.cert,) == chain.certificates
+    assert leaf.cert == chain.leaf
+    assert () == chain.intermediates
+
+
+def test_from_pem_several_certificates_keeps_order(root: CA) -> None:
+    """Leaf first, then the intermediates, exactly as presented."""
+    sub = root.intermediate("Sub CA").intermediate("Issuing CA")
+    leaf = sub.issue()
+    chain = PresentedChain.from_pem(leaf.chain_pem())
+    assert (leaf.cert, *leaf.intermediates) == chain.certificates
+    assert 3 == len(chain.certificates)
+
+
+def test_from_pem_accepts_bytes_and_ignores_text_outside_blocks(inter: CA) -> None:
+    """Bytes work like text; comments and other PEM blocks around certificates are ignored."""
+    leaf = inter.issue()
+    text = "subject=CN=whatever\n" + leaf.chain_pem() + "trailing noise \u00e9\n"
+    assert PresentedChain.from_pem(text) == PresentedChain.from_pem(text.encode())
+    assert (leaf.cert, *leaf.intermediates) == PresentedChain.from_pem(text).certificates
+
+
+def test_from_der_single_and_list(inter: CA) -> None:
+    """One DER blob is a one-certificate chain; a list is leaf-first."""
+    leaf = inter.issue()
+    assert (leaf.cert,) == PresentedChain.from_der(leaf.der()).certificates
+    ders = [leaf.der(), *(c.public_bytes(serialization.Encoding.DER) for c in leaf.intermediates)]
+    assert (leaf.cert, *leaf.intermediates) == PresentedChain.from_der(ders).certificates
+    assert PresentedChain.from_der(ders) == PresentedChain.from_pem(leaf.chain_pem())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "",
+        b"",
+        "  \n\t\n",
+        "garbage",
+        b"\x00" * 32,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        "-----BEGIN CERTIFICATE-----\n!!!not base64!!!\n-----END CERTIFICATE-----\n",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    ],
+    ids=["empty", "empty-bytes", "blank", "garbage", "nul", "bad-der", "bad-base64", "key-only"],
+)
+def test_from_pem_rejects_input_without_a_certificate(data: str | bytes) -> None:
+    """Empty, blank or undecodable PEM is an InvalidValue, never another exception."""
+    with pytest.raises(InvalidValue):
+        PresentedChain.from_pem(data)
+
+
+def test_from_pem_rejects_truncated_pem(inter: CA) -> None:
+    """A PEM block cut off before its END line does not decode."""
+    text = inter.issue().chain_pem(intermediates=False)
+    with pytest.raises(InvalidValue, match="no decodable PEM certificate"):
+        PresentedChain.from_pem(text[: len(text) // 2])
+
+
+def test_from_pem_rejects_a_chain_with_one_bad_block(inter: CA) -> None:
+    """One undecodable block spoils the whole chain (nothing is half decoded)."""
+    text = (
+        inter.issue().chain_pem() + "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"
+    )
+    with pytest.raises(InvalidValue):
+        PresentedChain.from_pem(text)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"x", b"\x30\x03\x02\x01\x00", [], [b""], "text is not DER"],
+    ids=["empty", "one-byte", "wrong-structure", "empty-list", "empty-item", "str"],
+)
+def test_from_der_rejects_bad_input(data: bytes | list[bytes]) -> None:
+    """Empty, undecodable or wrongly typed DER input is an InvalidValue."""
+    with pytest.raises(InvalidValue):
+        PresentedChain.from_der(data)
+
+
+def test_from_der_rejects_truncated_der(inter: CA) -> None:
+    """A DER certificate cut short does not decode; the error names the position."""
+    der = inter.issue().der()
+    with pytest.raises(InvalidValue, match="leaf certificate: undecodable DER") as info:
+        PresentedChain.from_der(der[:-10])
+    assert "undecodable DER" in info.value.reason
+    with pytest.raises(InvalidValue, match="certificate #2"):
+        PresentedChain.from_der([der, der[:50]])
+
+
+def test_at_most_max_chain_certificates(inter: CA) -> None:
+    """Exactly MAX_CHAIN_CERTIFICATES certificates are accepted; one more is refused by
+    every constructor."""
+    leaf = inter.issue()
+    assert MAX_CHAIN_CERTIFICATES == len(
+        PresentedChain.from_pem(certmint.pem(*[leaf.cert] * MAX_CHAIN_CERTIFICATES)).certificates
+    )
+    too_many = [leaf.cert] * (MAX_CHAIN_CERTIFICATES + 1)
+    with pytest.raises(InvalidValue, match="more than 10 certificates"):
+        PresentedChain.from_pem(certmint.pem(*too_many))
+    with pytest.raises(InvalidValue, match="more than 10 certificates"):
+        PresentedChain.from_der([leaf.der()] * (MAX_CHAIN_CERTIFICATES + 1))
+    with pytest.raises(InvalidValue, match="more than 10 certificates"):
+        PresentedChain(tuple(too_many))
+
+
+def test_from_der_stops_reading_an_endless_sequence(inter: CA) -> None:
+    """A lazy iterable is consumed only up to the bound."""
+    der = inter.issue().der()
+
+    def endless() -> Iterator[bytes]:
+        while True:
+            yield der
+
+    with pytest.raises(InvalidValue, match="more than 10 certificates"):
+        PresentedChain.from_der(endless())  # type: ignore[arg-type]  # an iterable, too
+
+
+def test_oversized_certificate_is_refused(inter: CA) -> None:
+    """A certificate over MAX_CERTIFICATE_BYTES (DER) is refused, as DER and as PEM."""
+    big = with_extension(
+        inter,
+        x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"A" * 70_000),
+    )
+    assert len(big) > MAX_CERTIFICATE_BYTES
+    with pytest.raises(InvalidValue, match="larger than 65536 bytes"):
+        PresentedChain.from_der(big)
+    cert = x509.load_der_x509_certificate(big)
+    with pytest.raises(InvalidValue, match="larger than 65536 bytes"):
+        PresentedChain.from_pem(certmint.pem(cert))
+
+
+def test_oversized_pem_input_is_refused(inter: CA) -> None:
+    """PEM input over MAX_PEM_BYTES is refused before decoding, even if mostly padding."""
+    text = inter.issue().chain_pem() + "#" * MAX_PEM_BYTES
+    with pytest.raises(InvalidValue, match="larger than"):
+        PresentedChain.from_pem(text)
+    with pytest.raises(InvalidValue, match="larger than"):
+        PresentedChain.from_pem(text.encode())
+
+
+def test_thousand_cn_attributes_are_refused(inter: CA) -> None:
+    """1000 CN attributes in one subject: a bounded InvalidValue, not a slow match."""
+    leaf = inter.issue([f"h{i}.fabrikam.com" for i in range(1000)])
+    with pytest.raises(InvalidValue, match="more than 16 CN attributes"):
+        PresentedChain.from_pem(leaf.chain_pem())
+
+
+def test_max_cn_attributes_are_accepted(inter: CA) -> None:
+    """Exactly MAX_CN_ATTRIBUTES CN attributes are still fine."""
+    names = [f"h{i}.fabrikam.com" for i in range(MAX_CN_ATTRIBUTES)]
+    assert tuple(names) == PresentedChain.from_der(inter.issue(names).der()).cns
+
+
+def test_malformed_extension_is_an_invalid_value(inter: CA) -> None:
+    """An extension whose content does not parse (lazily, in cryptography) fails at decoding."""
+    der = with_extension(
+        inter, x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x01\x02junk")
+    )
+    with pytest.raises(InvalidValue, match="undecodable"):
+        PresentedChain.from_der(der)
+
+
+def test_bit_string_cn_is_an_invalid_value(inter: CA) -> None:
+    """A CN encoded as a BIT STRING makes cryptography raise TypeError; we turn it into
+    InvalidValue."""
+    unique = x509.NameAttribute(
+        NameOID.X500_UNIQUE_IDENTIFIER, b"\x00abc", _type=_ASN1Type.BitString
+    )
+    der = inter.issue(None, extra_subject=[unique]).der()
+    # Rewrite the attribute's OID 2.5.4.45 into 2.5.4.3 (CN); the signature is irrelevant.
+    der = der.replace(bytes.fromhex("060355042d"), bytes.fromhex("0603550403"))
+    with pytest.raises(InvalidValue, match="undecodable"):
+        PresentedChain.from_der(der)
+
+
+def test_direct_construction_is_validated(inter: CA) -> None:
+    """PresentedChain(...) enforces the same invariants as the named constructors."""
+    with pytest.raises(InvalidValue, match="at least one certificate"):
+        PresentedChain(())
+    with pytest.raises(InvalidValue, match=r"not an x509\.Certificate"):
+        PresentedChain(("not a certificate",))  # type: ignore[arg-type]
+    leaf = inter.issue()
+    assert PresentedChain([leaf.cert]) == PresentedChain((leaf.cert,))
+
+
+@given(st.binary(max_size=400))
+def test_arbitrary_der_bytes_only_raise_invalid_value(data: bytes) -> None:
+    """Whatever bytes arrive, from_der returns a chain or raises InvalidValue."""
+    with contextlib.suppress(InvalidValue):
+        PresentedChain.from_der(data)
+
+
+_MUTATION_CA = CA("Mutation CA")
+_MUTATION_LEAF = _MUTATION_CA.issue(["m.fabrikam.com", "n.fabrikam.com"], san=["m.fabrikam.com"])
+_MUTATION_TRUST = TrustStore.from_pem(_MUTATION_CA.cert_pem())
+
+
+@given(st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1, max_size=3))
+def test_mutated_certificates_never_crash_nor_validate(changes: list[tuple[int, int]]) -> None:
+    """A certificate with a few bytes changed decodes to a chain or an InvalidValue; a
+    chain that decodes can be read and validated without crashing, and is trusted only
+    if the bytes are in fact unchanged."""
+    original = _MUTATION_LEAF.der()
+    der = bytearray(original)
+    for position, byte in changes:
+        der[position % len(der)] = byte
+    try:
+        chain = PresentedChain.from_der(bytes(der))
+    except InvalidValue:
+        return
+    assert isinstance(chain.cns, tuple)
+    assert 95 == len(chain.fingerprint)
+    for purpose in Purpose:
+        verdict = validate_chain(chain, trust=_MUTATION_TRUST, at=NOW, purpose=purpose)
+        assert verdict.trusted == (bytes(der) == original)
+
+
+# --- facts read from the leaf: cns and fingerprint -------------------------------------
+
+
+def test_cns_are_every_subject_cn_in_order(inter: CA) -> None:
+    """cns lists each CN attribute of the leaf's subject, in order, unnormalised."""
+    leaf = inter.issue(["Mail.Fabrikam.com", "second.fabrikam.com"])
+    assert ("Mail.Fabrikam.com", "second.fabrikam.com") == PresentedChain.from_der(leaf.der()).cns
+
+
+def test_cns_come_from_the_subject_only_never_the_san(inter: CA) -> None:
+    """A name present only in the SAN is not a CN (spec section 3)."""
+    leaf = inter.issue("Fabrikam Bank", san=["mail.fabrikam.com"])
+    assert ("Fabrikam Bank",) == PresentedChain.from_der(leaf.der()).cns
+
+
+def test_no_cn_gives_no_cns(inter: CA) -> None:
+    """A leaf without any CN attribute has an empty cns, only SAN or not."""
+    org = x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Fabrikam")
+    leaf = inter.issue(None, san=["mail.fabrikam.com"], extra_subject=[org])
+    assert () == PresentedChain.from_der(leaf.der()).cns
+
+
+def test_cns_keep_hostile_characters_verbatim(inter: CA) -> None:
+    """NUL bytes, Unicode and long values come back as-is; judging them is the matcher's job."""
+    hostile = ["mail.fabrikam.com\x00.evil.com", "b\u00fccher.example", "x" * 300]
+    assert tuple(hostile) == PresentedChain.from_der(inter.issue(hostile).der()).cns
+
+
+def test_cns_decode_other_string_types(inter: CA) -> None:
+    """BMPString and UniversalString CNs are decoded to text."""
+    attributes = [
+        x509.NameAttribute(NameOID.COMMON_NAME, "bmp.fabrikam.com", _type=_ASN1Type.BMPString),
+        x509.NameAttribute(
+            NameOID.COMMON_NAME, "uni.fabrikam.com", _type=_ASN1Type.UniversalString
+        ),
+    ]
+    leaf = inter.issue(None, extra_subject=attributes)
+    assert ("bmp.fabrikam.com", "uni.fabrikam.com") == PresentedChain.from_der(leaf.der()).cns
+
+
+def test_cn_of_a_non_string_type_is_unusable_text(inter: CA) -> None:
+    """A CN encoded as an OCTET STRING is rendered '#'+hex, which can match no name."""
+    der = inter.issue("oct.fabrikam.com").der()
+    at = der.find(b"oct.fabrikam.com")
+    assert b"\x0c" == der[at - 2 : at - 1]  # UTF8String tag
+    der = der[: at - 2] + b"\x04" + der[at - 1 :]  # ... becomes OCTET STRING
+    assert ("#" + b"oct.fabrikam.com".hex(),) == PresentedChain.from_der(der).cns
+
+
+def test_fingerprint_is_sha256_of_leaf_der_in_postfix_form(inter: CA) -> None:
+    """Upper-case hex pairs joined by ':' over SHA-256 of the leaf's DER."""
+    leaf = inter.issue()
+    digest = hashlib.sha256(leaf.der()).hexdigest().upper()
+    expected = ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+    assert expected == PresentedChain.from_pem(leaf.chain_pem()).fingerprint
+
+
+# --- TrustStore ------------------------------------------------------------------------
+
+
+def test_trust_store_from_pem_keeps_every_anchor(root: CA) -> None:
+    """A bundle of several anchors keeps them all, in order."""
+    other = CA("Other Root")
+    store = TrustStore.from_pem(root.cert_pem() + other.cert_pem())
+    assert (root.cert, other.cert) == store.certificates
+    assert store == TrustStore.from_pem((root.cert_pem() + other.cert_pem()).encode())
+
+
+@pytest.mark.parametrize("data", ["", b"  ", "not pem", "-----BEGIN CERTIFICATE-----\nAA\n"])
+def test_trust_store_rejects_empty_or_undecodable(data: str | bytes) -> None:
+    """An empty or undecodable bundle is an InvalidValue."""
+    with pytest.raises(InvalidValue):
+        TrustStore.from_pem(data)
+
+
+def test_trust_store_direct_construction_needs_anchors() -> None:
+    """TrustStore(()) is refused like an empty bundle."""
+    with pytest.raises(InvalidValue, match="at least one certificate"):
+        TrustStore(())
+
+
+# --- validate_chain: paths, dates ------------------------------------------------------
+
+
+def test_chain_via_intermediate_is_trusted(inter: CA, trust: TrustStore) -> None:
+    """Leaf + intermediate up to a trusted root: trusted, no code."""
+    verdict = check(inter.issue(), trust)
+    assert ChainVerdict(True, None, "verified to trust anchor 'CN=Test Root CA'") == verdict
+
+
+def test_leaf_directly_under_the_root_is_trusted(root: CA, trust: TrustStore) -> None:
+    """No intermediate needed when the root issued the leaf."""
+    assert check(root.issue(), trust).trusted
+
+
+def test_presented_root_and_shuffled_intermediates_are_fine(root: CA, trust: TrustStore) -> None:
+    """The validator builds the path itself: extra root, odd order do not matter."""
+    leaf = root.intermediate("A").intermediate("B").issue()
+    chain = PresentedChain((leaf.cert, *reversed(leaf.intermediates), root.cert))
+    assert validate_chain(chain, trust=trust, at=NOW, purpose=Purpose.OUTBOUND).trusted
+
+
+def test_longest_presentable_chain_is_trusted(root: CA, trust: TrustStore) -> None:
+    """MAX_CHAIN_CERTIFICATES presented (leaf + 9 intermediates) still validates."""
+    ca = root
+    for depth in range(MAX_CHAIN_CERTIFICATES - 1):
+        ca = ca.intermediate(f"Depth {depth}")
+    leaf = ca.issue()
+    assert MAX_CHAIN_CERTIFICATES == 1 + len(leaf.intermediates)
+    assert check(leaf, trust).trusted
+
+
+def test_missing_intermediate_is_not_trusted(inter: CA, trust: TrustStore) -> None:
+    """Intermediates are never fetched: without it there is no path."""
+    verdict = check(inter.issue(), trust, intermediates=False)
+    assert (False, NOT_TRUSTED) == (verdict.trusted, verdict.code)
+    assert verdict.detail.startswith("no trusted path")
+
+
+def test_self_signed_leaf_is_not_trusted(trust: TrustStore) -> None:
+    """A self-signed certificate not in the trust store has no path."""
+    assert NOT_TRUSTED == code_of(certmint.self_signed(), trust)
+
+
+def test_unknown_ca_with_the_same_name_is_not_trusted(trust: TrustStore) -> None:
+    """A CA named like the trusted root but with another key is a different CA."""
+    impostor = CA("Test Root CA").intermediate()
+    assert NOT_TRUSTED == code_of(impostor.issue(), trust)
+
+
+def test_expired_leaf(inter: CA, trust: TrustStore) -> None:
+    """A leaf past its notAfter is certificate-expired, and the detail says which."""
+    leaf = inter.issue(not_after=datetime(2026, 6, 1, tzinfo=UTC))
+    verdict = check(leaf, trust)
+    assert (False, EXPIRED) == (verdict.trusted, verdict.code)
+    assert "leaf certificate 'CN=server1.fabrikam.com' expired at 2026-06-01" in verdict.detail
+
+
+def test_expired_intermediate(root: CA, trust: TrustStore) -> None:
+    """An intermediate past its notAfter is certificate-expired too."""
+    old = root.intermediate("Old Intermediate", not_after=datetime(2026, 6, 1, tzinfo=UTC))
+    verdict = check(old.issue(), trust)
+    assert EXPIRED == verdict.code
+    assert "certificate #2 'CN=Old Intermediate'" in verdict.detail
+
+
+def test_expired_trust_anchor() -> None:
+    """An anchor past its notAfter (the issuer of the last presented cert) is
+    certificate-expired."""
+    old_root = CA("Old Root", not_after=datetime(2026, 6, 1, tzinfo=UTC))
+    verdict = check(old_root.intermediate().issue(), TrustStore.from_pem(old_root.cert_pem()))
+    assert EXPIRED == verdict.code
+    assert "trust anchor 'CN=Old Root'" in verdict.detail
+
+
+def test_not_yet_valid_leaf_is_not_trusted_rather_than_expired(
+    inter: CA, trust: TrustStore
+) -> None:
+    """Spec section 7: not-yet-valid is certificate-not-trusted."""
+    leaf = inter.issue(not_before=datetime(2027, 1, 1, tzinfo=UTC))
+    assert NOT_TRUSTED == code_of(leaf, trust)
+
+
+def test_not_after_is_inclusive(inter: CA, trust: TrustStore) -> None:
+    """RFC 5280 4.1.2.5: valid at notAfter itself, expired one second later. Fractions
+    of a second are dropped (X.509 times are whole seconds), as the validator does."""
+    end = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    leaf = inter.issue(not_after=end)
+    assert check(leaf, trust, at=end).trusted
+    assert check(leaf, trust, at=end + timedelta(microseconds=999_999)).trusted
+    assert EXPIRED == code_of(leaf, trust, at=end + timedelta(seconds=1))
+
+
+def test_not_before_is_inclusive(inter: CA, trust: TrustStore) -> None:
+    """Valid from notBefore itself; one second earlier is not-trusted (not expired)."""
+    start = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    leaf = inter.issue(not_before=start)
+    assert check(leaf, trust, at=start).trusted
+    assert NOT_TRUSTED == code_of(leaf, trust, at=start - timedelta(seconds=1))
+
+
+def test_time_must_be_timezone_aware(inter: CA, trust: TrustStore) -> None:
+    """A naive datetime is refused: the session time must say which zone it is in."""
+    with pytest.raises(InvalidValue, match="timezone-aware"):
+        check(inter.issue(), trust, at=datetime(2026, 11, 26, 12, 0))
+
+
+def test_time_in_another_zone_is_converted(inter: CA, trust: TrustStore) -> None:
+    """05:00+05:00 is midnight UTC: the same instant decides."""
+    end = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+    leaf = inter.issue(not_after=end)
+    plus5 = timezone(timedelta(hours=5))
+    assert check(leaf, trust, at=datetime(2026, 11, 26, 5, 0, tzinfo=plus5)).trusted
+    assert EXPIRED == code_of(leaf, trust, at=datetime(2026, 11, 26, 5, 0, 1, tzinfo=plus5))
+
+
+# --- validate_chain: SAN and EKU -------------------------------------------------------
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_leaf_without_san_is_accepted(inter: CA, trust: TrustStore, purpose: Purpose) -> None:
+    """The SAN is optional (spec section 7): CN-only certificates validate both ways."""
+    leaf = inter.issue(san=None)
+    assert leaf.cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS)
+    assert check(leaf, trust, purpose=purpose).trusted
+
+
+@pytest.mark.parametrize(
+    ("purpose", "eku", "expected"),
+    [
+        (Purpose.INBOUND, None, None),
+        (Purpose.INBOUND, [SERVER], None),
+        (Purpose.INBOUND, [CLIENT], None),
+        (Purpose.INBOUND, [SERVER, CLIENT], None),
+        (Purpose.INBOUND, [CODE_SIGNING], NOT_TRUSTED),
+        (Purpose.INBOUND, [ANY_EKU], NOT_TRUSTED),
+        (Purpose.INBOUND, [CODE_SIGNING, SERVER], None),
+        (Purpose.OUTBOUND, None, None),
+        (Purpose.OUTBOUND, [SERVER], None),
+        (Purpose.OUTBOUND, [CLIENT], NOT_TRUSTED),
+        (Purpose.OUTBOUND, [SERVER, CLIENT], None),
+        (Purpose.OUTBOUND, [CODE_SIGNING], NOT_TRUSTED),
+        (Purpose.OUTBOUND, [ANY_EKU], NOT_TRUSTED),
+    ],
+    ids=lambda v: str(v),
+)
+def test_leaf_eku_rule(
+    inter: CA,
+    trust: TrustStore,
+    purpose: Purpose,
+    eku: list[x509.ObjectIdentifier] | None,
+    expected: str | None,
+) -> None:
+    """Spec section 7: absent EKU is fine; inbound needs serverAuth or clientAuth (a
+    serverAuth-only leaf passes although the client verifier is used); outbound needs
+    serverAuth. anyExtendedKeyUsage alone does not count (BR 7.1.2.7.10)."""
+    assert expected == code_of(inter.issue(eku=eku), trust, purpose=purpose)
+
+
+@pytest.mark.parametrize(
+    ("ca_eku", "leaf_eku", "purpose", "expected"),
+    [
+        ([SERVER], [SERVER], Purpose.OUTBOUND, None),
+        ([SERVER], [SERVER, CLIENT], Purpose.INBOUND, None),
+        ([SERVER, CLIENT], [CLIENT], Purpose.INBOUND, None),
+        ([ANY_EKU], [SERVER], Purpose.OUTBOUND, None),
+        ([CLIENT], [SERVER, CLIENT], Purpose.OUTBOUND, NOT_TRUSTED),
+        ([SERVER], [CLIENT], Purpose.INBOUND, NOT_TRUSTED),
+        ([CODE_SIGNING], None, Purpose.INBOUND, NOT_TRUSTED),
+    ],
+    ids=lambda v: str(v),
+)
+def test_ca_eku_restricts_what_it_issues(
+    root: CA,
+    trust: TrustStore,
+    ca_eku: list[x509.ObjectIdentifier],
+    leaf_eku: list[x509.ObjectIdentifier] | None,
+    purpose: Purpose,
+    expected: str | None,
+) -> None:
+    """An EKU on an intermediate constrains the chain (EKU chaining): the usages left
+    along the whole path must still serve the purpose. A serverAuth-only public
+    intermediate works outbound although the client verifier is used."""
+    issuing = root.intermediate("EKU CA", eku=ca_eku)
+    assert expected == code_of(issuing.issue(eku=leaf_eku), trust, purpose=purpose)
+
+
+# --- validate_chain: name constraints on the CN ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("permitted", "excluded", "cns", "trusted"),
+    [
+        (["fabrikam.com"], None, ["server1.fabrikam.com"], True),
+        (["fabrikam.com"], None, ["fabrikam.com"], True),
+        (["fabrikam.com"], None, ["SERVER1.Fabrikam.COM"], True),
+        (["fabrikam.com"], None, ["*.fabrikam.com"], True),
+        (["fabrikam.com"], None, ["evil.com"], False),
+        (["fabrikam.com"], None, ["notfabrikam.com"], False),
+        (["fabrikam.com"], None, ["fabrikam.com.evil.com"], False),
+        (["fabrikam.com"], None, ["server1.fabrikam.com", "evil.com"], False),
+        (["fabrikam.com"], None, ["Fabrikam Bank"], False),
+        (["fabrikam.com"], None, ["server1.fabrikam.com."], False),
+        (["fabrikam.com"], None, ["server1.fabrikam.com\x00.evil.com"], False),
+        ([".fabrikam.com"], None, ["server1.fabrikam.com"], True),
+        ([".fabrikam.com"], None, ["fabrikam.com"], False),
+        ([".fabrikam.com"], None, ["*.fabrikam.com"], True),
+        (["mail.fabrikam.com"], None, ["*.fabrikam.com"], False),
+        (["fabrikam.com", "contoso.com"], None, ["mail.contoso.com"], True),
+        (None, ["evil.com"], ["server1.fabrikam.com"], True),
+        (None, ["evil.com"], ["mail.evil.com"], False),
+        (None, ["evil.com"], ["MAIL.EVIL.COM."], False),
+        (None, ["evil.com"], ["*.com"], False),
+        (None, ["evil.com"], ["Fabrikam Bank"], True),
+        (None, [".evil.com"], ["evil.com"], True),
+        (None, [".evil.com"], ["*.com"], True),
+        (None, [".evil.com"], ["*.evil.com"], False),
+        (["fabrikam.com"], ["bad.fabrikam.com"], ["server1.fabrikam.com"], True),
+        (["fabrikam.com"], ["bad.fabrikam.com"], ["x.bad.fabrikam.com"], False),
+        (["fabrikam.com"], ["bad.fabrikam.com"], ["bad.fabrikam.com"], False),
+        (["fabrikam.com"], ["bad.fabrikam.com"], ["*.fabrikam.com"], False),
+    ],
+    ids=lambda v: str(v),
+)
+def test_dns_name_constraints_apply_to_the_cn(
+    root: CA,
+    trust: TrustStore,
+    permitted: list[str] | None,
+    excluded: list[str] | None,
+    cns: list[str],
+    trusted: bool,
+) -> None:
+    """RFC 5280 4.2.1.10 DNS subtrees, applied to every CN (spec section 7):
+    "x.com" is x.com and below, ".x.com" only below; ASCII case-insensitive. A wildcard
+    CN must lie wholly inside a permitted subtree and is refused if it could stand for
+    an excluded name. A CN that is not a DNS name fails under permitted subtrees."""
+    ca = root.intermediate("Constrained CA", permitted_dns=permitted, excluded_dns=excluded)
+    verdict = check(ca.issue(cns), trust)
+    assert trusted == verdict.trusted
+    if not trusted:
+        assert NOT_TRUSTED == verdict.code
+        assert "Constrained CA" in verdict.detail
+
+
+def test_name_constraints_of_the_trust_anchor_apply() -> None:
+    """The anchor's own NameConstraints count, not only the intermediates'."""
+    root = CA("Partner Root", permitted_dns=["fabrikam.com"])
+    anchors = TrustStore.from_pem(root.cert_pem())
+    assert check(root.intermediate().issue("mail.fabrikam.com"), anchors).trusted
+    verdict = check(root.intermediate().issue("mail.contoso.com"), anchors)
+    assert NOT_TRUSTED == verdict.code
+    assert "outside the DNS subtrees permitted by CA 'CN=Partner Root'" in verdict.detail
+
+
+def test_san_inside_constraints_does_not_excuse_the_cn(root: CA, trust: TrustStore) -> None:
+    """The validator checks the SAN; tlsconnector still checks the CN it will match."""
+    ca = root.intermediate("Constrained CA", permitted_dns=["fabrikam.com"])
+    verdict = check(ca.issue("mail.contoso.com", san=["mail.fabrikam.com"]), trust)
+    assert NOT_TRUSTED == verdict.code
+
+
+def test_name_constraint_detail_escapes_hostile_cn(root: CA, trust: TrustStore) -> None:
+    """The detail shows the CN escaped: no raw NUL, newline or bidi control."""
+    ca = root.intermediate("Constrained CA", permitted_dns=["fabrikam.com"])
+    verdict = check(ca.issue("evil\x00\n\u202ecom"), trust)
+    assert NOT_TRUSTED == verdict.code
+    assert not any(c in verdict.detail for c in "\x00\n\u202e")
+    assert "\\x00" in verdict.detail
+
+
+@pytest.mark.filterwarnings("error")
+def test_hostile_names_work_when_warnings_are_errors() -> None:
+    """cryptography warns on CNs over 64 characters; with warnings turned into errors
+    the library still decodes and decides instead of raising."""
+    long_root = CA("R" * 100)
+    anchors = TrustStore.from_pem(long_root.cert_pem())
+    issuing = long_root.intermediate("I" * 100, permitted_dns=["fabrikam.com"])
+    leaf = issuing.issue("x" * 100, not_before=datetime(2027, 1, 1, tzinfo=UTC))
+    chain = PresentedChain.from_pem(leaf.chain_pem())
+    assert ("x" * 100,) == chain.cns
+    assert NOT_TRUSTED == validate_chain(chain, trust=anchors, at=NOW, purpose=Purpose.INBOUND).code
+    verdict = check(issuing.issue("x" * 100), anchors)
+    assert NOT_TRUSTED == verdict.code
+    assert "outside the DNS subtrees permitted" in verdict.detail
