@@ -59,7 +59,7 @@ def session(**overrides: object) -> bytes:
 
 def test_check_valid_policy(policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert 0 == main(["check", str(policy)])
-    assert "valid (1 inbound connector)" in capsys.readouterr().out
+    assert "valid (1 inbound connector, 0 outbound connectors)" in capsys.readouterr().out
 
 
 def test_check_invalid_policy_lists_every_problem(

@@ -356,6 +356,19 @@ def test_restrict_beats_allow() -> None:
     assert "Fabrikam Bank inbound" == decision.connector
 
 
+def test_restricting_an_allow_only_connector_can_let_it_accept() -> None:
+    """The one way a check added turns a reject into an accept (docs/inbound.md): an
+    allow-only connector loses to restricting ones (5.3); once restricted, it is a
+    candidate, and a satisfied candidate accepts (5.5)."""
+    tls = {"name": "A tls", "sender_domains": ["fabrikam.com"], "require_tls": True}
+    allow = {"name": "B allow", "sender_domains": ["fabrikam.com"], "require_tls": False}
+    assert InboundAction.REJECT == decide(None, tls, allow, peer_ip="192.0.2.1").action
+    by_ip = dict(allow, restrict_domains_to_ip_addresses=True, sender_ip_addresses=["192.0.2.1"])
+    decision = decide(None, tls, by_ip, peer_ip="192.0.2.1")
+    assert InboundAction.ACCEPT == decision.action
+    assert "B allow" == decision.connector
+
+
 def test_several_satisfied_candidates_report_the_first_by_name() -> None:
     b = dict(FABRIKAM, name="B connector")
     a = dict(FABRIKAM, name="A connector")

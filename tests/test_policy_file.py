@@ -210,11 +210,6 @@ def test_not_utf8(tmp_path: Path) -> None:
         load_policy(path)
 
 
-def test_outbound_tables_are_refused_until_supported(tmp_path: Path) -> None:
-    found = problems(tmp_path, '[[outbound]]\nname = "x"\n')
-    assert [(None, "outbound")] == fields(found)
-
-
 def test_connectors_are_ordered_by_name_not_by_file(tmp_path: Path) -> None:
     policy = load_policy(
         write(

@@ -16,14 +16,33 @@ from ._decisions import (
     DEFAULT_REPLIES,
     InboundAction,
     InboundDecision,
+    OutboundAction,
+    OutboundDecision,
     Reason,
     ReasonCode,
+    Route,
+    RouteKind,
     SmtpReply,
+    TLSPlan,
 )
 from ._errors import FactsError, InvalidValue, PolicyError, Problem, TLSConnectorError
-from ._facts import InboundSession, MtaVerifiedCertificate, TLSFacts
+from ._facts import (
+    ConnectionAttempt,
+    InboundSession,
+    MtaVerifiedCertificate,
+    OutboundSession,
+    TLSFacts,
+    UndecodableCertificate,
+)
 from ._inbound import evaluate_inbound
-from ._model import ConnectorType, InboundConnector, Policy
+from ._model import (
+    ConnectorType,
+    InboundConnector,
+    OutboundConnector,
+    Policy,
+    SmartHost,
+    TLSMode,
+)
 from ._names import (
     CertificateName,
     DomainPattern,
@@ -31,12 +50,15 @@ from ._names import (
     canonical_domain,
     match_certificate_name,
 )
+from ._outbound import DEFAULT_RETRY_WINDOW, evaluate_outbound, plan_routes
 from ._policy_file import load_policy
 
 __all__ = [
     "DEFAULT_REPLIES",
+    "DEFAULT_RETRY_WINDOW",
     "CertificateName",
     "ChainVerdict",
+    "ConnectionAttempt",
     "ConnectorType",
     "DomainPattern",
     "FactsError",
@@ -48,6 +70,10 @@ __all__ = [
     "InboundSession",
     "InvalidValue",
     "MtaVerifiedCertificate",
+    "OutboundAction",
+    "OutboundConnector",
+    "OutboundDecision",
+    "OutboundSession",
     "PatternKind",
     "Policy",
     "PolicyError",
@@ -56,14 +82,22 @@ __all__ = [
     "Purpose",
     "Reason",
     "ReasonCode",
+    "Route",
+    "RouteKind",
+    "SmartHost",
     "SmtpReply",
     "TLSConnectorError",
     "TLSFacts",
+    "TLSMode",
+    "TLSPlan",
     "TrustStore",
+    "UndecodableCertificate",
     "canonical_domain",
     "evaluate_inbound",
+    "evaluate_outbound",
     "load_policy",
     "match_certificate_name",
     "parse_peer_ip",
+    "plan_routes",
     "validate_chain",
 ]

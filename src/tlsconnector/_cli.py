@@ -1,11 +1,11 @@
-"""The command line (section 9): ``tlsconnector check | inbound``.
+"""The command line (section 9): ``tlsconnector check | inbound | outbound | routes``.
 
 Written as a testable ``main(argv) -> int``. Exit statuses:
 
-* 0: the policy is valid (``check``); every session was decided (``inbound``),
+* 0: the policy is valid (``check``); every session or domain was decided,
   whatever the actions;
-* 1: the policy is invalid (``check``); some session could not be decided;
-* 2: usage error, unreadable input, or an invalid policy for ``inbound``.
+* 1: the policy is invalid (``check``); some session or domain could not be decided;
+* 2: usage error, unreadable input, or an invalid policy for the other commands.
 """
 
 from __future__ import annotations
@@ -15,16 +15,27 @@ import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from ._certs import PresentedChain
-from ._decisions import InboundDecision, printable
+from ._decisions import InboundDecision, OutboundDecision, printable
 from ._errors import FactsError, InvalidValue, PolicyError
-from ._facts import InboundSession, MtaVerifiedCertificate, TLSFacts, parse_time
+from ._facts import (
+    ConnectionAttempt,
+    InboundSession,
+    MtaVerifiedCertificate,
+    OutboundSession,
+    TLSFacts,
+    UndecodableCertificate,
+    parse_time,
+)
 from ._inbound import evaluate_inbound
 from ._model import Policy
+from ._outbound import DEFAULT_RETRY_WINDOW, evaluate_outbound, plan_routes
 from ._policy_file import load_policy
+
+Decision = InboundDecision | OutboundDecision
 
 EXIT_OK = 0
 EXIT_UNDECIDED = 1
@@ -100,6 +111,50 @@ def _parser() -> argparse.ArgumentParser:
     single.add_argument("--peer-unverified", action="store_true")
     single.add_argument("--at", help="ISO 8601 time with offset (default: now)")
     inbound.set_defaults(handler=_cmd_inbound)
+
+    outbound = commands.add_parser(
+        "outbound",
+        help="plan and judge outbound deliveries",
+        description="Decide outbound messages from a JSON Lines file (--sessions) or one "
+        "recipient given by flags. Without --cert, --tls or --no-tls the answer is the "
+        "plan only (action 'route').",
+    )
+    outbound.add_argument("--policy", required=True, metavar="POLICY.toml")
+    outbound.add_argument(
+        "--sessions", metavar="FILE.jsonl", help="one JSON object per line; - for stdin"
+    )
+    outbound.add_argument("--json", action="store_true", help="one JSON decision per line")
+    outbound.add_argument(
+        "--retry-window",
+        type=float,
+        default=DEFAULT_RETRY_WINDOW.total_seconds() / 3600,
+        metavar="HOURS",
+        help="queue time after which a failing attempt bounces (default: 24)",
+    )
+    one = outbound.add_argument_group("single recipient (instead of --sessions)")
+    one.add_argument("--recipient", help="the recipient address")
+    one.add_argument("--connector", help="a connector named by a transport rule")
+    one.add_argument("--peer-host", help="the host connected to (recorded only)")
+    attempt = one.add_mutually_exclusive_group()
+    attempt.add_argument("--cert", metavar="CHAIN.pem", help="server chain, leaf first")
+    attempt.add_argument("--tls", action="store_true", help="TLS used, no certificate known")
+    attempt.add_argument("--no-tls", action="store_true", help="connected without STARTTLS")
+    attempt.add_argument("--peer-cn", action="append", metavar="CN", help="MTA-verified CN")
+    one.add_argument("--peer-unverified", action="store_true")
+    one.add_argument("--queued-since", help="ISO 8601 time the message was first queued")
+    one.add_argument("--at", help="ISO 8601 time with offset (default: now)")
+    outbound.set_defaults(handler=_cmd_outbound)
+
+    routes = commands.add_parser(
+        "routes",
+        help="show which connector, route and TLS each recipient domain gets",
+        description="For checking routing before go-live: one line per domain.",
+    )
+    routes.add_argument("--policy", required=True, metavar="POLICY.toml")
+    routes.add_argument("domains", nargs="*", metavar="DOMAIN")
+    routes.add_argument("--domains-file", metavar="FILE", help="one domain per line")
+    routes.add_argument("--json", action="store_true")
+    routes.set_defaults(handler=_cmd_routes)
     return parser
 
 
@@ -109,9 +164,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         _err(str(exc))
         return EXIT_UNDECIDED
-    count = len(policy.inbound)
-    print(f"{args.policy}: valid ({count} inbound connector{'s' if count != 1 else ''})")
+    print(
+        f"{args.policy}: valid ({_count(len(policy.inbound), 'inbound')}, "
+        f"{_count(len(policy.outbound), 'outbound')})"
+    )
     return EXIT_OK
+
+
+def _count(number: int, direction: str) -> str:
+    return f"{number} {direction} connector{'s' if number != 1 else ''}"
 
 
 def _now() -> dt.datetime:
@@ -133,13 +194,22 @@ def _cmd_inbound(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.sessions is None:
         return _single_inbound(policy, args)
+    def decide(obj: object, now: dt.datetime) -> Decision:
+        return evaluate_inbound(policy, InboundSession.from_json(obj, default_at=now))
+
+    return _decide_file(args.sessions, decide, as_json=args.json, command="inbound")
+
+
+def _decide_file(
+    name: str, decide: Callable[[object, dt.datetime], Decision], *, as_json: bool, command: str
+) -> int:
     try:
-        stream = sys.stdin.buffer if args.sessions == "-" else open(args.sessions, "rb")  # noqa: SIM115
+        stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
     except OSError as exc:
-        _err(f"tlsconnector inbound: cannot read {args.sessions}: {exc.strerror}")
+        _err(f"tlsconnector {command}: cannot read {name}: {exc.strerror}")
         return EXIT_USAGE
     with stream:
-        return _decide_lines(policy, stream, as_json=args.json)
+        return _decide_lines(stream, decide, as_json=as_json)
 
 
 def _single_inbound(policy: Policy, args: argparse.Namespace) -> int:
@@ -151,11 +221,7 @@ def _single_inbound(policy: Policy, args: argparse.Namespace) -> int:
         if args.no_tls:
             tls = None
         elif args.cert is not None:
-            try:
-                with open(args.cert, "rb") as handle:
-                    data = handle.read(2 * 1024 * 1024)
-            except OSError as exc:
-                raise FactsError("cert", args.cert, f"cannot read: {exc.strerror}") from None
+            data = _read_cert(args.cert)
             try:
                 tls = TLSFacts(PresentedChain.from_pem(data))
             except InvalidValue as exc:
@@ -183,6 +249,131 @@ def _single_inbound(policy: Policy, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_outbound(args: argparse.Namespace) -> int:
+    single = (args.recipient, args.connector, args.peer_host, args.cert, args.peer_cn)
+    flags = (*single, args.tls or None, args.no_tls or None, args.queued_since)
+    if args.sessions is None and args.recipient is None:
+        _err("tlsconnector outbound: give --sessions FILE, or --recipient")
+        return EXIT_USAGE
+    if args.sessions is not None and any(flag is not None for flag in flags):
+        _err("tlsconnector outbound: --sessions cannot be combined with single-recipient flags")
+        return EXIT_USAGE
+    if not args.retry_window > 0:
+        _err("tlsconnector outbound: --retry-window must be a positive number of hours")
+        return EXIT_USAGE
+    window = dt.timedelta(hours=args.retry_window)
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    if args.sessions is None:
+        return _single_outbound(policy, args, window)
+
+    def decide(obj: object, now: dt.datetime) -> Decision:
+        session = OutboundSession.from_json(obj, default_at=now)
+        return evaluate_outbound(policy, session, retry_window=window)
+
+    return _decide_file(args.sessions, decide, as_json=args.json, command="outbound")
+
+
+def _single_outbound(policy: Policy, args: argparse.Namespace, window: dt.timedelta) -> int:
+    try:
+        at = parse_time(args.at, field="at") if args.at is not None else _now()
+        attempt: ConnectionAttempt | None
+        if args.no_tls:
+            attempt = ConnectionAttempt(None)
+        elif args.tls:
+            attempt = ConnectionAttempt(TLSFacts(None))
+        elif args.cert is not None:
+            data = _read_cert(args.cert)
+            try:
+                facts = TLSFacts(PresentedChain.from_pem(data))
+            except InvalidValue as exc:
+                facts = TLSFacts(UndecodableCertificate(exc.reason))
+            attempt = ConnectionAttempt(facts)
+        elif args.peer_cn:
+            cns = MtaVerifiedCertificate(tuple(args.peer_cn), not args.peer_unverified)
+            attempt = ConnectionAttempt(TLSFacts(cns))
+        else:
+            attempt = None
+        session = OutboundSession.create(
+            recipient=args.recipient,
+            connector=args.connector,
+            peer_host=args.peer_host,
+            attempt=attempt,
+            queued_since=args.queued_since,
+            at=at,
+        )
+    except FactsError as exc:
+        _err(f"session: {exc}")
+        return EXIT_UNDECIDED
+    decision = evaluate_outbound(policy, session, retry_window=window)
+    if args.json:
+        _print_json(decision.to_json())
+    else:
+        print(explain(decision, label=args.recipient))
+    return EXIT_OK
+
+
+def _read_cert(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(2 * 1024 * 1024)
+    except OSError as exc:
+        raise FactsError("cert", path, f"cannot read: {exc.strerror}") from None
+
+
+def _cmd_routes(args: argparse.Namespace) -> int:
+    domains = list(args.domains)
+    if args.domains_file is not None:
+        try:
+            with open(args.domains_file, encoding="utf-8") as handle:
+                domains += [line.strip() for line in handle if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            _err(f"tlsconnector routes: cannot read {args.domains_file}: {exc}")
+            return EXIT_USAGE
+    if not domains:
+        _err("tlsconnector routes: name at least one domain (or --domains-file)")
+        return EXIT_USAGE
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    status = EXIT_OK
+    rows: list[tuple[str, str, str, str, str]] = []
+    for domain in domains:
+        try:
+            (decision,) = plan_routes(policy, [domain])
+        except InvalidValue as exc:
+            status = EXIT_UNDECIDED
+            _err(f"{printable(domain)}: {exc.reason}")
+            if args.json:
+                _print_json({"error": {"domain": domain, "message": exc.reason}})
+            continue
+        if args.json:
+            _print_json({"domain": domain, **decision.to_json()})
+            continue
+        route, tls = decision.route, decision.tls
+        rows.append(
+            (
+                printable(domain),
+                printable(decision.connector) if decision.connector else "(none)",
+                f"{route.kind} {' '.join(route.hosts)}" if route else "-",
+                tls.mode if tls else "-",
+                (tls.domain or "-") if tls else "-",
+            )
+        )
+    if rows:
+        header = ("DOMAIN", "CONNECTOR", "ROUTE", "TLS", "CN MUST MATCH")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            print("  ".join(cells).rstrip())
+    return status
+
+
 def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
     """Yield ``(line number, bytes)``; ``None`` for a line over the size bound."""
     number = 0
@@ -201,11 +392,12 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
         yield number, line
 
 
-def _decide_lines(policy: Policy, stream: IO[bytes], *, as_json: bool) -> int:
+def _decide_lines(
+    stream: IO[bytes], decide: Callable[[object, dt.datetime], Decision], *, as_json: bool
+) -> int:
     status = EXIT_OK
     now = _now()  # one clock reading for the run: the default "at" (section 9)
     for number, line in _lines(stream):
-        decision: InboundDecision | None = None
         try:
             if line is None:
                 raise FactsError("(line)", None, f"longer than {MAX_LINE_BYTES} bytes")
@@ -218,8 +410,7 @@ def _decide_lines(policy: Policy, stream: IO[bytes], *, as_json: bool) -> int:
             except (json.JSONDecodeError, RecursionError) as exc:
                 message = getattr(exc, "msg", "nested too deeply")
                 raise FactsError("(line)", None, f"not valid JSON: {message}") from None
-            session = InboundSession.from_json(obj, default_at=now)
-            decision = evaluate_inbound(policy, session)
+            decision = decide(obj, now)
         except FactsError as exc:
             status = EXIT_UNDECIDED
             _err(f"line {number}: {exc}")
@@ -237,12 +428,22 @@ def _decide_lines(policy: Policy, stream: IO[bytes], *, as_json: bool) -> int:
     return status
 
 
-def explain(decision: InboundDecision, *, label: str) -> str:
+def explain(decision: Decision, *, label: str) -> str:
     """A readable explanation of one decision, for people."""
     by = f" by connector {decision.connector!r}" if decision.connector else ""
     lines = [f"{label}: {decision.action.value.upper()}{by}"]
+    if isinstance(decision, OutboundDecision):
+        if decision.route is not None:
+            hosts = ", ".join(decision.route.hosts)
+            lines.append(f"  route: {decision.route.kind} ({hosts})")
+        if decision.tls is not None:
+            checked = f", CN must match {decision.tls.domain}" if decision.tls.domain else ""
+            lines.append(f"  tls: {decision.tls.mode}{checked}")
+        if decision.peer_host:
+            lines.append(f"  connected to: {decision.peer_host}")
     for reason in decision.reasons:
-        lines.append(f"  - {reason.code}: {reason.detail}")
+        status = f" [{reason.enhanced}]" if reason.enhanced else ""
+        lines.append(f"  - {reason.code}{status}: {reason.detail}")
     if decision.smtp is not None:
         lines.append(f"  reply: {decision.smtp}")
     if decision.chain_verified_by:

@@ -16,9 +16,14 @@ __all__ = [
     "DEFAULT_REPLIES",
     "InboundAction",
     "InboundDecision",
+    "OutboundAction",
+    "OutboundDecision",
     "Reason",
     "ReasonCode",
+    "Route",
+    "RouteKind",
     "SmtpReply",
+    "TLSPlan",
 ]
 
 
@@ -35,6 +40,16 @@ class ReasonCode(enum.StrEnum):
     CERTIFICATE_NAME_MISMATCH = "certificate-name-mismatch"
     IP_NOT_ALLOWED = "ip-not-allowed"
     INTERNAL_ERROR = "internal-error"
+
+    # Outbound (section 6): selection.
+    CONNECTOR_SELECTED = "connector-selected"
+    CONNECTOR_NAMED = "connector-named"
+    CONNECTOR_UNAVAILABLE = "connector-unavailable"
+    # Outbound: delivery failures, named after the TLSRPT (RFC 8460) result types.
+    STARTTLS_NOT_SUPPORTED = "starttls-not-supported"
+    CERTIFICATE_HOST_MISMATCH = "certificate-host-mismatch"
+    VALIDATION_FAILURE = "validation-failure"
+    MESSAGE_EXPIRED = "message-expired"
 
 
 class InboundAction(enum.StrEnum):
@@ -53,10 +68,19 @@ class Reason:
     detail: str
     #: The connector whose check produced this reason, or None.
     connector: str | None = None
+    #: Outbound: the enhanced status code (RFC 3463) of this reason, or None.
+    enhanced: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form: ``{"code", "detail", "connector"}``."""
-        return {"code": str(self.code), "detail": self.detail, "connector": self.connector}
+        """The JSON form: ``{"code", "detail", "connector"}`` (plus ``"enhanced"``)."""
+        obj: dict[str, Any] = {
+            "code": str(self.code),
+            "detail": self.detail,
+            "connector": self.connector,
+        }
+        if self.enhanced is not None:
+            obj["enhanced"] = self.enhanced
+        return obj
 
 
 @attrs.frozen
@@ -165,3 +189,76 @@ class InboundDecision:
             reasons=(Reason(ReasonCode.INTERNAL_ERROR, printable(detail)),),
             smtp=DEFAULT_REPLIES[ReasonCode.INTERNAL_ERROR],
         )
+
+
+class OutboundAction(enum.StrEnum):
+    """What the sending MTA should do (section 6)."""
+
+    #: A plan only: where to connect and what TLS to demand.
+    ROUTE = "route"
+    DELIVER = "deliver"
+    DEFER = "defer"
+    #: Bounce: the retry window has run out.
+    FAIL = "fail"
+
+
+class RouteKind(enum.StrEnum):
+    MX = "mx"
+    SMART_HOST = "smart_host"
+
+
+@attrs.frozen
+class Route:
+    """Where to connect: the recipient domain's MX (the caller resolves it) or smart hosts."""
+
+    kind: RouteKind
+    hosts: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": str(self.kind), "hosts": list(self.hosts)}
+
+
+@attrs.frozen
+class TLSPlan:
+    """The TLS the connection must have: the mode, and the CN to check (canonical) or None."""
+
+    mode: str
+    domain: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "domain": self.domain}
+
+
+@attrs.frozen
+class OutboundDecision:
+    """The answer for one outbound message to one recipient (section 6)."""
+
+    action: OutboundAction
+    connector: str | None
+    reasons: tuple[Reason, ...]
+    #: None only when a named connector is unavailable (nothing to route by).
+    route: Route | None
+    tls: TLSPlan | None
+    #: For ``defer`` and ``fail``: the status to report (RFC 3463 enhanced code).
+    smtp: SmtpReply | None = None
+    #: The host connected to, recorded as given; it takes no part in the name check.
+    peer_host: str | None = None
+    chain_verified_by: str | None = None
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The reason codes alone, in order."""
+        return tuple(str(r.code) for r in self.reasons)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of section 9 (one line of ``tlsconnector outbound --json``)."""
+        return {
+            "action": str(self.action),
+            "connector": self.connector,
+            "reasons": [r.to_json() for r in self.reasons],
+            "route": self.route.to_json() if self.route is not None else None,
+            "tls": self.tls.to_json() if self.tls is not None else None,
+            "smtp": self.smtp.to_json() if self.smtp is not None else None,
+            "peer_host": self.peer_host,
+            "chain_verified_by": self.chain_verified_by,
+        }

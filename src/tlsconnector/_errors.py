@@ -29,7 +29,7 @@ class TLSConnectorError(Exception):
     """The root of every exception tlsconnector raises on purpose."""
 
 
-class InvalidValue(TLSConnectorError, ValueError):  # noqa: N818 - reads best at call sites
+class InvalidValue(TLSConnectorError, ValueError):
     """One value (a domain, a pattern, an address, a certificate) is not acceptable.
 
     Raised by the primitives; the policy loader and the facts parsers turn it into a

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import attrs
 
@@ -19,9 +18,12 @@ from ._errors import FactsError, InvalidValue
 from ._names import canonical_domain
 
 __all__ = [
+    "ConnectionAttempt",
     "InboundSession",
     "MtaVerifiedCertificate",
+    "OutboundSession",
     "TLSFacts",
+    "UndecodableCertificate",
     "parse_address",
     "parse_time",
 ]
@@ -46,15 +48,29 @@ class MtaVerifiedCertificate:
 
 
 @attrs.frozen
+class UndecodableCertificate:
+    """Outbound only: the server presented certificates that cannot be decoded.
+
+    Inbound, an undecodable chain is malformed facts (the session is refused with a
+    :class:`FactsError`); outbound, it is a delivery fact of its own, reported as
+    ``validation-failure`` (section 7).
+    """
+
+    reason: str
+
+
+@attrs.frozen
 class TLSFacts:
     """The session used STARTTLS. ``certificate`` is None when no client certificate
     was presented, a :class:`PresentedChain` (leaf first) when the peer's chain is
     known, or :class:`MtaVerifiedCertificate` facts."""
 
-    certificate: PresentedChain | MtaVerifiedCertificate | None = None
+    certificate: PresentedChain | MtaVerifiedCertificate | UndecodableCertificate | None = None
 
     @classmethod
-    def from_json(cls, value: object, *, field: str = "tls") -> TLSFacts:
+    def from_json(
+        cls, value: object, *, field: str = "tls", keep_undecodable: bool = False
+    ) -> TLSFacts:
         """Decode the ``tls`` object of section 9: ``{}``, ``{"peer_chain_pem": ...}``
         or ``{"peer_cn": [...], "peer_verified": bool}``."""
         if not isinstance(value, Mapping):
@@ -76,6 +92,8 @@ class TLSFacts:
             try:
                 return cls(PresentedChain.from_pem(pem))
             except InvalidValue as exc:
+                if keep_undecodable:
+                    return cls(UndecodableCertificate(exc.reason))
                 raise FactsError(f"{field}.peer_chain_pem", "(PEM text)", exc.reason) from None
         if "peer_cn" in value or "peer_verified" in value:
             cns = value.get("peer_cn")
@@ -239,4 +257,98 @@ class InboundSession:
             tls=tls,
             at=at,
             helo=obj.get("helo"),
+        )
+
+
+@attrs.frozen
+class ConnectionAttempt:
+    """One outbound connection attempt: ``tls`` is None when STARTTLS was not used."""
+
+    tls: TLSFacts | None
+
+
+@attrs.frozen
+class OutboundSession:
+    """Facts about one outbound message to one recipient (section 6).
+
+    ``attempt`` None asks for a plan only (route and TLS requirements).
+    """
+
+    recipient: str
+    recipient_domain: str
+    at: dt.datetime
+    #: A connector named by the caller, as a transport rule does.
+    connector: str | None = None
+    peer_host: str | None = None
+    attempt: ConnectionAttempt | None = None
+    #: When the message was first queued; None: the retry window cannot have expired.
+    queued_since: dt.datetime | None = None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        recipient: str,
+        at: dt.datetime,
+        connector: str | None = None,
+        peer_host: str | None = None,
+        attempt: ConnectionAttempt | None = None,
+        queued_since: dt.datetime | None = None,
+    ) -> OutboundSession:
+        """Validate and normalise raw facts. Raises :class:`FactsError` naming the field."""
+        address, domain = parse_address(recipient, field="recipient", allow_null=False)
+        if domain is None:
+            raise FactsError("recipient", recipient, "needs a domain to route to")
+        if connector is not None and (not isinstance(connector, str) or not connector):
+            raise FactsError("connector", connector, "must be a connector name or null")
+        if peer_host is not None and (
+            not isinstance(peer_host, str) or not 0 < len(peer_host) <= 255
+        ):
+            raise FactsError("peer_host", peer_host, "must be a string of 1 to 255 characters")
+        if attempt is not None and not isinstance(attempt, ConnectionAttempt):
+            raise FactsError("tls", attempt, "must be a ConnectionAttempt or None")
+        return cls(
+            recipient=address,
+            recipient_domain=domain,
+            at=parse_time(at),
+            connector=connector,
+            peer_host=peer_host,
+            attempt=attempt,
+            queued_since=(
+                None if queued_since is None else parse_time(queued_since, field="queued_since")
+            ),
+        )
+
+    @classmethod
+    def from_json(cls, obj: object, *, default_at: dt.datetime | None = None) -> OutboundSession:
+        """Decode one JSON Lines outbound object (section 9): ``tls`` absent asks for a
+        plan; ``null`` is a connection without TLS; an object has the inbound form."""
+        if not isinstance(obj, Mapping):
+            raise FactsError("(session)", obj, "must be a JSON object")
+        allowed = {"recipient", "connector", "peer_host", "tls", "queued_since", "at"}
+        for key in obj:
+            if key not in allowed:
+                raise FactsError(str(key), obj[key], "unknown key")
+        if "recipient" not in obj:
+            raise FactsError("recipient", None, "is required")
+        attempt: ConnectionAttempt | None = None
+        if "tls" in obj:
+            raw_tls = obj["tls"]
+            attempt = ConnectionAttempt(
+                None if raw_tls is None else TLSFacts.from_json(raw_tls, keep_undecodable=True)
+            )
+        if "at" in obj:
+            at = parse_time(obj["at"])
+        elif default_at is not None:
+            at = default_at
+        else:
+            raise FactsError("at", None, "is required")
+        queued = obj.get("queued_since")
+        return cls.create(
+            recipient=obj["recipient"],
+            at=at,
+            connector=obj.get("connector"),
+            peer_host=obj.get("peer_host"),
+            attempt=attempt,
+            queued_since=None if queued is None else parse_time(queued, field="queued_since"),
         )

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._certs import ChainVerdict, PresentedChain, Purpose, validate_chain
+from ._assess import CertificateAssessment, assess_certificate
+from ._certs import PresentedChain, Purpose
 from ._decisions import (
     DEFAULT_REPLIES,
     InboundAction,
@@ -18,7 +19,7 @@ from ._decisions import (
     printable,
     render_reply,
 )
-from ._facts import InboundSession, MtaVerifiedCertificate
+from ._facts import InboundSession, MtaVerifiedCertificate, UndecodableCertificate
 from ._model import ConnectorType, InboundConnector, Policy
 
 __all__ = ["evaluate_inbound"]
@@ -102,29 +103,23 @@ def _candidates(policy: Policy, domain: str | None) -> list[InboundConnector]:
 
 
 class _Checker:
-    """Runs one connector's checks against the session; validates a chain at most once."""
+    """Runs one connector's checks against the session; assesses a certificate once."""
 
     def __init__(self, policy: Policy, session: InboundSession) -> None:
         self.policy = policy
         self.session = session
-        self._verdict: ChainVerdict | None = None
+        self._assessment: CertificateAssessment | None = None
         self.verified_by: str | None = None
 
-    def chain_verdict(self, chain: PresentedChain) -> ChainVerdict:
-        if self._verdict is None:
-            trust = self.policy.trust
-            if trust is None or not trust.certificates:
-                self._verdict = ChainVerdict(
-                    trusted=False,
-                    code="certificate-not-trusted",
-                    detail="no trust anchors are configured ([trust] ca_file)",
-                )
-            else:
-                self._verdict = validate_chain(
-                    chain, trust=trust, at=self.session.at, purpose=Purpose.INBOUND
-                )
-            self.verified_by = "tlsconnector"
-        return self._verdict
+    def assess(
+        self, certificate: PresentedChain | MtaVerifiedCertificate | UndecodableCertificate
+    ) -> CertificateAssessment:
+        if self._assessment is None:
+            self._assessment = assess_certificate(
+                certificate, trust=self.policy.trust, at=self.session.at, purpose=Purpose.INBOUND
+            )
+            self.verified_by = self._assessment.verified_by
+        return self._assessment
 
     def check(self, connector: InboundConnector) -> list[Reason]:
         """Every failed check of ``connector``, in a fixed order (section 5.4)."""
@@ -147,30 +142,13 @@ class _Checker:
                     )
                 )
             else:
-                if isinstance(certificate, MtaVerifiedCertificate):
-                    self.verified_by = "mta" if certificate.verified else None
-                    if not certificate.verified:
-                        failed.append(
-                            Reason(
-                                ReasonCode.CERTIFICATE_NOT_TRUSTED,
-                                "the MTA did not verify the client certificate chain",
-                                name,
-                            )
-                        )
-                    cns = certificate.cns
-                else:
-                    verdict = self.chain_verdict(certificate)
-                    if not verdict.trusted:
-                        code = (
-                            ReasonCode.CERTIFICATE_EXPIRED
-                            if verdict.code == "certificate-expired"
-                            else ReasonCode.CERTIFICATE_NOT_TRUSTED
-                        )
-                        failed.append(Reason(code, verdict.detail, name))
-                    cns = certificate.cns
+                assessment = self.assess(certificate)
+                if assessment.trust_failure is not None:
+                    code, detail = assessment.trust_failure
+                    failed.append(Reason(ReasonCode(code), detail, name))
                 # The name is enforced whenever it is set (section 5.4): CN only.
-                if not expected.matches_any(cns):
-                    shown = ", ".join(printable(cn, 70) for cn in cns) or "no CN"
+                if not expected.matches_any(assessment.cns):
+                    shown = ", ".join(printable(cn, 70) for cn in assessment.cns) or "no CN"
                     failed.append(
                         Reason(
                             ReasonCode.CERTIFICATE_NAME_MISMATCH,

@@ -9,6 +9,7 @@ loaded. This module is pure: the trust store arrives already parsed.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -17,9 +18,16 @@ import attrs
 from ._addresses import IPRange, IPSet
 from ._certs import TrustStore
 from ._errors import InvalidValue, PolicyError, Problem
-from ._names import CertificateName, DomainPattern
+from ._names import CertificateName, DomainPattern, canonical_domain
 
-__all__ = ["ConnectorType", "InboundConnector", "Policy"]
+__all__ = [
+    "ConnectorType",
+    "InboundConnector",
+    "OutboundConnector",
+    "Policy",
+    "SmartHost",
+    "TLSMode",
+]
 
 T = TypeVar("T")
 
@@ -68,23 +76,166 @@ class InboundConnector:
 
     def specificity_for(self, domain: str | None) -> tuple[int, int] | None:
         """The most specific of this connector's sender patterns matching ``domain``."""
-        best: tuple[int, int] | None = None
-        for pattern in self.sender_domains:
-            if pattern.matches(domain) and (best is None or pattern.specificity > best):
-                best = pattern.specificity
-        return best
+        return _best(self.sender_domains, domain)
+
+
+class TLSMode(enum.StrEnum):
+    """Outbound ``tls_settings`` (section 6)."""
+
+    #: STARTTLS when offered; plaintext allowed; nothing validated.
+    OPPORTUNISTIC = "opportunistic"
+    #: STARTTLS required; any certificate, self-signed included ("self-signed certificate").
+    ENCRYPTION_ONLY = "encryption_only"
+    #: STARTTLS required; chain validated ("trusted certification authority").
+    CERTIFICATE_VALIDATION = "certificate_validation"
+    #: STARTTLS required; chain validated and CN checked against ``tls_domain``
+    #: ("recipient certificate matches domain").
+    DOMAIN_VALIDATION = "domain_validation"
+
+    @property
+    def requires_tls(self) -> bool:
+        return self is not TLSMode.OPPORTUNISTIC
+
+    @property
+    def validates_chain(self) -> bool:
+        return self in (TLSMode.CERTIFICATE_VALIDATION, TLSMode.DOMAIN_VALIDATION)
+
+    @property
+    def strictness(self) -> int:
+        """0 (opportunistic) to 3 (domain validation): each level adds checks."""
+        return list(TLSMode).index(self)
+
+
+@attrs.frozen
+class SmartHost:
+    """A smart host: a host name, an IPv4 or an IPv6 literal, with an optional port."""
+
+    host: str
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SmartHost:
+        """``mail.example.com``, ``192.0.2.1:587``, ``2001:db8::1``, ``[2001:db8::1]:25``.
+
+        CIDR blocks and ranges are not routes; IPv6 with a port needs brackets.
+        """
+        if not isinstance(text, str) or not text or len(text) > 300:
+            raise InvalidValue(text, "must be a host name, IPv4 or IPv6 address")
+        host, port = text, None
+        if text.startswith("["):
+            close = text.find("]")
+            if close < 0:
+                raise InvalidValue(text, "unclosed '[' in an IPv6 literal")
+            host, rest = text[1:close], text[close + 1 :]
+            if rest:
+                if not rest.startswith(":"):
+                    raise InvalidValue(text, "expected ':port' after ']'")
+                port = _port(text, rest[1:])
+            return cls(_ip_host(text, host, version=6), port)
+        if "/" in text or ("-" in text and _looks_like_range(text)):
+            raise InvalidValue(text, "a CIDR block or range is not a route; name one host")
+        if text.count(":") == 1:
+            host, raw_port = text.split(":")
+            port = _port(text, raw_port)
+        elif text.count(":") > 1:
+            return cls(_ip_host(text, text, version=6), None)
+        try:
+            return cls(_ip_host(text, host, version=4), port)
+        except InvalidValue:
+            pass
+        try:
+            return cls(canonical_domain(host), port)
+        except InvalidValue as exc:
+            raise InvalidValue(text, f"not a host name or IP address: {exc.reason}") from None
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host and self.port is not None else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+
+def _looks_like_range(text: str) -> bool:
+    first, _, last = text.partition("-")
+    try:
+        ipaddress.ip_address(first)
+        ipaddress.ip_address(last)
+    except ValueError:
+        return False
+    return True
+
+
+def _port(text: str, raw: str) -> int:
+    if not raw.isdigit() or not raw.isascii() or not 1 <= int(raw) <= 65535:
+        raise InvalidValue(text, f"port {raw!r} is not a number from 1 to 65535")
+    return int(raw)
+
+
+def _ip_host(text: str, host: str, *, version: int) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise InvalidValue(text, f"not an IPv{version} address") from None
+    if address.version != version:
+        raise InvalidValue(text, f"not an IPv{version} address")
+    return str(address)
+
+
+@attrs.frozen
+class OutboundConnector:
+    """An outbound connector: how mail to a partner's domains is routed and secured."""
+
+    name: str
+    recipient_domains: tuple[DomainPattern, ...]
+    enabled: bool = True
+    type: ConnectorType = ConnectorType.PARTNER
+    comment: str = ""
+    use_mx_record: bool = True
+    smart_hosts: tuple[SmartHost, ...] = ()
+    tls_settings: TLSMode = TLSMode.OPPORTUNISTIC
+    tls_domain: CertificateName | None = None
+    is_transport_rule_scoped: bool = False
+    test_mode: bool = False
+
+    @property
+    def selectable_by_domain(self) -> bool:
+        """Chosen by recipient domain only when enabled, not rule-scoped, not in test mode."""
+        return self.enabled and not self.is_transport_rule_scoped and not self.test_mode
+
+    @property
+    def sort_key(self) -> tuple[str, str]:
+        return _name_key(self.name)
+
+    def specificity_for(self, domain: str | None) -> tuple[int, int] | None:
+        """The most specific of this connector's recipient patterns matching ``domain``."""
+        return _best(self.recipient_domains, domain)
+
+
+def _best(patterns: Sequence[DomainPattern], domain: str | None) -> tuple[int, int] | None:
+    best: tuple[int, int] | None = None
+    for pattern in patterns:
+        if pattern.matches(domain) and (best is None or pattern.specificity > best):
+            best = pattern.specificity
+    return best
 
 
 @attrs.frozen
 class Policy:
-    """A validated policy: inbound connectors (sorted by name) and the trust anchors."""
+    """A validated policy: connectors (each direction sorted by name) and trust anchors."""
 
     inbound: tuple[InboundConnector, ...] = ()
+    outbound: tuple[OutboundConnector, ...] = ()
     #: Trust anchors for chain validation; None or empty means no chain is trusted.
     trust: TrustStore | None = None
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "inbound", tuple(sorted(self.inbound, key=lambda c: c.sort_key)))
+        object.__setattr__(
+            self, "outbound", tuple(sorted(self.outbound, key=lambda c: c.sort_key))
+        )
+
+    def outbound_named(self, name: str) -> OutboundConnector | None:
+        """The outbound connector called ``name`` (case-insensitively), or None."""
+        key = name.casefold()
+        return next((c for c in self.outbound if c.name.casefold() == key), None)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, trust: TrustStore | None) -> Policy:
@@ -118,18 +269,20 @@ class Policy:
             if connector is not None:
                 inbound.append(connector)
         _check_duplicate_names(raw_inbound, "inbound", problems)
-        if "outbound" in data:
-            problems.append(
-                Problem(
-                    None,
-                    "outbound",
-                    "[[outbound]]",
-                    "outbound connectors are not supported by this version of tlsconnector",
-                )
-            )
+        outbound: list[OutboundConnector] = []
+        raw_outbound = data.get("outbound", [])
+        if not isinstance(raw_outbound, list):
+            problems.append(Problem(None, "outbound", raw_outbound, "must be an array of tables"))
+            raw_outbound = []
+        for index, raw in enumerate(raw_outbound):
+            out = _outbound_from_mapping(raw, index, problems)
+            if out is not None:
+                outbound.append(out)
+        _check_duplicate_names(raw_outbound, "outbound", problems)
+        _check_outbound_ties(outbound, problems)
         if problems:
             raise PolicyError(problems)
-        return cls(inbound=tuple(inbound), trust=trust)
+        return cls(inbound=tuple(inbound), outbound=tuple(outbound), trust=trust)
 
 
 _TOP_LEVEL_KEYS = ("trust", "inbound", "outbound")
@@ -318,3 +471,120 @@ def _check_duplicate_names(
             )
         else:
             seen[key] = name
+
+
+_OUTBOUND_KEYS = (
+    "name",
+    "enabled",
+    "type",
+    "comment",
+    "recipient_domains",
+    "use_mx_record",
+    "smart_hosts",
+    "tls_settings",
+    "tls_domain",
+    "is_transport_rule_scoped",
+    "test_mode",
+)
+
+
+def _outbound_from_mapping(
+    raw: object, index: int, problems: list[Problem]
+) -> OutboundConnector | None:
+    if not isinstance(raw, Mapping):
+        problems.append(Problem(None, f"outbound[{index}]", raw, "must be a table"))
+        return None
+    name, name_ok = _connector_name(raw, "outbound", index)
+    before = len(problems)
+    r = _Reader(raw, name, problems, _OUTBOUND_KEYS)
+    if not name_ok:
+        r.problem(
+            "name",
+            raw.get("name"),
+            "is required: a non-empty string of printable characters (at most 256)",
+        )
+    enabled = r.boolean("enabled", True)
+    kind = r.choice("type", ConnectorType, ConnectorType.PARTNER)
+    comment = r.string("comment", "") or ""
+    rule_scoped = r.boolean("is_transport_rule_scoped", False)
+    test_mode = r.boolean("test_mode", False)
+    # A rule-scoped connector is chosen by name, so it may serve no domain (section 9).
+    domains = r.items("recipient_domains", DomainPattern.parse, required=not rule_scoped)
+    if raw.get("recipient_domains") == [] and not rule_scoped:
+        r.problem(
+            "recipient_domains, is_transport_rule_scoped",
+            [],
+            "must list at least one domain pattern (only a connector with "
+            "is_transport_rule_scoped = true may list none)",
+        )
+    use_mx = r.boolean("use_mx_record", True)
+    hosts = r.items("smart_hosts", SmartHost.parse, required=False)
+    if not use_mx and not raw.get("smart_hosts"):
+        r.problem(
+            "use_mx_record, smart_hosts",
+            False,
+            "use_mx_record = false needs at least one entry in smart_hosts, which is "
+            "empty or missing",
+        )
+    mode = r.choice("tls_settings", TLSMode, TLSMode.OPPORTUNISTIC)
+    raw_domain = r.string("tls_domain", None)
+    tls_domain: CertificateName | None = None
+    if raw_domain is not None:
+        try:
+            tls_domain = CertificateName.parse(raw_domain)
+        except InvalidValue as exc:
+            r.problem("tls_domain", raw_domain, exc.reason)
+    if mode is TLSMode.DOMAIN_VALIDATION and raw_domain is None:
+        r.problem(
+            "tls_settings, tls_domain",
+            str(mode),
+            'tls_settings = "domain_validation" needs tls_domain, which is missing',
+        )
+    if raw_domain is not None and mode is not TLSMode.DOMAIN_VALIDATION:
+        r.problem(
+            "tls_domain, tls_settings",
+            raw_domain,
+            f'tls_domain is only allowed with tls_settings = "domain_validation", '
+            f'not "{mode}"',
+        )
+    if len(problems) > before:
+        return None
+    return OutboundConnector(
+        name=name,
+        recipient_domains=domains,
+        enabled=enabled,
+        type=kind,
+        comment=comment,
+        use_mx_record=use_mx,
+        smart_hosts=hosts,
+        tls_settings=mode,
+        tls_domain=tls_domain,
+        is_transport_rule_scoped=rule_scoped,
+        test_mode=test_mode,
+    )
+
+
+def _check_outbound_ties(connectors: Sequence[OutboundConnector], problems: list[Problem]) -> None:
+    """Two selectable connectors tying at one specificity for a domain is an error (6.2).
+
+    Two patterns tie for some domain exactly when they are equal (two different
+    exact names, or suffixes of different lengths, never tie), so comparing the
+    canonical patterns finds every tie.
+    """
+    owners: dict[DomainPattern, str] = {}
+    for connector in sorted(connectors, key=lambda c: c.sort_key):
+        if not connector.selectable_by_domain:
+            continue
+        for pattern in dict.fromkeys(connector.recipient_domains):
+            other = owners.setdefault(pattern, connector.name)
+            if other != connector.name:
+                problems.append(
+                    Problem(
+                        connector.name,
+                        "recipient_domains",
+                        str(pattern),
+                        f"ties with connector {other!r}: both are enabled, not rule-scoped, "
+                        "not in test mode and claim this pattern, so neither would be "
+                        "more specific; disable one, or mark one is_transport_rule_scoped",
+                    )
+                )
