@@ -14,9 +14,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+EXAMPLE := examples/fabrikam
+
 demo: $(STAMP)
-	$(BIN)/tlsconnector check examples/fabrikam/policy.toml
-	$(BIN)/tlsconnector inbound --policy examples/fabrikam/policy.toml --sessions examples/fabrikam/sessions.jsonl
+	$(BIN)/tlsconnector check $(EXAMPLE)/policy.toml
+	@echo; echo "== Inbound: mail from Fabrikam Bank to Contoso =="
+	$(BIN)/tlsconnector inbound --policy $(EXAMPLE)/policy.toml --sessions $(EXAMPLE)/sessions.jsonl
+	@echo; echo "== Outbound: where mail to each domain goes =="
+	$(BIN)/tlsconnector routes --policy $(EXAMPLE)/policy.toml fabrikam.com eu.fabrikam.com example.org
+	@echo; echo "== Outbound: mail from Contoso to Fabrikam Bank =="
+	$(BIN)/tlsconnector outbound --policy $(EXAMPLE)/policy.toml --sessions $(EXAMPLE)/outbound.jsonl
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -2,8 +2,9 @@
 
     python examples/fabrikam/generate.py
 
-Writes ``partners-ca.pem`` (the trust anchor Contoso configured for Fabrikam) and
-``sessions.jsonl`` (recorded inbound sessions with the chains the peers presented).
+Writes ``partners-ca.pem`` (the trust anchor Contoso configured for Fabrikam),
+``sessions.jsonl`` (recorded inbound sessions with the chains the peers presented) and
+``outbound.jsonl`` (outbound deliveries to Fabrikam, with the servers' chains).
 Private keys are thrown away: the decisions only need certificates.
 """
 
@@ -106,6 +107,8 @@ def main() -> None:
             not_after=dt.datetime(2025, 1, 1, tzinfo=UTC),
         ),
         "self-signed": make_leaf(None, "server1.fabrikam.com"),
+        "wildcard": make_leaf(ca, "*.fabrikam.com"),
+        "contoso": make_leaf(ca, "mail.contoso.com"),
     }
 
     def session(peer: str, sender: str, tls: object) -> dict[str, object]:
@@ -142,6 +145,42 @@ def main() -> None:
     ]
     with (HERE / "sessions.jsonl").open("w") as out:
         for entry in sessions:
+            out.write(json.dumps(entry) + "\n")
+
+    def delivery(recipient: str, **facts: object) -> dict[str, object]:
+        return {"recipient": recipient, **facts, "at": AT}
+
+    yesterday = "2026-11-25T11:00:00Z"  # 25 hours before AT: past the retry window
+    this_morning = "2026-11-26T08:00:00Z"
+    deliveries = [
+        delivery("treasury@fabrikam.com"),  # plan only: no "tls" key
+        delivery("news@example.org"),
+        delivery("treasury@fabrikam.com", peer_host="mx1.fabrikam.com", tls=chain("server1")),
+        delivery("treasury@fabrikam.com", peer_host="mx2.fabrikam.com", tls=chain("wildcard")),
+        delivery("treasury@fabrikam.com", peer_host="mx1.fabrikam.com", tls=None),
+        delivery(
+            "treasury@fabrikam.com",
+            peer_host="mx1.fabrikam.com",
+            tls=chain("self-signed"),
+            queued_since=this_morning,
+        ),
+        delivery(
+            "treasury@fabrikam.com",
+            peer_host="server1.fabrikam.com",
+            tls=chain("contoso"),
+            queued_since=this_morning,
+        ),
+        delivery("treasury@fabrikam.com", peer_host="mx1.fabrikam.com", tls=chain("san-only")),
+        delivery(
+            "treasury@fabrikam.com",
+            peer_host="mx1.fabrikam.com",
+            tls=chain("expired"),
+            queued_since=yesterday,
+        ),
+        delivery("treasury@fabrikam.com", connector="Fabrikam Bank (old)"),
+    ]
+    with (HERE / "outbound.jsonl").open("w") as out:
+        for entry in deliveries:
             out.write(json.dumps(entry) + "\n")
 
 
