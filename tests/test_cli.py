@@ -221,3 +221,28 @@ def test_console_script_runs_and_never_prints_a_traceback(tmp_path: Path, policy
     assert 1 == result.returncode
     assert 2 == len(result.stdout.splitlines())
     assert "Traceback" not in result.stderr
+
+
+def test_a_bug_while_deciding_never_yields_an_action(
+    tmp_path: Path, policy: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never fail open: an unexpected error on one line gives an error object for that
+    line (no action), the other lines are decided, and the exit status is 1."""
+    import tlsconnector._cli as cli
+
+    real = cli.evaluate_inbound
+    calls = iter([RuntimeError("boom"), None])
+
+    def flaky(policy: object, session: object) -> object:
+        failure = next(calls)
+        if failure is not None:
+            raise failure
+        return real(policy, session)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "evaluate_inbound", flaky)
+    path = sessions_file(tmp_path, [session(), session()])
+    assert 1 == main(["inbound", "--policy", str(policy), "--sessions", str(path), "--json"])
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert "action" not in first
+    assert "internal error" in first["error"]["message"]
+    assert "accept" == second["action"]

@@ -413,19 +413,29 @@ def _decide_lines(
             decision = decide(obj, now)
         except FactsError as exc:
             status = EXIT_UNDECIDED
-            _err(f"line {number}: {exc}")
-            if as_json:
-                _print_json(
-                    {"error": {"line": number, "field": exc.field, "message": exc.message}}
-                )
-            else:
-                print(f"line {number}: ERROR {exc}")
+            _line_error(number, exc.field, exc.message, as_json=as_json)
+            continue
+        except Exception as exc:  # an edge: a bug becomes an undecided line
+            # Never fail open: the line gets an error object, never an action, and the
+            # run goes on; the exit status says that some lines were not decided.
+            status = EXIT_UNDECIDED
+            message = f"internal error while deciding: {type(exc).__name__}: {exc}"
+            _line_error(number, None, message, as_json=as_json)
             continue
         if as_json:
             _print_json(decision.to_json())
         else:
             print(explain(decision, label=f"line {number}"))
     return status
+
+
+def _line_error(number: int, field: str | None, message: str, *, as_json: bool) -> None:
+    where = f"{field}: " if field else ""
+    _err(f"line {number}: {where}{message}")
+    if as_json:
+        _print_json({"error": {"line": number, "field": field, "message": message}})
+    else:
+        print(printable_lines(f"line {number}: ERROR {where}{message}"))
 
 
 def explain(decision: Decision, *, label: str) -> str:
