@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
 import sys
@@ -155,7 +156,18 @@ def _parser() -> argparse.ArgumentParser:
     routes.add_argument("--domains-file", metavar="FILE", help="one domain per line")
     routes.add_argument("--json", action="store_true")
     routes.set_defaults(handler=_cmd_routes)
+
+    for module_name in _COMMAND_MODULES:
+        module = importlib.import_module(module_name, __package__)
+        module.register(commands)
     return parser
+
+
+#: Further commands, each in its own module exposing
+#: ``register(commands: argparse._SubParsersAction) -> None``; a handler set with
+#: ``set_defaults(handler=...)`` takes the parsed arguments and returns the exit status.
+#: Modules are imported only when the command line runs.
+_COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
