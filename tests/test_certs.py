@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from hypothesis import given
@@ -73,7 +74,7 @@ def code_of(leaf: certmint.Leaf, trust: TrustStore, **kw: object) -> str | None:
 
 def with_extension(ca: CA, extension: x509.ExtensionType, cn: str = "big.fabrikam.com") -> bytes:
     """A leaf signed by ``ca`` carrying one extra (non-critical) extension, as DER."""
-    key = certmint._shared_leaf_key()
+    key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
