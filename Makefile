@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck clean
+.PHONY: venv demo example test lint typecheck clean
 
 venv: $(STAMP)
 
@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 
 EXAMPLE := examples/fabrikam
 
+# The embedded scenario: no files, no network, a fixed session time.
 demo: $(STAMP)
+	$(BIN)/tlsconnector demo
+
+# The same partner, file-based: a policy file and recorded sessions.
+example: $(STAMP)
 	$(BIN)/tlsconnector check $(EXAMPLE)/policy.toml
 	@echo; echo "== Inbound: mail from Fabrikam Bank to Contoso =="
 	$(BIN)/tlsconnector inbound --policy $(EXAMPLE)/policy.toml --sessions $(EXAMPLE)/sessions.jsonl

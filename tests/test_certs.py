@@ -676,3 +676,31 @@ def test_hostile_names_work_when_warnings_are_errors() -> None:
     verdict = check(issuing.issue("x" * 100), anchors)
     assert NOT_TRUSTED == verdict.code
     assert "outside the DNS subtrees permitted" in verdict.detail
+
+
+def test_an_unrelated_expired_extra_certificate_does_not_make_the_chain_expired(
+    trust: TrustStore,
+) -> None:
+    """Only certificates of the chain count (section 7): junk appended by the peer
+    leaves an untrusted chain untrusted, not expired."""
+    stranger = certmint.self_signed("server1.fabrikam.com")
+    junk = certmint.self_signed(
+        "junk",
+        not_before=datetime(2020, 1, 1, tzinfo=UTC),
+        not_after=datetime(2021, 1, 1, tzinfo=UTC),
+    )
+    chain = PresentedChain.from_pem(certmint.pem(stranger.cert, junk.cert))
+    verdict = validate_chain(chain, trust=trust, at=NOW, purpose=Purpose.INBOUND)
+    assert "certificate-not-trusted" == verdict.code
+
+
+def test_an_expired_intermediate_that_issued_the_leaf_still_counts(root: CA, trust: TrustStore) -> None:
+    old = root.intermediate(
+        "Old Issuing CA",
+        not_before=datetime(2020, 1, 1, tzinfo=UTC),
+        not_after=datetime(2021, 1, 1, tzinfo=UTC),
+    )
+    leaf = old.issue("server1.fabrikam.com", not_before=datetime(2020, 6, 1, tzinfo=UTC))
+    chain = PresentedChain.from_pem(leaf.chain_pem())
+    verdict = validate_chain(chain, trust=trust, at=NOW, purpose=Purpose.INBOUND)
+    assert "certificate-expired" == verdict.code

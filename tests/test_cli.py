@@ -246,3 +246,35 @@ def test_a_bug_while_deciding_never_yields_an_action(
     assert "action" not in first
     assert "internal error" in first["error"]["message"]
     assert "accept" == second["action"]
+
+
+def test_json_numbers_too_long_to_convert_are_a_line_error(
+    tmp_path: Path, policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = sessions_file(tmp_path, [b'{"peer_ip": ' + b"9" * 5000 + b"}", session()])
+    assert 1 == main(["inbound", "--policy", str(policy), "--sessions", str(path), "--json"])
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert "(line)" == first["error"]["field"]
+    assert "not valid JSON" in first["error"]["message"]
+    assert "accept" == second["action"]
+
+
+def test_single_session_flags_are_refused_with_sessions(tmp_path: Path, policy: Path) -> None:
+    path = sessions_file(tmp_path, [session()])
+    base = ["inbound", "--policy", str(policy), "--sessions", str(path)]
+    for extra in (["--rcpt-to", "a@b.example"], ["--helo", "x"], ["--peer-unverified"]):
+        assert 2 == main([*base, *extra])
+
+
+def test_at_is_the_default_time_for_lines_without_one(
+    tmp_path: Path, policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = json.loads(session())
+    del line["at"]
+    path = sessions_file(tmp_path, [json.dumps(line).encode()])
+    argv = ["inbound", "--policy", str(policy), "--sessions", str(path), "--json"]
+    assert 0 == main([*argv, "--at", "2030-01-01T00:00:00Z"])  # after the leaf's notAfter
+    assert ["certificate-expired"] == [
+        r["code"] for r in json.loads(capsys.readouterr().out)["reasons"]
+    ]
+    assert 2 == main([*argv, "--at", "not a time"])

@@ -12,14 +12,19 @@ from typing import Any
 import pytest
 
 from tlsconnector import (
+    FactsError,
     InboundAction,
     InboundDecision,
     InboundSession,
+    InvalidValue,
     MtaVerifiedCertificate,
     Policy,
     PresentedChain,
+    ReasonCode,
+    SmtpReply,
     TLSFacts,
     TrustStore,
+    UndecodableCertificate,
     evaluate_inbound,
 )
 
@@ -410,3 +415,72 @@ def test_tempfail_is_451_and_never_accepts() -> None:
     assert InboundAction.TEMPFAIL == decision.action
     assert decision.smtp is not None
     assert (451, "4.3.0") == (decision.smtp.code, decision.smtp.enhanced)
+
+
+# --- Facts that must never fail open (review findings) ------------------------------
+
+
+@pytest.mark.parametrize("verified", ["false", "true", 0, 1, None])
+def test_mta_facts_need_a_real_boolean(verified: object) -> None:
+    """"false" is not False: a non-boolean verified flag is refused, never trusted."""
+    with pytest.raises(InvalidValue, match="verified"):
+        MtaVerifiedCertificate(("server1.fabrikam.com",), verified=verified)  # type: ignore[arg-type]
+
+
+def test_mta_facts_cns_must_be_a_tuple_of_strings() -> None:
+    with pytest.raises(InvalidValue, match="tuple"):
+        MtaVerifiedCertificate("server1.fabrikam.com", verified=True)  # type: ignore[arg-type]
+    with pytest.raises(InvalidValue, match="string"):
+        MtaVerifiedCertificate((1, 2), verified=True)  # type: ignore[arg-type]
+
+
+def test_tls_facts_refuse_unknown_certificate_types() -> None:
+    with pytest.raises(InvalidValue, match="PresentedChain"):
+        TLSFacts("-----BEGIN CERTIFICATE-----")  # type: ignore[arg-type]
+
+
+def test_an_undecodable_client_chain_is_malformed_facts_inbound() -> None:
+    with pytest.raises(FactsError) as info:
+        session(TLSFacts(UndecodableCertificate("truncated")))
+    assert "tls.peer_chain_pem" == info.value.field
+
+
+def test_postmaster_without_a_domain_is_a_recipient_only() -> None:
+    """RFC 5321 4.5.1: a bare "postmaster" is a valid RCPT TO, not a reverse-path."""
+    with pytest.raises(FactsError) as info:
+        session(None, mail_from="postmaster")
+    assert "mail_from" == info.value.field
+    ok = InboundSession.create(
+        peer_ip="192.0.2.1", mail_from="", rcpt_to=["<Postmaster>"], tls=None, at=NOW
+    )
+    assert ("Postmaster",) == ok.rcpt_to
+
+
+def test_overlong_cn_facts_are_refused() -> None:
+    with pytest.raises(InvalidValue, match="longer than"):
+        MtaVerifiedCertificate(("a" * 5000,), verified=True)
+
+
+def test_reply_overrides_cannot_change_the_reply_class() -> None:
+    """A profile may reword a refusal, never turn it into a success or a 4xx."""
+    replies = {
+        ReasonCode.TLS_REQUIRED: SmtpReply(250, "2.0.0", "fine"),
+        ReasonCode.CERTIFICATE_MISSING: SmtpReply(550, "2.0.0", "fine"),
+    }
+    no_tls = evaluate_inbound(policy(FABRIKAM), session(None), replies=replies)
+    assert no_tls.smtp is not None
+    assert (530, "5.7.0") == (no_tls.smtp.code, no_tls.smtp.enhanced)
+    no_cert = evaluate_inbound(policy(FABRIKAM), session(TLSFacts(None)), replies=replies)
+    assert no_cert.smtp is not None
+    assert (550, "5.7.1") == (no_cert.smtp.code, no_cert.smtp.enhanced)
+    reworded = {ReasonCode.TLS_REQUIRED: SmtpReply(530, "5.7.0", "Use TLS, {connector}")}
+    decision = evaluate_inbound(policy(FABRIKAM), session(None), replies=reworded)
+    assert 'Use TLS, "Fabrikam Bank inbound"' == (decision.smtp.text if decision.smtp else "")
+
+
+def test_reasons_escape_huge_hostile_cns_in_bounded_space() -> None:
+    facts = TLSFacts(MtaVerifiedCertificate(("\u202e" * 1000,), verified=True))
+    decision = decide(facts)
+    assert ("certificate-name-mismatch",) == decision.codes
+    assert len(decision.reasons[0].detail) < 200
+    assert decision.reasons[0].detail.isascii()

@@ -219,3 +219,12 @@ def test_connectors_are_ordered_by_name_not_by_file(tmp_path: Path) -> None:
         )
     )
     assert ["A", "b"] == [c.name for c in policy.inbound]
+
+
+def test_deeply_nested_toml_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text("comment = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    (problem,) = info.value.problems
+    assert "(file)" == problem.field

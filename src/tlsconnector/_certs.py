@@ -568,10 +568,12 @@ def _expired(
     is one whose subject is the issuer of the last presented certificate (and whose
     key identifier matches, when both sides carry one).
     """
-    for position, cert in enumerate(chain.certificates):
+    path = _issuer_path(chain.certificates)
+    for cert in path:
         if at > cert.not_valid_after_utc:
+            position = chain.certificates.index(cert)
             return cert, "leaf certificate" if position == 0 else f"certificate #{position + 1}"
-    last = chain.certificates[-1]
+    last = path[-1]
     wanted_key = _authority_key_id(last)
     for anchor in trust.certificates:
         if anchor.subject != last.issuer:
@@ -582,6 +584,31 @@ def _expired(
         if at > anchor.not_valid_after_utc:
             return anchor, "trust anchor"
     return None
+
+
+def _issuer_path(certificates: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """The leaf, then each presented certificate that issued the previous one.
+
+    Only certificates "of the chain" count for expiry (section 7): an unrelated extra
+    certificate appended by the peer must not turn "not trusted" into "expired".
+    Bounded: at most MAX_CHAIN_CERTIFICATES presented certificates.
+    """
+    path = [certificates[0]]
+    unused = list(certificates[1:])
+    while unused:
+        current = path[-1]
+        wanted_key = _authority_key_id(current)
+        for candidate in unused:
+            key = _subject_key_id(candidate)
+            if candidate.subject == current.issuer and (
+                wanted_key is None or key is None or key == wanted_key
+            ):
+                path.append(candidate)
+                unused.remove(candidate)
+                break
+        else:
+            break
+    return path
 
 
 def _authority_key_id(cert: x509.Certificate) -> bytes | None:

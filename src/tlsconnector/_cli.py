@@ -4,7 +4,8 @@ Written as a testable ``main(argv) -> int``. Exit statuses:
 
 * 0: the policy is valid (``check``); every session or domain was decided,
   whatever the actions;
-* 1: the policy is invalid (``check``); some session or domain could not be decided;
+* 1: the policy is invalid, or ``check --strict`` found lint warnings; some session
+  or domain could not be decided;
 * 2: usage error, unreadable input, or an invalid policy for the other commands.
 """
 
@@ -32,6 +33,7 @@ from ._facts import (
     parse_time,
 )
 from ._inbound import evaluate_inbound
+from ._lint import lint
 from ._model import Policy
 from ._outbound import DEFAULT_RETRY_WINDOW, evaluate_outbound, plan_routes
 from ._policy_file import load_policy
@@ -44,6 +46,7 @@ EXIT_USAGE = 2
 
 #: A session line longer than this is refused (section 8: overlong lines).
 MAX_LINE_BYTES = 8 * 1024 * 1024
+MAX_RETRY_WINDOW_HOURS = 24 * 366 * 100
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,8 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = commands.add_parser("check", help="validate a policy file")
+    check = commands.add_parser(
+        "check",
+        help="validate a policy file and lint it",
+        description="Validate a policy file; print lint warnings (see docs/lint.md) to "
+        "standard error.",
+    )
     check.add_argument("policy", metavar="POLICY.toml")
+    check.add_argument(
+        "--strict", action="store_true", help="exit 1 when there is any lint warning"
+    )
     check.set_defaults(handler=_cmd_check)
 
     inbound = commands.add_parser(
@@ -110,7 +121,11 @@ def _parser() -> argparse.ArgumentParser:
         "did not verify the chain",
     )
     single.add_argument("--peer-unverified", action="store_true")
-    single.add_argument("--at", help="ISO 8601 time with offset (default: now)")
+    inbound.add_argument(
+        "--at",
+        help="ISO 8601 time with offset: the session time, and with --sessions the time "
+        'of lines without "at" (default: now)',
+    )
     inbound.set_defaults(handler=_cmd_inbound)
 
     outbound = commands.add_parser(
@@ -143,7 +158,11 @@ def _parser() -> argparse.ArgumentParser:
     attempt.add_argument("--peer-cn", action="append", metavar="CN", help="MTA-verified CN")
     one.add_argument("--peer-unverified", action="store_true")
     one.add_argument("--queued-since", help="ISO 8601 time the message was first queued")
-    one.add_argument("--at", help="ISO 8601 time with offset (default: now)")
+    outbound.add_argument(
+        "--at",
+        help="ISO 8601 time with offset: the attempt time, and with --sessions the time "
+        'of lines without "at" (default: now)',
+    )
     outbound.set_defaults(handler=_cmd_outbound)
 
     routes = commands.add_parser(
@@ -167,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
 #: ``register(commands: argparse._SubParsersAction) -> None``; a handler set with
 #: ``set_defaults(handler=...)`` takes the parsed arguments and returns the exit status.
 #: Modules are imported only when the command line runs.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = ("._cmd_demo",)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -180,6 +199,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
         f"{args.policy}: valid ({_count(len(policy.inbound), 'inbound')}, "
         f"{_count(len(policy.outbound), 'outbound')})"
     )
+    warnings = lint(policy)
+    for warning in warnings:
+        _err(f"{args.policy}: {warning}")
+    if warnings and args.strict:
+        count = len(warnings)
+        _err(f"{args.policy}: {count} lint warning{'s' if count != 1 else ''} (--strict)")
+        return EXIT_UNDECIDED
     return EXIT_OK
 
 
@@ -192,7 +218,16 @@ def _now() -> dt.datetime:
 
 
 def _cmd_inbound(args: argparse.Namespace) -> int:
-    single = (args.peer_ip, args.mail_from, args.cert, args.peer_cn, args.no_tls or None)
+    single = (
+        args.peer_ip,
+        args.mail_from,
+        args.cert,
+        args.peer_cn,
+        args.helo,
+        args.rcpt_to or None,
+        args.no_tls or None,
+        args.peer_unverified or None,
+    )
     if args.sessions is None and args.peer_ip is None:
         _err("tlsconnector inbound: give --sessions FILE, or --peer-ip and --mail-from")
         return EXIT_USAGE
@@ -209,19 +244,33 @@ def _cmd_inbound(args: argparse.Namespace) -> int:
     def decide(obj: object, now: dt.datetime) -> Decision:
         return evaluate_inbound(policy, InboundSession.from_json(obj, default_at=now))
 
-    return _decide_file(args.sessions, decide, as_json=args.json, command="inbound")
+    return _decide_file(
+        args.sessions, decide, as_json=args.json, command="inbound", at=args.at
+    )
 
 
 def _decide_file(
-    name: str, decide: Callable[[object, dt.datetime], Decision], *, as_json: bool, command: str
+    name: str,
+    decide: Callable[[object, dt.datetime], Decision],
+    *,
+    as_json: bool,
+    command: str,
+    at: str | None,
 ) -> int:
+    """Decide every line of a JSON Lines file; ``at`` (from ``--at``) is the time for
+    lines without one, else the clock is read once for the whole run (section 9)."""
+    try:
+        default_at = parse_time(at, field="--at") if at is not None else _now()
+    except FactsError as exc:
+        _err(f"tlsconnector {command}: {exc}")
+        return EXIT_USAGE
     try:
         stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
     except OSError as exc:
         _err(f"tlsconnector {command}: cannot read {name}: {exc.strerror}")
         return EXIT_USAGE
     with stream:
-        return _decide_lines(stream, decide, as_json=as_json)
+        return _decide_lines(stream, decide, as_json=as_json, default_at=default_at)
 
 
 def _single_inbound(policy: Policy, args: argparse.Namespace) -> int:
@@ -263,15 +312,25 @@ def _single_inbound(policy: Policy, args: argparse.Namespace) -> int:
 
 def _cmd_outbound(args: argparse.Namespace) -> int:
     single = (args.recipient, args.connector, args.peer_host, args.cert, args.peer_cn)
-    flags = (*single, args.tls or None, args.no_tls or None, args.queued_since)
+    flags = (
+        *single,
+        args.tls or None,
+        args.no_tls or None,
+        args.peer_unverified or None,
+        args.queued_since,
+    )
     if args.sessions is None and args.recipient is None:
         _err("tlsconnector outbound: give --sessions FILE, or --recipient")
         return EXIT_USAGE
     if args.sessions is not None and any(flag is not None for flag in flags):
         _err("tlsconnector outbound: --sessions cannot be combined with single-recipient flags")
         return EXIT_USAGE
-    if not args.retry_window > 0:
-        _err("tlsconnector outbound: --retry-window must be a positive number of hours")
+    # Positive and at most about a century: a timedelta cannot hold "inf" or 1e20 hours.
+    if not 0 < args.retry_window <= MAX_RETRY_WINDOW_HOURS:
+        _err(
+            "tlsconnector outbound: --retry-window must be a positive number of hours, "
+            f"at most {MAX_RETRY_WINDOW_HOURS}"
+        )
         return EXIT_USAGE
     window = dt.timedelta(hours=args.retry_window)
     try:
@@ -286,7 +345,9 @@ def _cmd_outbound(args: argparse.Namespace) -> int:
         session = OutboundSession.from_json(obj, default_at=now)
         return evaluate_outbound(policy, session, retry_window=window)
 
-    return _decide_file(args.sessions, decide, as_json=args.json, command="outbound")
+    return _decide_file(
+        args.sessions, decide, as_json=args.json, command="outbound", at=args.at
+    )
 
 
 def _single_outbound(policy: Policy, args: argparse.Namespace, window: dt.timedelta) -> int:
@@ -405,10 +466,13 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
 
 
 def _decide_lines(
-    stream: IO[bytes], decide: Callable[[object, dt.datetime], Decision], *, as_json: bool
+    stream: IO[bytes],
+    decide: Callable[[object, dt.datetime], Decision],
+    *,
+    as_json: bool,
+    default_at: dt.datetime,
 ) -> int:
     status = EXIT_OK
-    now = _now()  # one clock reading for the run: the default "at" (section 9)
     for number, line in _lines(stream):
         try:
             if line is None:
@@ -419,10 +483,12 @@ def _decide_lines(
                 raise FactsError("(line)", None, f"not UTF-8 (byte {exc.start})") from None
             try:
                 obj: Any = json.loads(text)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                message = getattr(exc, "msg", "nested too deeply")
+            except RecursionError:
+                raise FactsError("(line)", None, "not valid JSON: nested too deeply") from None
+            except ValueError as exc:  # JSONDecodeError, and e.g. integers over 4300 digits
+                message = getattr(exc, "msg", str(exc))
                 raise FactsError("(line)", None, f"not valid JSON: {message}") from None
-            decision = decide(obj, now)
+            decision = decide(obj, default_at)
         except FactsError as exc:
             status = EXIT_UNDECIDED
             _line_error(number, exc.field, exc.message, as_json=as_json)
@@ -462,7 +528,7 @@ def explain(decision: Decision, *, label: str) -> str:
             checked = f", CN must match {decision.tls.domain}" if decision.tls.domain else ""
             lines.append(f"  tls: {decision.tls.mode}{checked}")
         if decision.peer_host:
-            lines.append(f"  connected to: {decision.peer_host}")
+            lines.append(f"  connected to: {printable(decision.peer_host)}")
     for reason in decision.reasons:
         status = f" [{reason.enhanced}]" if reason.enhanced else ""
         lines.append(f"  - {reason.code}{status}: {reason.detail}")

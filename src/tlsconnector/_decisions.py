@@ -130,13 +130,17 @@ def render_reply(
 ) -> SmtpReply:
     """Fill in a reply template for ``code``; fall back to the default template.
 
-    The basic code of an override must keep the class of the default one (a 5xx
-    stays 5xx, a 4xx stays 4xx), so a profile can change wording but can never
-    turn a temporary failure into a permanent one or a refusal into a success.
+    The basic and enhanced codes of an override must keep the class of the default
+    ones (a 5xx / 5.x.x stays 5xx / 5.x.x, a 4xx stays 4xx), so a profile can change
+    wording but never turn a temporary failure into a permanent one or a refusal
+    into a success; an override that would is ignored.
     """
     default = DEFAULT_REPLIES[code]
     template = replies.get(code, default)
-    if template.code // 100 != default.code // 100:
+    same_class = template.code // 100 == default.code // 100 and template.enhanced[
+        :1
+    ] == default.enhanced[:1]
+    if not same_class:
         template = default
     name = printable(connector) if connector is not None else "(none)"
     text = template.text.replace("{connector}", f'"{name}"').replace("{detail}", printable(detail))
@@ -145,9 +149,12 @@ def render_reply(
 
 def printable(text: str, limit: int = 200) -> str:
     """Printable ASCII only: everything else becomes a backslash escape; bounded length."""
-    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    # Cut before escaping, so the work is bounded by ``limit``, not by the input.
+    head = text[: limit + 1]
+    escaped = head.encode("ascii", "backslashreplace").decode("ascii")
     escaped = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in escaped)
-    return escaped if len(escaped) <= limit else escaped[:limit] + "..."
+    truncated = len(text) > limit or len(escaped) > limit
+    return escaped[:limit] + "..." if truncated else escaped
 
 
 @attrs.frozen

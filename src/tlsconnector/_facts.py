@@ -32,6 +32,8 @@ __all__ = [
 MAX_ADDRESS_LENGTH = 1024
 MAX_RECIPIENTS = 10_000
 MAX_CN_FACTS = 16
+#: A CN fact longer than this is malformed (a usable CN has at most 64 characters).
+MAX_CN_LENGTH = 1024
 
 
 @attrs.frozen
@@ -45,6 +47,22 @@ class MtaVerifiedCertificate:
     cns: tuple[str, ...]
     verified: bool
     fingerprint: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        # Never fail open on a programming slip: "false" is not False (section 8).
+        if not isinstance(self.verified, bool):
+            raise InvalidValue(self.verified, "verified must be True or False")
+        if not isinstance(self.cns, tuple):
+            raise InvalidValue(self.cns, "cns must be a tuple of strings")
+        if len(self.cns) > MAX_CN_FACTS:
+            raise InvalidValue(len(self.cns), f"more than {MAX_CN_FACTS} CNs")
+        for cn in self.cns:
+            if not isinstance(cn, str):
+                raise InvalidValue(cn, "a CN must be a string")
+            if len(cn) > MAX_CN_LENGTH:
+                raise InvalidValue(cn, f"a CN longer than {MAX_CN_LENGTH} characters")
+        if self.fingerprint is not None and not isinstance(self.fingerprint, str):
+            raise InvalidValue(self.fingerprint, "fingerprint must be a string or None")
 
 
 @attrs.frozen
@@ -66,6 +84,15 @@ class TLSFacts:
     known, or :class:`MtaVerifiedCertificate` facts."""
 
     certificate: PresentedChain | MtaVerifiedCertificate | UndecodableCertificate | None = None
+
+    def __attrs_post_init__(self) -> None:
+        known = (PresentedChain, MtaVerifiedCertificate, UndecodableCertificate)
+        if self.certificate is not None and not isinstance(self.certificate, known):
+            raise InvalidValue(
+                self.certificate,
+                "certificate must be a PresentedChain, MtaVerifiedCertificate, "
+                "UndecodableCertificate or None",
+            )
 
     @classmethod
     def from_json(
@@ -100,8 +127,6 @@ class TLSFacts:
             verified = value.get("peer_verified")
             if not isinstance(cns, list) or not all(isinstance(c, str) for c in cns):
                 raise FactsError(f"{field}.peer_cn", cns, "must be an array of strings")
-            if len(cns) > MAX_CN_FACTS:
-                raise FactsError(f"{field}.peer_cn", len(cns), f"more than {MAX_CN_FACTS} CNs")
             if not isinstance(verified, bool):
                 raise FactsError(
                     f"{field}.peer_verified", verified, "is required with peer_cn: true or false"
@@ -109,7 +134,10 @@ class TLSFacts:
             fingerprint = value.get("peer_fingerprint")
             if fingerprint is not None and not isinstance(fingerprint, str):
                 raise FactsError(f"{field}.peer_fingerprint", fingerprint, "must be a string")
-            return cls(MtaVerifiedCertificate(tuple(cns), verified, fingerprint))
+            try:
+                return cls(MtaVerifiedCertificate(tuple(cns), verified, fingerprint))
+            except InvalidValue as exc:
+                raise FactsError(f"{field}.peer_cn", exc.value, exc.reason) from None
         if "peer_fingerprint" in value:
             raise FactsError(
                 f"{field}.peer_fingerprint", value["peer_fingerprint"], "needs peer_cn"
@@ -130,7 +158,10 @@ def parse_time(value: object, *, field: str = "at") -> dt.datetime:
         raise FactsError(field, value, "must be an ISO 8601 date and time string")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise FactsError(field, value, "needs a UTC offset, for example 2026-11-26T12:00:00Z")
-    return moment.astimezone(dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise FactsError(field, value, "outside the range of representable times") from None
 
 
 def parse_address(value: object, *, field: str, allow_null: bool) -> tuple[str, str | None]:
@@ -138,7 +169,8 @@ def parse_address(value: object, *, field: str, allow_null: bool) -> tuple[str, 
 
     ``""`` and ``"<>"`` are the null sender when ``allow_null``. Surrounding angle
     brackets are removed. The domain follows section 2's normalisation; an address
-    without a domain is accepted only for ``postmaster`` (RFC 5321 section 4.5.1).
+    without a domain is accepted only for the recipient ``postmaster`` (RFC 5321 section
+    4.5.1).
     """
     if not isinstance(value, str):
         raise FactsError(field, value, "must be a string")
@@ -155,7 +187,8 @@ def parse_address(value: object, *, field: str, allow_null: bool) -> tuple[str, 
         raise FactsError(field, value, "contains spaces or control characters")
     local, at, domain = text.rpartition("@")
     if not at:
-        if text.casefold() == "postmaster":
+        # RFC 5321 4.5.1: "postmaster" without a domain is a valid recipient only.
+        if not allow_null and text.isascii() and text.lower() == "postmaster":
             return text, None
         raise FactsError(field, value, "has no @domain")
     if not local:
@@ -209,6 +242,9 @@ class InboundSession:
         )
         if tls is not None and not isinstance(tls, TLSFacts):
             raise FactsError("tls", tls, "must be TLSFacts or None")
+        if tls is not None and isinstance(tls.certificate, UndecodableCertificate):
+            # Inbound, an undecodable client chain is malformed facts (section 8).
+            raise FactsError("tls.peer_chain_pem", "(certificates)", tls.certificate.reason)
         if helo is not None and (not isinstance(helo, str) or len(helo) > MAX_ADDRESS_LENGTH):
             raise FactsError("helo", helo, "must be a string of at most 1024 characters")
         return cls(

@@ -170,6 +170,9 @@ def _port(text: str, raw: str) -> int:
 
 
 def _ip_host(text: str, host: str, *, version: int) -> str:
+    if "%" in host:
+        # A zone identifier names an interface of one machine: not a route (section 4).
+        raise InvalidValue(text, "an IPv6 zone identifier (%...) is not allowed in a route")
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -279,7 +282,7 @@ class Policy:
             if out is not None:
                 outbound.append(out)
         _check_duplicate_names(raw_outbound, "outbound", problems)
-        _check_outbound_ties(outbound, problems)
+        _check_outbound_ties(raw_outbound, problems)
         if problems:
             raise PolicyError(problems)
         return cls(inbound=tuple(inbound), outbound=tuple(outbound), trust=trust)
@@ -374,6 +377,12 @@ _INBOUND_KEYS = (
 )
 
 
+def _name_problem(raw: Mapping[str, Any]) -> str:
+    if "name" not in raw:
+        return "is required"
+    return "must be a non-empty string of printable characters (at most 256)"
+
+
 def _connector_name(raw: Mapping[str, Any], direction: str, index: int) -> tuple[str, bool]:
     """The connector's name for messages, and whether it is a valid name."""
     name = raw.get("name")
@@ -392,11 +401,7 @@ def _inbound_from_mapping(
     before = len(problems)
     r = _Reader(raw, name, problems, _INBOUND_KEYS)
     if not name_ok:
-        r.problem(
-            "name",
-            raw.get("name"),
-            "is required: a non-empty string of printable characters (at most 256)",
-        )
+        r.problem("name", raw.get("name"), _name_problem(raw))
     enabled = r.boolean("enabled", True)
     kind = r.choice("type", ConnectorType, ConnectorType.PARTNER)
     comment = r.string("comment", "") or ""
@@ -415,7 +420,7 @@ def _inbound_from_mapping(
     restrict_cert = r.boolean("restrict_domains_to_certificate", False)
     restrict_ip = r.boolean("restrict_domains_to_ip_addresses", False)
     # Combinations name every key involved, including a missing one (section 8).
-    if restrict_cert and raw_name is None:
+    if restrict_cert and "tls_sender_certificate_name" not in raw:
         r.problem(
             "restrict_domains_to_certificate, tls_sender_certificate_name",
             True,
@@ -498,24 +503,21 @@ def _outbound_from_mapping(
     before = len(problems)
     r = _Reader(raw, name, problems, _OUTBOUND_KEYS)
     if not name_ok:
-        r.problem(
-            "name",
-            raw.get("name"),
-            "is required: a non-empty string of printable characters (at most 256)",
-        )
+        r.problem("name", raw.get("name"), _name_problem(raw))
     enabled = r.boolean("enabled", True)
     kind = r.choice("type", ConnectorType, ConnectorType.PARTNER)
     comment = r.string("comment", "") or ""
     rule_scoped = r.boolean("is_transport_rule_scoped", False)
     test_mode = r.boolean("test_mode", False)
     # A rule-scoped connector is chosen by name, so it may serve no domain (section 9).
-    domains = r.items("recipient_domains", DomainPattern.parse, required=not rule_scoped)
-    if raw.get("recipient_domains") == [] and not rule_scoped:
+    domains = r.items("recipient_domains", DomainPattern.parse, required=False)
+    if not rule_scoped and raw.get("recipient_domains", []) == []:
+        missing = "recipient_domains" not in raw
         r.problem(
             "recipient_domains, is_transport_rule_scoped",
-            [],
-            "must list at least one domain pattern (only a connector with "
-            "is_transport_rule_scoped = true may list none)",
+            None if missing else [],
+            ("is required" if missing else "must list at least one domain pattern")
+            + " (only a connector with is_transport_rule_scoped = true may serve no domain)",
         )
     use_mx = r.boolean("use_mx_record", True)
     hosts = r.items("smart_hosts", SmartHost.parse, required=False)
@@ -534,13 +536,16 @@ def _outbound_from_mapping(
             tls_domain = CertificateName.parse(raw_domain)
         except InvalidValue as exc:
             r.problem("tls_domain", raw_domain, exc.reason)
-    if mode is TLSMode.DOMAIN_VALIDATION and raw_domain is None:
+    # A tls_settings that did not parse is reported once; no follow-on problems from it.
+    raw_mode = raw.get("tls_settings", str(TLSMode.OPPORTUNISTIC))
+    mode_ok = isinstance(raw_mode, str) and raw_mode in {m.value for m in TLSMode}
+    if mode_ok and mode is TLSMode.DOMAIN_VALIDATION and "tls_domain" not in raw:
         r.problem(
             "tls_settings, tls_domain",
             str(mode),
             'tls_settings = "domain_validation" needs tls_domain, which is missing',
         )
-    if raw_domain is not None and mode is not TLSMode.DOMAIN_VALIDATION:
+    if mode_ok and raw_domain is not None and mode is not TLSMode.DOMAIN_VALIDATION:
         r.problem(
             "tls_domain, tls_settings",
             raw_domain,
@@ -564,23 +569,44 @@ def _outbound_from_mapping(
     )
 
 
-def _check_outbound_ties(connectors: Sequence[OutboundConnector], problems: list[Problem]) -> None:
+def _check_outbound_ties(tables: Sequence[object], problems: list[Problem]) -> None:
     """Two selectable connectors tying at one specificity for a domain is an error (6.2).
 
     Two patterns tie for some domain exactly when they are equal (two different
     exact names, or suffixes of different lengths, never tie), so comparing the
-    canonical patterns finds every tie.
+    canonical patterns finds every tie. Read from the raw tables, so a tie is
+    reported even beside other problems of the same connectors (section 8).
     """
-    owners: dict[DomainPattern, str] = {}
-    for connector in sorted(connectors, key=lambda c: c.sort_key):
-        if not connector.selectable_by_domain:
+    claims: list[tuple[tuple[str, str], str, list[DomainPattern]]] = []
+    for index, raw in enumerate(tables):
+        if not isinstance(raw, Mapping):
             continue
-        for pattern in dict.fromkeys(connector.recipient_domains):
-            other = owners.setdefault(pattern, connector.name)
-            if other != connector.name:
+        name, _ = _connector_name(raw, "outbound", index)
+        # Only connectors that would be chosen by domain take part (section 6.2); a
+        # flag of the wrong type is reported elsewhere and counts as its default.
+        flags = (
+            raw.get("enabled", True) is not False,
+            raw.get("is_transport_rule_scoped", False) is True,
+            raw.get("test_mode", False) is True,
+        )
+        if not flags[0] or flags[1] or flags[2]:
+            continue
+        patterns: list[DomainPattern] = []
+        entries = raw.get("recipient_domains", [])
+        for entry in entries if isinstance(entries, list) else []:
+            try:
+                patterns.append(DomainPattern.parse(entry))
+            except InvalidValue:
+                continue  # reported by the connector's own checks
+        claims.append((_name_key(name), name, patterns))
+    owners: dict[DomainPattern, str] = {}
+    for _, name, patterns in sorted(claims, key=lambda claim: claim[0]):
+        for pattern in dict.fromkeys(patterns):
+            other = owners.setdefault(pattern, name)
+            if other != name:
                 problems.append(
                     Problem(
-                        connector.name,
+                        name,
                         "recipient_domains",
                         str(pattern),
                         f"ties with connector {other!r}: both are enabled, not rule-scoped, "

@@ -46,6 +46,9 @@ def load_policy(path: str | os.PathLike[str], *, use_system_trust: bool = True) 
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError([Problem(None, "(file)", str(path), f"not valid TOML: {exc}")]) from None
+    except RecursionError:
+        # tomllib recurses per nesting level; a hostile file must not crash us (section 8).
+        raise PolicyError([Problem(None, "(file)", str(path), "nested too deeply")]) from None
     except InvalidValue as exc:
         raise PolicyError([Problem(None, "(file)", str(path), exc.reason)]) from None
     problems: list[Problem] = []

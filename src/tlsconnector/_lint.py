@@ -1,0 +1,427 @@
+"""Policy lint: a valid policy that probably does not do what its author meant.
+
+Pure: a :class:`~tlsconnector.Policy` in, a list of :class:`LintWarning` out. A
+warning never makes a policy invalid; ``tlsconnector check`` prints the warnings and
+fails only with ``--strict``. Every warning names the connector and says what to
+change. The rules and the exact meaning of each code are in ``docs/lint.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from ._decisions import printable
+from ._model import ConnectorType, InboundConnector, OutboundConnector, Policy, TLSMode
+from ._names import CertificateName, DomainPattern, PatternKind, is_public_suffix
+
+__all__ = ["LintCode", "LintSeverity", "LintWarning", "lint"]
+
+
+class LintCode(enum.StrEnum):
+    """Every lint code. Values are stable strings (kebab-case)."""
+
+    #: Every domain the connector names is claimed more specifically by another one.
+    CONNECTOR_SHADOWED = "connector-shadowed"
+    #: An allow-only inbound connector ties with a restricting one (section 5.3).
+    ALLOW_ONLY_OVERRIDDEN = "allow-only-overridden"
+    CONNECTOR_DISABLED = "connector-disabled"
+    CONNECTOR_TEST_MODE = "connector-test-mode"
+    CERTIFICATE_NAME_OUTSIDE_DOMAINS = "certificate-name-outside-domains"
+    TLS_DOMAIN_OUTSIDE_DOMAINS = "tls-domain-outside-domains"
+    BROAD_WILDCARD = "broad-wildcard"
+    SMART_HOST_TLS_DOMAIN_MISMATCH = "smart-host-tls-domain-mismatch"
+
+
+class LintSeverity(enum.StrEnum):
+    #: Probably a mistake.
+    WARNING = "warning"
+    #: A deliberate state worth knowing about (a disabled or test-mode connector).
+    INFO = "info"
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+@attrs.frozen
+class LintWarning:
+    """One finding about one connector."""
+
+    #: The connector's name.
+    connector: str
+    direction: Direction
+    code: LintCode
+    #: What is wrong and what to change.
+    message: str
+    severity: LintSeverity = LintSeverity.WARNING
+
+    def __str__(self) -> str:
+        """``warning[code]: inbound connector 'Name': message`` (printable ASCII)."""
+        name = printable(self.connector)
+        return f"{self.severity}[{self.code}]: {self.direction} connector {name!r}: {self.message}"
+
+
+Connector = InboundConnector | OutboundConnector
+
+
+def lint(policy: Policy) -> list[LintWarning]:
+    """Every lint warning for ``policy``: inbound connectors first, then outbound,
+    each direction in the policy's order (by name), each connector's warnings in the
+    order of the rules in ``docs/lint.md``."""
+    found: list[LintWarning] = []
+    competing_in = [c for c in policy.inbound if _takes_part_inbound(c)]
+    for connector in policy.inbound:
+        found += _lint_inbound(connector, competing_in)
+    competing_out = [c for c in policy.outbound if c.selectable_by_domain]
+    for out in policy.outbound:
+        found += _lint_outbound(out, competing_out)
+    return found
+
+
+def _takes_part_inbound(connector: InboundConnector) -> bool:
+    # Section 5.2 and 5.6: only enabled partner connectors are candidates.
+    return connector.enabled and connector.type is ConnectorType.PARTNER
+
+
+def _warning(
+    connector: Connector,
+    code: LintCode,
+    message: str,
+    severity: LintSeverity = LintSeverity.WARNING,
+) -> LintWarning:
+    direction = Direction.INBOUND if isinstance(connector, InboundConnector) else Direction.OUTBOUND
+    return LintWarning(connector.name, direction, code, message, severity)
+
+
+def _lint_inbound(
+    connector: InboundConnector, competing: Sequence[InboundConnector]
+) -> list[LintWarning]:
+    found: list[LintWarning] = []
+    if not connector.enabled:
+        found.append(
+            _warning(
+                connector,
+                LintCode.CONNECTOR_DISABLED,
+                "enabled = false: it takes no part in any decision; remove it, or set "
+                "enabled = true to put it in service",
+                LintSeverity.INFO,
+            )
+        )
+    elif connector in competing:
+        shadowed = _shadowed(connector, connector.sender_domains, competing, "sender_domains")
+        if shadowed is not None:
+            found.append(shadowed)
+        if not connector.imposes_checks:
+            found += _allow_only_overridden(connector, competing)
+    found += _broad_wildcards(connector, connector.sender_domains, "sender_domains")
+    name = connector.tls_sender_certificate_name
+    if name is not None:
+        outside = _name_outside(
+            connector,
+            name,
+            connector.sender_domains,
+            "tls_sender_certificate_name",
+            "sender_domains",
+            LintCode.CERTIFICATE_NAME_OUTSIDE_DOMAINS,
+        )
+        if outside is not None:
+            found.append(outside)
+    return found
+
+
+def _lint_outbound(
+    connector: OutboundConnector, competing: Sequence[OutboundConnector]
+) -> list[LintWarning]:
+    found: list[LintWarning] = []
+    if not connector.enabled:
+        found.append(
+            _warning(
+                connector,
+                LintCode.CONNECTOR_DISABLED,
+                "enabled = false: it takes no part in any decision, and a transport rule "
+                "naming it gets connector-unavailable; remove it, or set enabled = true to "
+                "put it in service",
+                LintSeverity.INFO,
+            )
+        )
+    elif connector.test_mode:
+        found.append(
+            _warning(
+                connector,
+                LintCode.CONNECTOR_TEST_MODE,
+                "test_mode = true: it is never chosen by recipient domain, only when a "
+                "caller (a transport rule) names it; set test_mode = false to put it in "
+                "service",
+                LintSeverity.INFO,
+            )
+        )
+    elif connector in competing:
+        # Section 6.2: ties between selectable connectors are load errors already, so
+        # only a strictly more specific pattern can take a domain away.
+        shadowed = _shadowed(connector, connector.recipient_domains, competing, "recipient_domains")
+        if shadowed is not None:
+            found.append(shadowed)
+    found += _broad_wildcards(connector, connector.recipient_domains, "recipient_domains")
+    if connector.tls_domain is not None and connector.recipient_domains:
+        outside = _name_outside(
+            connector,
+            connector.tls_domain,
+            connector.recipient_domains,
+            "tls_domain",
+            "recipient_domains",
+            LintCode.TLS_DOMAIN_OUTSIDE_DOMAINS,
+        )
+        if outside is not None:
+            found.append(outside)
+    found += _smart_hosts(connector)
+    return found
+
+
+# --- connector-shadowed ----------------------------------------------------------------
+
+
+def _shadowed(
+    connector: Connector,
+    patterns: Sequence[DomainPattern],
+    competing: Sequence[Connector],
+    field: str,
+) -> LintWarning | None:
+    """``connector-shadowed``: every domain the connector *names* is claimed, at a
+    strictly higher specificity (section 2), by another connector that takes part.
+
+    What each pattern names, and when that name is taken away:
+
+    * ``*`` names no domain: it stands for every domain nobody lists (and, inbound,
+      the null sender), so a connector with ``*`` is never shadowed;
+    * ``fabrikam.com`` (exact) names fabrikam.com; exact is the highest level, and an
+      identical exact pattern elsewhere ties rather than shadows, so an exact pattern
+      is never shadowed;
+    * ``*.fabrikam.com`` names its apex fabrikam.com; it is shadowed there when
+      another connector lists ``fabrikam.com`` exactly. It still governs the
+      subdomains nobody lists, which no finite list can cover, so "shadowed" means
+      "shadowed on every domain it names", not "never decides anything".
+    """
+    claims: list[str] = []
+    for pattern in dict.fromkeys(patterns):
+        if pattern.kind is PatternKind.ANY or pattern.domain is None:
+            return None
+        domain = pattern.domain
+        # The connector's own best level at the name (a pattern always matches its own
+        # name: an exact one equals it, "*.suffix" includes its apex, section 2).
+        own = connector.specificity_for(domain) or pattern.specificity
+        # Only a strictly higher level takes the name away; equal levels tie (section 2).
+        stronger: list[tuple[tuple[int, int], str]] = []
+        for other in competing:
+            level = other.specificity_for(domain) if other is not connector else None
+            if level is not None and level > own:
+                stronger.append((level, other.name))
+        if not stronger:
+            return None
+        best = max(level for level, _ in stronger)
+        winners = ", ".join(repr(printable(name)) for level, name in stronger if level == best)
+        claims.append(f"{domain} by {winners}")
+    if not claims:
+        return None
+    return _warning(
+        connector,
+        LintCode.CONNECTOR_SHADOWED,
+        f"every domain in its {field} is claimed by a more specific pattern of another "
+        f"connector ({'; '.join(claims)}), so it only governs subdomains that no "
+        f"connector lists; if it is a leftover, remove or disable it; if it is meant for "
+        f"those subdomains, name them in {field} (for example '*.eu.{_first_domain(patterns)}')",
+    )
+
+
+def _first_domain(patterns: Sequence[DomainPattern]) -> str:
+    return next((p.domain for p in patterns if p.domain is not None), "partner.example")
+
+
+# --- allow-only-overridden -------------------------------------------------------------
+
+
+def _allow_only_overridden(
+    connector: InboundConnector, competing: Sequence[InboundConnector]
+) -> list[LintWarning]:
+    """``allow-only-overridden``: an allow-only connector (no check at all) shares a
+    pattern with a restricting connector.
+
+    Two patterns reach the same level for a domain only when they are identical, and a
+    shared pattern is always the most specific match for some of its domains (the
+    exact name; the subdomains nobody else lists; every unlisted domain for ``*``).
+    There both connectors are candidates and restrict beats allow (section 5.3), so
+    the allow-only connector never takes part for those domains.
+    """
+    found: list[LintWarning] = []
+    mine = dict.fromkeys(connector.sender_domains)
+    for other in competing:
+        if other is connector or not other.imposes_checks:
+            continue
+        shared = [p for p in dict.fromkeys(other.sender_domains) if p in mine]
+        if not shared:
+            continue
+        listed = ", ".join(repr(str(p)) for p in shared)
+        found.append(
+            _warning(
+                connector,
+                LintCode.ALLOW_ONLY_OVERRIDDEN,
+                f"it imposes no check (require_tls = false, no "
+                f"tls_sender_certificate_name, no IP restriction) and shares sender_domains "
+                f"{listed} with {printable(other.name)!r}, which does impose checks; "
+                f"restrict beats allow, so for those senders this connector never takes "
+                f"part; remove {listed} from its sender_domains, or give it the checks "
+                f"it is meant to apply",
+            )
+        )
+    return found
+
+
+# --- certificate name outside the connector's domains ----------------------------------
+
+
+def _under(name: str, domain: str) -> bool:
+    return name == domain or name.endswith("." + domain)
+
+
+def _name_inside(name: CertificateName, patterns: Iterable[DomainPattern]) -> bool:
+    """Whether every name ``name`` can match lies at or under some pattern's domain.
+
+    Exact and subtree patterns count alike here: a partner listed as exactly
+    ``fabrikam.com`` still runs servers named ``server1.fabrikam.com``. A wildcard
+    ``*.b`` matches one label under ``b``, so it is inside when ``b`` is.
+    """
+    base = name.text[2:] if name.is_wildcard else name.text
+    for pattern in patterns:
+        if pattern.kind is PatternKind.ANY:
+            return True
+        if pattern.domain is not None and _under(base, pattern.domain):
+            return True
+    return False
+
+
+def _name_outside(
+    connector: Connector,
+    name: CertificateName,
+    patterns: Sequence[DomainPattern],
+    name_field: str,
+    domains_field: str,
+    code: LintCode,
+) -> LintWarning | None:
+    if _name_inside(name, patterns):
+        return None
+    domains = ", ".join(str(p) for p in patterns)
+    return _warning(
+        connector,
+        code,
+        f"{name_field} {str(name)!r} is not under any of its {domains_field} ({domains}); "
+        f"a partner's servers usually have certificates under the partner's own domain: "
+        f"set {name_field} to the partner's certificate name (for example "
+        f"'*.{_first_domain(patterns)}'), or correct {domains_field}",
+    )
+
+
+# --- broad wildcards -------------------------------------------------------------------
+
+
+def _broad_wildcards(
+    connector: Connector, patterns: Sequence[DomainPattern], field: str
+) -> list[LintWarning]:
+    """``broad-wildcard``: ``*`` on a partner connector, or ``*.<public suffix>``
+    (``*.com``, ``*.co.uk``, ``*.github.io``) on any connector (section 2: valid, but
+    the lint warns)."""
+    found: list[LintWarning] = []
+    for pattern in dict.fromkeys(patterns):
+        if pattern.kind is PatternKind.ANY and connector.type is ConnectorType.PARTNER:
+            whom = (
+                "every sender domain and the null sender"
+                if field == "sender_domains"
+                else ("every recipient domain")
+            )
+            found.append(
+                _warning(
+                    connector,
+                    LintCode.BROAD_WILDCARD,
+                    f"{field} '*' makes this partner connector govern {whom}, not one "
+                    f"partner; list the partner's domains instead (for example "
+                    f"'fabrikam.com' or '*.fabrikam.com')",
+                )
+            )
+        elif (
+            pattern.kind is PatternKind.SUBTREE
+            and pattern.domain is not None
+            and is_public_suffix(pattern.domain)
+        ):
+            found.append(
+                _warning(
+                    connector,
+                    LintCode.BROAD_WILDCARD,
+                    f"{field} {str(pattern)!r} covers every domain under the public suffix "
+                    f"{pattern.domain!r}, not one partner; list the partner's domains "
+                    f"instead (for example 'fabrikam.{pattern.domain}' or "
+                    f"'*.fabrikam.{pattern.domain}')",
+                )
+            )
+    return found
+
+
+# --- smart hosts a domain_validation name can never match ------------------------------
+
+
+def _smart_hosts(connector: OutboundConnector) -> list[LintWarning]:
+    """``smart-host-tls-domain-mismatch``: with smart hosts and ``domain_validation``,
+    a smart host that ``tls_domain`` could not match as a CN.
+
+    The CN is checked against ``tls_domain``, never against the host (section 6), so
+    this is a hint, not an error: the server at that host most likely presents a
+    certificate for its own name, and then every delivery defers with
+    ``certificate-host-mismatch``.
+    """
+    expected = connector.tls_domain
+    if (
+        connector.use_mx_record
+        or connector.tls_settings is not TLSMode.DOMAIN_VALIDATION
+        or expected is None
+    ):
+        return []
+    found: list[LintWarning] = []
+    for host in dict.fromkeys(h.host for h in connector.smart_hosts):
+        if _is_ip(host):
+            why = (
+                f"smart host {host} is an IP address, which tls_domain {str(expected)!r} "
+                f"can never match (section 3 rule 6)"
+            )
+            change = (
+                f"name the smart host by a host name tls_domain matches, or make sure the "
+                f"server at {host} presents a certificate whose CN matches tls_domain"
+            )
+        elif not expected.matches_cn(host):
+            why = f"tls_domain {str(expected)!r} does not match the smart host {host!r}"
+            change = (
+                "name a smart host that tls_domain matches, or set tls_domain to the name "
+                "on that server's certificate"
+            )
+        else:
+            continue
+        found.append(
+            _warning(
+                connector,
+                LintCode.SMART_HOST_TLS_DOMAIN_MISMATCH,
+                f"{why}; the certificate's CN is checked against tls_domain, not the host, "
+                f"so if the server there presents a certificate for its own name every "
+                f"delivery defers with certificate-host-mismatch; {change}",
+            )
+        )
+    return found
+
+
+def _is_ip(host: str) -> bool:
+    # SmartHost.parse stores IP literals in ipaddress's canonical text.
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,506 @@
+"""Policy lint: valid policies that probably do not do what their author meant.
+
+Each rule is tested for the warning and for its absence, and where the warning makes
+a claim about decisions (a connector never takes part), the claim is checked against
+the library's own decisions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tlsconnector import InboundSession, Policy, evaluate_inbound, load_policy
+from tlsconnector._cli import main
+from tlsconnector._lint import LintCode, LintSeverity, LintWarning, lint
+from tlsconnector._outbound import plan_outbound
+
+from certmint import NOW
+
+ROOT = Path(__file__).resolve().parents[1]
+FABRIKAM_EXAMPLE = ROOT / "examples" / "fabrikam" / "policy.toml"
+LINT_DOCS = ROOT / "docs" / "lint.md"
+
+STRICT_INBOUND: dict[str, Any] = {
+    "name": "Fabrikam Bank inbound",
+    "sender_domains": ["fabrikam.com"],
+    "require_tls": True,
+    "tls_sender_certificate_name": "*.fabrikam.com",
+    "restrict_domains_to_certificate": True,
+}
+STRICT_OUTBOUND: dict[str, Any] = {
+    "name": "Fabrikam Bank outbound",
+    "recipient_domains": ["fabrikam.com"],
+    "tls_settings": "domain_validation",
+    "tls_domain": "*.fabrikam.com",
+}
+
+
+def inbound(name: str, **settings: Any) -> dict[str, Any]:
+    return {"name": name, "sender_domains": ["fabrikam.com"], **settings}
+
+
+def outbound(name: str, **settings: Any) -> dict[str, Any]:
+    return {"name": name, "recipient_domains": ["fabrikam.com"], **settings}
+
+
+def policy_of(
+    inbound: list[dict[str, Any]] | None = None, outbound: list[dict[str, Any]] | None = None
+) -> Policy:
+    data: Mapping[str, Any] = {"inbound": inbound or [], "outbound": outbound or []}
+    return Policy.from_mapping(data, trust=None)
+
+
+def findings(policy: Policy) -> list[tuple[str, str, str]]:
+    """(code, direction, connector) of every warning, in lint order."""
+    return [(str(w.code), str(w.direction), w.connector) for w in lint(policy)]
+
+
+def only(policy: Policy, code: LintCode) -> list[LintWarning]:
+    return [w for w in lint(policy) if w.code is code]
+
+
+def inbound_session(sender: str, *, tls: None = None) -> InboundSession:
+    return InboundSession.create(peer_ip="198.51.100.7", mail_from=sender, tls=tls, at=NOW)
+
+
+# --- clean policies ----------------------------------------------------------------------
+
+
+def test_the_fabrikam_example_policy_has_no_warnings() -> None:
+    assert [] == lint(load_policy(FABRIKAM_EXAMPLE, use_system_trust=False))
+
+
+def test_the_specification_example_has_no_warnings() -> None:
+    assert [] == lint(policy_of([STRICT_INBOUND], [STRICT_OUTBOUND]))
+
+
+def test_an_empty_policy_has_no_warnings() -> None:
+    assert [] == lint(policy_of())
+
+
+# --- connector-shadowed --------------------------------------------------------------------
+
+
+def test_subtree_connector_whose_apex_is_listed_exactly_elsewhere_is_shadowed() -> None:
+    """`*.fabrikam.com` names fabrikam.com; an exact `fabrikam.com` elsewhere takes it."""
+    legacy = inbound("Fabrikam legacy", sender_domains=["*.fabrikam.com"], require_tls=True)
+    policy = policy_of([legacy, STRICT_INBOUND])
+    (warning,) = only(policy, LintCode.CONNECTOR_SHADOWED)
+    assert ("Fabrikam legacy", "inbound") == (warning.connector, str(warning.direction))
+    assert LintSeverity.WARNING == warning.severity
+    assert "fabrikam.com by 'Fabrikam Bank inbound'" in warning.message
+    assert "remove or disable it" in warning.message
+    assert "name them in sender_domains" in warning.message
+
+
+def test_shadowed_connector_really_decides_only_unlisted_subdomains() -> None:
+    """The lint's claim, checked against the decisions: the apex goes to the exact
+    connector, an unlisted subdomain still to the shadowed one."""
+    legacy = inbound("Fabrikam legacy", sender_domains=["*.fabrikam.com"], require_tls=True)
+    policy = policy_of([legacy, STRICT_INBOUND])
+    apex = evaluate_inbound(policy, inbound_session("a@fabrikam.com"))
+    sub = evaluate_inbound(policy, inbound_session("a@eu.fabrikam.com"))
+    assert "Fabrikam Bank inbound" == apex.connector
+    assert "Fabrikam legacy" == sub.connector
+
+
+@pytest.mark.parametrize(
+    ("legacy_domains", "why"),
+    [
+        (["fabrikam.com"], "identical exact patterns tie, they do not shadow"),
+        (["*.fabrikam.com", "*.fabrikam.de"], "fabrikam.de is still its own"),
+        (["*.fabrikam.com", "fabrikam.com"], "its own exact pattern ties for the apex"),
+        (["*"], "'*' names no domain: it is the catch-all"),
+        (["*.eu.fabrikam.com"], "nobody lists eu.fabrikam.com exactly"),
+    ],
+)
+def test_connectors_that_keep_a_domain_of_their_own_are_not_shadowed(
+    legacy_domains: list[str], why: str
+) -> None:
+    legacy = inbound("Fabrikam legacy", sender_domains=legacy_domains, require_tls=True)
+    assert [] == only(policy_of([legacy, STRICT_INBOUND]), LintCode.CONNECTOR_SHADOWED), why
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"enabled": False}, {"type": "on_premises"}],
+    ids=["disabled", "on-premises"],
+)
+def test_connectors_that_take_no_part_shadow_nothing(change: dict[str, Any]) -> None:
+    """Disabled (section 2) and on-premises (section 5.6) connectors are not candidates."""
+    legacy = inbound("Fabrikam legacy", sender_domains=["*.fabrikam.com"], require_tls=True)
+    exact = {**STRICT_INBOUND, **change}
+    assert [] == only(policy_of([legacy, exact]), LintCode.CONNECTOR_SHADOWED)
+
+
+def test_outbound_subtree_connector_shadowed_by_an_exact_one() -> None:
+    wide = outbound("Fabrikam group", recipient_domains=["*.fabrikam.com"])
+    policy = policy_of(outbound=[wide, STRICT_OUTBOUND])
+    (warning,) = only(policy, LintCode.CONNECTOR_SHADOWED)
+    assert ("Fabrikam group", "outbound") == (warning.connector, str(warning.direction))
+    assert "fabrikam.com by 'Fabrikam Bank outbound'" in warning.message
+    assert "Fabrikam Bank outbound" == plan_outbound(policy, "fabrikam.com").connector
+    assert "Fabrikam group" == plan_outbound(policy, "eu.fabrikam.com").connector
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"test_mode": True}, {"is_transport_rule_scoped": True}, {"enabled": False}],
+    ids=["test-mode", "rule-scoped", "disabled"],
+)
+def test_outbound_connectors_not_selectable_by_domain_shadow_nothing(
+    change: dict[str, Any],
+) -> None:
+    wide = outbound("Fabrikam group", recipient_domains=["*.fabrikam.com"])
+    exact = {**STRICT_OUTBOUND, **change}
+    assert [] == only(policy_of(outbound=[wide, exact]), LintCode.CONNECTOR_SHADOWED)
+
+
+# --- allow-only-overridden -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shared", ["fabrikam.com", "*.fabrikam.com", "*"])
+def test_allow_only_connector_sharing_a_pattern_with_a_restricting_one(shared: str) -> None:
+    allow = inbound("Fabrikam allow", sender_domains=[shared], require_tls=False)
+    strict = {**STRICT_INBOUND, "sender_domains": [shared]}
+    (warning,) = only(policy_of([allow, strict]), LintCode.ALLOW_ONLY_OVERRIDDEN)
+    assert "Fabrikam allow" == warning.connector
+    assert f"shares sender_domains {shared!r} with 'Fabrikam Bank inbound'" in warning.message
+    assert f"remove {shared!r} from its sender_domains" in warning.message
+
+
+def test_overridden_allow_only_connector_really_never_takes_part() -> None:
+    """Mail from fabrikam.com without TLS is refused by the restricting connector."""
+    allow = inbound("Fabrikam allow", require_tls=False)
+    decision = evaluate_inbound(
+        policy_of([allow, STRICT_INBOUND]), inbound_session("a@fabrikam.com")
+    )
+    assert ("reject", "Fabrikam Bank inbound") == (str(decision.action), decision.connector)
+
+
+@pytest.mark.parametrize(
+    ("allow_domains", "other"),
+    [
+        (["fabrikam.de"], STRICT_INBOUND),
+        (["fabrikam.com"], {**STRICT_INBOUND, "enabled": False}),
+        (["fabrikam.com"], {**STRICT_INBOUND, "type": "on_premises"}),
+        (["fabrikam.com"], inbound("Fabrikam allow too", require_tls=False)),
+    ],
+    ids=["other-domain", "restricting-disabled", "restricting-on-premises", "both-allow-only"],
+)
+def test_allow_only_connector_not_overridden(
+    allow_domains: list[str], other: dict[str, Any]
+) -> None:
+    allow = inbound("Fabrikam allow", sender_domains=allow_domains, require_tls=False)
+    assert [] == only(policy_of([allow, other]), LintCode.ALLOW_ONLY_OVERRIDDEN)
+
+
+def test_ip_restricted_connector_counts_as_restricting() -> None:
+    allow = inbound("Fabrikam allow", require_tls=False)
+    by_ip = inbound(
+        "Fabrikam by IP",
+        require_tls=False,
+        sender_ip_addresses=["198.51.100.0/24"],
+        restrict_domains_to_ip_addresses=True,
+    )
+    (warning,) = only(policy_of([allow, by_ip]), LintCode.ALLOW_ONLY_OVERRIDDEN)
+    assert "with 'Fabrikam by IP'" in warning.message
+
+
+# --- connector-disabled, connector-test-mode ---------------------------------------------
+
+
+def test_disabled_connectors_are_reported_as_information() -> None:
+    policy = policy_of(
+        [{**STRICT_INBOUND, "enabled": False}], [{**STRICT_OUTBOUND, "enabled": False}]
+    )
+    warnings = lint(policy)
+    assert [
+        ("connector-disabled", "inbound", "Fabrikam Bank inbound"),
+        ("connector-disabled", "outbound", "Fabrikam Bank outbound"),
+    ] == findings(policy)
+    assert {LintSeverity.INFO} == {w.severity for w in warnings}
+    assert all("set enabled = true" in w.message for w in warnings)
+
+
+def test_test_mode_outbound_connector_is_reported_as_information() -> None:
+    policy = policy_of(outbound=[{**STRICT_OUTBOUND, "test_mode": True}])
+    (warning,) = lint(policy)
+    assert LintCode.CONNECTOR_TEST_MODE == warning.code
+    assert LintSeverity.INFO == warning.severity
+    assert "set test_mode = false" in warning.message
+
+
+def test_a_disabled_test_mode_connector_is_reported_once_as_disabled() -> None:
+    policy = policy_of(outbound=[{**STRICT_OUTBOUND, "test_mode": True, "enabled": False}])
+    assert [("connector-disabled", "outbound", "Fabrikam Bank outbound")] == findings(policy)
+
+
+# --- certificate names outside the connector's domains ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("domains", "name"),
+    [
+        (["fabrikam.com"], "*.contoso.com"),
+        (["fabrikam.com"], "mail.fabrikam.net"),
+        (["*.eu.fabrikam.com"], "*.fabrikam.com"),  # matches servers outside eu.
+        (["fabrikam.com"], "notfabrikam.com"),  # a suffix of the text is not a subdomain
+    ],
+)
+def test_certificate_name_outside_every_sender_domain(domains: list[str], name: str) -> None:
+    connector = {**STRICT_INBOUND, "sender_domains": domains, "tls_sender_certificate_name": name}
+    (warning,) = only(policy_of([connector]), LintCode.CERTIFICATE_NAME_OUTSIDE_DOMAINS)
+    assert "Fabrikam Bank inbound" == warning.connector
+    assert f"tls_sender_certificate_name {name!r} is not under any of its sender_domains" in (
+        warning.message
+    )
+    assert "set tls_sender_certificate_name to the partner's certificate name" in warning.message
+
+
+@pytest.mark.parametrize(
+    ("domains", "name"),
+    [
+        (["fabrikam.com"], "*.fabrikam.com"),
+        (["fabrikam.com"], "fabrikam.com"),
+        (["fabrikam.com"], "mail.eu.fabrikam.com"),
+        (["*.fabrikam.com"], "*.eu.fabrikam.com"),
+        (["contoso.com", "fabrikam.com"], "*.fabrikam.com"),
+        (["*"], "*.fabrikam.com"),
+    ],
+)
+def test_certificate_name_under_a_sender_domain_is_fine(domains: list[str], name: str) -> None:
+    connector = {**STRICT_INBOUND, "sender_domains": domains, "tls_sender_certificate_name": name}
+    assert [] == only(policy_of([connector]), LintCode.CERTIFICATE_NAME_OUTSIDE_DOMAINS)
+
+
+def test_tls_domain_outside_the_recipient_domains() -> None:
+    connector = {**STRICT_OUTBOUND, "tls_domain": "*.fabrikam-mail.net"}
+    (warning,) = only(policy_of(outbound=[connector]), LintCode.TLS_DOMAIN_OUTSIDE_DOMAINS)
+    assert "Fabrikam Bank outbound" == warning.connector
+    assert "tls_domain '*.fabrikam-mail.net' is not under any of its recipient_domains" in (
+        warning.message
+    )
+    assert "set tls_domain to the partner's certificate name (for example '*.fabrikam.com')" in (
+        warning.message
+    )
+
+
+def test_rule_scoped_connector_without_domains_is_not_compared() -> None:
+    """It is chosen by name and serves no listed domain: nothing to compare with."""
+    connector = {**STRICT_OUTBOUND, "recipient_domains": [], "is_transport_rule_scoped": True}
+    assert [] == lint(policy_of(outbound=[connector]))
+
+
+# --- broad-wildcard ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", ["*.com", "*.co.uk", "*.github.io"])
+def test_wildcard_over_a_public_suffix_warns_in_both_directions(pattern: str) -> None:
+    opportunistic = {"name": "Fabrikam Bank outbound", "recipient_domains": [pattern]}
+    policy = policy_of([{**STRICT_INBOUND, "sender_domains": [pattern]}], [opportunistic])
+    broad = only(policy, LintCode.BROAD_WILDCARD)
+    assert [("inbound", "Fabrikam Bank inbound"), ("outbound", "Fabrikam Bank outbound")] == [
+        (str(w.direction), w.connector) for w in broad
+    ]
+    suffix = pattern[2:]
+    assert all(
+        f"covers every domain under the public suffix {suffix!r}" in w.message for w in broad
+    )
+
+
+def test_star_on_a_partner_connector_warns() -> None:
+    policy = policy_of([{**STRICT_INBOUND, "sender_domains": ["*"]}])
+    (warning,) = only(policy, LintCode.BROAD_WILDCARD)
+    assert "sender_domains '*' makes this partner connector govern every sender domain" in (
+        warning.message
+    )
+    assert "list the partner's domains instead" in warning.message
+
+
+def test_star_on_an_on_premises_connector_is_normal() -> None:
+    """An on-premises connector relays the organisation's own mail: '*' is its usual scope."""
+    relay = {"name": "Contoso relay", "type": "on_premises", "sender_domains": ["*"]}
+    assert [] == lint(policy_of([relay]))
+
+
+@pytest.mark.parametrize("pattern", ["*.fabrikam.com", "*.fabrikam.co.uk", "fabrikam.com"])
+def test_partner_scoped_patterns_are_not_broad(pattern: str) -> None:
+    policy = policy_of([{**STRICT_INBOUND, "sender_domains": [pattern]}])
+    assert [] == only(policy, LintCode.BROAD_WILDCARD)
+
+
+# --- smart-host-tls-domain-mismatch --------------------------------------------------------
+
+
+def smart_host_connector(*hosts: str, tls_domain: str = "*.fabrikam.com") -> dict[str, Any]:
+    return {
+        **STRICT_OUTBOUND,
+        "use_mx_record": False,
+        "smart_hosts": list(hosts),
+        "tls_domain": tls_domain,
+    }
+
+
+def test_smart_host_that_tls_domain_cannot_match() -> None:
+    policy = policy_of(outbound=[smart_host_connector("relay.contoso.net")])
+    (warning,) = lint(policy)
+    assert LintCode.SMART_HOST_TLS_DOMAIN_MISMATCH == warning.code
+    assert "tls_domain '*.fabrikam.com' does not match the smart host 'relay.contoso.net'" in (
+        warning.message
+    )
+    assert "checked against tls_domain, not the host" in warning.message
+
+
+def test_smart_host_ip_literal_can_never_match() -> None:
+    policy = policy_of(outbound=[smart_host_connector("192.0.2.25:25", "[2001:db8::25]:25")])
+    messages = [w.message for w in only(policy, LintCode.SMART_HOST_TLS_DOMAIN_MISMATCH)]
+    assert 2 == len(messages)
+    assert "smart host 192.0.2.25 is an IP address" in messages[0]
+    assert "smart host 2001:db8::25 is an IP address" in messages[1]
+
+
+@pytest.mark.parametrize(
+    ("hosts", "tls_domain"),
+    [
+        (["relay1.fabrikam.com", "relay2.fabrikam.com:587"], "*.fabrikam.com"),
+        (["relay.fabrikam.com"], "relay.fabrikam.com"),
+    ],
+)
+def test_smart_hosts_that_tls_domain_matches(hosts: list[str], tls_domain: str) -> None:
+    assert [] == lint(policy_of(outbound=[smart_host_connector(*hosts, tls_domain=tls_domain)]))
+
+
+def test_smart_hosts_without_domain_validation_are_not_checked() -> None:
+    connector = {
+        **STRICT_OUTBOUND,
+        "use_mx_record": False,
+        "smart_hosts": ["192.0.2.25"],
+        "tls_settings": "certificate_validation",
+    }
+    del connector["tls_domain"]
+    assert [] == lint(policy_of(outbound=[connector]))
+
+
+# --- order, format, documentation ----------------------------------------------------------
+
+
+def test_warnings_come_inbound_first_then_by_connector_name() -> None:
+    policy = policy_of(
+        [
+            {**STRICT_INBOUND, "name": "Zeta", "enabled": False},
+            {**STRICT_INBOUND, "name": "Alpha", "enabled": False},
+        ],
+        [{**STRICT_OUTBOUND, "name": "Beta", "enabled": False}],
+    )
+    assert [
+        ("connector-disabled", "inbound", "Alpha"),
+        ("connector-disabled", "inbound", "Zeta"),
+        ("connector-disabled", "outbound", "Beta"),
+    ] == findings(policy)
+
+
+def test_warning_text_names_severity_code_direction_and_connector() -> None:
+    (warning,) = lint(policy_of([{**STRICT_INBOUND, "enabled": False}]))
+    assert str(warning).startswith(
+        "info[connector-disabled]: inbound connector 'Fabrikam Bank inbound': enabled = false"
+    )
+
+
+def test_every_code_is_documented() -> None:
+    text = LINT_DOCS.read_text(encoding="utf-8")
+    headings = set(re.findall(r"^### `([a-z-]+)`", text, flags=re.MULTILINE))
+    assert {str(code) for code in LintCode} == headings
+
+
+# --- tlsconnector check -------------------------------------------------------------------
+
+NOISY_POLICY = """
+[[inbound]]
+name = "Fabrikam Bank inbound"
+sender_domains = ["fabrikam.com"]
+tls_sender_certificate_name = "*.contoso.com"
+
+[[outbound]]
+name = "Fabrikam Bank outbound"
+enabled = false
+recipient_domains = ["fabrikam.com"]
+"""
+
+
+@pytest.fixture
+def noisy(tmp_path: Path) -> Path:
+    path = tmp_path / "noisy.toml"
+    path.write_text(NOISY_POLICY)
+    return path
+
+
+def test_check_prints_warnings_on_stderr_and_exits_0(
+    noisy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert 0 == main(["check", str(noisy)])
+    out, err = capsys.readouterr()
+    assert f"{noisy}: valid (1 inbound connector, 1 outbound connector)\n" == out
+    lines = err.splitlines()
+    assert 2 == len(lines)
+    assert lines[0].startswith(
+        f"{noisy}: warning[certificate-name-outside-domains]: inbound connector "
+        "'Fabrikam Bank inbound': tls_sender_certificate_name '*.contoso.com'"
+    )
+    assert lines[1].startswith(
+        f"{noisy}: info[connector-disabled]: outbound connector 'Fabrikam Bank outbound': "
+    )
+
+
+def test_check_strict_exits_1_on_any_warning(
+    noisy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert 1 == main(["check", "--strict", str(noisy)])
+    err = capsys.readouterr().err
+    assert err.endswith(f"{noisy}: 2 lint warnings (--strict)\n")
+
+
+def test_check_strict_counts_informational_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "disabled.toml"
+    path.write_text('[[inbound]]\nname = "Old"\nenabled = false\nsender_domains = ["x.org"]\n')
+    assert 1 == main(["check", "--strict", str(path)])
+    assert capsys.readouterr().err.endswith(f"{path}: 1 lint warning (--strict)\n")
+
+
+def test_check_strict_on_a_clean_policy_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["check", "--strict", str(FABRIKAM_EXAMPLE)])
+    out, err = capsys.readouterr()
+    assert "valid (1 inbound connector, 1 outbound connector)" in out
+    assert "" == err
+
+
+def test_check_strict_on_an_invalid_policy_still_lists_the_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[[inbound]]\nname = "X"\nsender_domains = ["*x.com"]\n')
+    assert 1 == main(["check", "--strict", str(path)])
+    err = capsys.readouterr().err
+    assert "connector 'X': sender_domains[0] = '*x.com'" in err
+    assert "lint" not in err
+
+
+def test_docs_show_the_real_check_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/lint.md's first example is NOISY_POLICY checked as `policy.toml`."""
+    text = LINT_DOCS.read_text(encoding="utf-8")
+    match = re.search(r"```\n\$ tlsconnector check policy.toml\n(.*?)```", text, re.DOTALL)
+    assert match is not None
+    (tmp_path / "policy.toml").write_text(NOISY_POLICY)
+    monkeypatch.chdir(tmp_path)
+    assert 0 == main(["check", "policy.toml"])
+    out, err = capsys.readouterr()
+    assert match.group(1) == out + err
