@@ -35,6 +35,7 @@ from ._facts import (
     UndecodableCertificate,
 )
 from ._inbound import evaluate_inbound
+from ._lint import LintCode, LintSeverity, LintWarning, lint
 from ._model import (
     ConnectorType,
     InboundConnector,
