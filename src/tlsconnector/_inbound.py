@@ -20,7 +20,7 @@ from ._decisions import (
     render_reply,
 )
 from ._facts import InboundSession, MtaVerifiedCertificate, UndecodableCertificate
-from ._model import ConnectorType, InboundConnector, Policy
+from ._model import InboundConnector, Policy
 
 __all__ = ["evaluate_inbound"]
 
@@ -85,21 +85,9 @@ def evaluate_inbound(
 def _candidates(policy: Policy, domain: str | None) -> list[InboundConnector]:
     """Enabled partner connectors matching ``domain`` at the most specific level
     (section 5.2), restricting ones beating allow-only ones (5.3), sorted by name."""
-    best: tuple[int, int] | None = None
-    matched: list[tuple[tuple[int, int], InboundConnector]] = []
-    for connector in policy.inbound:
-        # Disabled connectors are dropped before specificity is compared (section 2).
-        if not connector.enabled or connector.type is not ConnectorType.PARTNER:
-            continue
-        level = connector.specificity_for(domain)
-        if level is None:
-            continue
-        matched.append((level, connector))
-        if best is None or level > best:
-            best = level
-    candidates = [c for level, c in matched if level == best]
+    candidates = policy.inbound_candidates(domain)
     restricting = [c for c in candidates if c.imposes_checks]
-    return restricting or candidates
+    return restricting or list(candidates)
 
 
 class _Checker:

@@ -18,6 +18,7 @@ import attrs
 from ._addresses import IPRange, IPSet
 from ._certs import TrustStore
 from ._errors import InvalidValue, PolicyError, Problem
+from ._index import DomainIndex
 from ._names import CertificateName, DomainPattern, canonical_domain
 
 __all__ = [
@@ -228,17 +229,50 @@ class Policy:
     outbound: tuple[OutboundConnector, ...] = ()
     #: Trust anchors for chain validation; None or empty means no chain is trusted.
     trust: TrustStore | None = None
+    # Indexes built once from the fields above (not part of the value).
+    _inbound_index: DomainIndex[InboundConnector] = attrs.field(
+        init=False, eq=False, repr=False
+    )
+    _outbound_index: DomainIndex[OutboundConnector] = attrs.field(
+        init=False, eq=False, repr=False
+    )
+    _outbound_by_name: dict[str, OutboundConnector] = attrs.field(
+        init=False, eq=False, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "inbound", tuple(sorted(self.inbound, key=lambda c: c.sort_key)))
+        inbound = tuple(sorted(self.inbound, key=lambda c: c.sort_key))
+        outbound = tuple(sorted(self.outbound, key=lambda c: c.sort_key))
+        object.__setattr__(self, "inbound", inbound)
+        object.__setattr__(self, "outbound", outbound)
+        # Disabled and on-premises connectors are dropped before specificity is
+        # compared (sections 2 and 5.6); outbound, only selectable ones (6.2).
+        partners = (c for c in inbound if c.enabled and c.type is ConnectorType.PARTNER)
         object.__setattr__(
-            self, "outbound", tuple(sorted(self.outbound, key=lambda c: c.sort_key))
+            self, "_inbound_index", DomainIndex(partners, lambda c: c.sender_domains)
         )
+        selectable = (c for c in outbound if c.selectable_by_domain)
+        object.__setattr__(
+            self, "_outbound_index", DomainIndex(selectable, lambda c: c.recipient_domains)
+        )
+        by_name: dict[str, OutboundConnector] = {}
+        for connector in outbound:
+            by_name.setdefault(connector.name.casefold(), connector)
+        object.__setattr__(self, "_outbound_by_name", by_name)
+
+    def inbound_candidates(self, domain: str | None) -> tuple[InboundConnector, ...]:
+        """Enabled partner connectors matching a canonical sender ``domain`` at the most
+        specific level (section 5.2), sorted by name; None is the null sender."""
+        return self._inbound_index.best(domain)
+
+    def outbound_candidates(self, domain: str) -> tuple[OutboundConnector, ...]:
+        """Selectable outbound connectors matching a canonical recipient ``domain`` at the
+        most specific level (section 6.2), sorted by name."""
+        return self._outbound_index.best(domain)
 
     def outbound_named(self, name: str) -> OutboundConnector | None:
         """The outbound connector called ``name`` (case-insensitively), or None."""
-        key = name.casefold()
-        return next((c for c in self.outbound if c.name.casefold() == key), None)
+        return self._outbound_by_name.get(name.casefold())
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, trust: TrustStore | None) -> Policy:

@@ -68,19 +68,16 @@ def select_outbound(
         return connector, Reason(
             ReasonCode.CONNECTOR_NAMED, "the caller named this connector", connector.name
         )
-    best: tuple[tuple[int, int], OutboundConnector] | None = None
-    for connector in policy.outbound:  # sorted by name; ties are refused at load time
-        if not connector.selectable_by_domain:
-            continue
-        level = connector.specificity_for(domain)
-        if level is not None and (best is None or level > best[0]):
-            best = (level, connector)
+    # Ties at the most specific level are refused at load time; a policy built by a
+    # program with a tie still gets a deterministic answer: the first by name.
+    found = policy.outbound_candidates(domain)
+    best = found[0] if found else None
     if best is None:
         return None, Reason(
             ReasonCode.NO_CONNECTOR,
             f"no outbound connector serves {domain}: MX delivery with opportunistic TLS",
         )
-    connector = best[1]
+    connector = best
     return connector, Reason(
         ReasonCode.CONNECTOR_SELECTED,
         f"{domain} matches the recipient domains of this connector",

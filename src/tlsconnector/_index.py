@@ -1,0 +1,69 @@
+"""Connectors indexed by domain pattern: selection cost independent of policy size.
+
+For one domain the most specific level (section 2: exact, then the longest
+``*.suffix``, then ``*``) is found with at most one dictionary lookup per label of
+the domain, whatever the number of connectors. Pure and immutable once built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar, cast
+
+from ._names import DomainPattern, PatternKind
+
+__all__ = ["DomainIndex"]
+
+C = TypeVar("C")
+
+
+class DomainIndex(Generic[C]):
+    """Maps a canonical domain to the connectors matching it at the most specific level.
+
+    Connectors are given in the order answers must keep (by name); each appears at
+    most once per level.
+    """
+
+    __slots__ = ("_any", "_exact", "_subtree")
+
+    def __init__(
+        self, connectors: Iterable[C], patterns: Callable[[C], Sequence[DomainPattern]]
+    ) -> None:
+        exact: dict[str, list[C]] = {}
+        subtree: dict[str, list[C]] = {}
+        anywhere: list[C] = []
+        for connector in connectors:
+            for pattern in dict.fromkeys(patterns(connector)):
+                if pattern.kind is PatternKind.ANY:
+                    bucket = anywhere
+                else:
+                    table = exact if pattern.kind is PatternKind.EXACT else subtree
+                    # Not None for EXACT and SUBTREE (a DomainPattern invariant).
+                    bucket = table.setdefault(cast(str, pattern.domain), [])
+                if not bucket or bucket[-1] is not connector:
+                    bucket.append(connector)
+        self._exact = {domain: tuple(found) for domain, found in exact.items()}
+        self._subtree = {domain: tuple(found) for domain, found in subtree.items()}
+        self._any = tuple(anywhere)
+
+    def best(self, domain: str | None) -> tuple[C, ...]:
+        """The connectors matching ``domain`` at the most specific level, in order.
+
+        ``domain`` is canonical; None (the null sender) is matched only by ``*``.
+        """
+        if domain is None:
+            return self._any
+        found = self._exact.get(domain)
+        if found is not None:
+            return found
+        # "*.suffix" covers the suffix itself and every subdomain: walk up the labels,
+        # longest suffix first.
+        suffix = domain
+        while True:
+            found = self._subtree.get(suffix)
+            if found is not None:
+                return found
+            dot = suffix.find(".")
+            if dot < 0:
+                return self._any
+            suffix = suffix[dot + 1 :]
