@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
+import attrs
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -398,8 +399,16 @@ def test_trust_store_direct_construction_needs_anchors() -> None:
 
 def test_chain_via_intermediate_is_trusted(inter: CA, trust: TrustStore) -> None:
     """Leaf + intermediate up to a trusted root: trusted, no code."""
-    verdict = check(inter.issue(), trust)
-    assert ChainVerdict(True, None, "verified to trust anchor 'CN=Test Root CA'") == verdict
+    leaf = inter.issue(not_after=certmint.DEFAULT_NOT_AFTER - timedelta(days=1))
+    verdict = check(leaf, trust)
+    assert ChainVerdict(True, None, "verified to trust anchor 'CN=Test Root CA'") == attrs.evolve(
+        verdict, valid_from=None, valid_until=None
+    )
+    # The window in which the same path verifies: the intersection of its validities.
+    assert (certmint.DEFAULT_NOT_BEFORE, leaf.cert.not_valid_after_utc) == (
+        verdict.valid_from,
+        verdict.valid_until,
+    )
 
 
 def test_leaf_directly_under_the_root_is_trusted(root: CA, trust: TrustStore) -> None:

@@ -7,13 +7,15 @@ the MTA) and the CNs to match. Pure: the trust store and the time come in.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import OrderedDict
 
 import attrs
 
-from ._certs import PresentedChain, Purpose, TrustStore, validate_chain
+from ._certs import ChainVerdict, PresentedChain, Purpose, TrustStore, validate_chain
 from ._facts import MtaVerifiedCertificate, UndecodableCertificate
 
-__all__ = ["CertificateAssessment", "assess_certificate"]
+__all__ = ["CHAIN_VERDICTS", "CertificateAssessment", "ChainVerdictCache", "assess_certificate"]
 
 EXPIRED = "certificate-expired"
 NOT_TRUSTED = "certificate-not-trusted"
@@ -51,8 +53,69 @@ def assess_certificate(
     if trust is None or not trust.certificates:
         detail = "no trust anchors are configured ([trust] ca_file)"
         return CertificateAssessment((NOT_TRUSTED, detail), certificate.cns, "tlsconnector")
-    verdict = validate_chain(certificate, trust=trust, at=at, purpose=purpose)
+    verdict = CHAIN_VERDICTS.validate(certificate, trust=trust, at=at, purpose=purpose)
     failure = None
     if not verdict.trusted:
         failure = (EXPIRED if verdict.code == EXPIRED else NOT_TRUSTED, verdict.detail)
     return CertificateAssessment(failure, certificate.cns, "tlsconnector")
+
+
+class ChainVerdictCache:
+    """Chain validation results, keyed by certificate bytes, trust store and purpose.
+
+    Memoisation only: the answer is always what :func:`validate_chain` would say.
+    A trusted verdict is reused at any time inside the validity window of its
+    verified path (the validator's answer can only change when a certificate of
+    the path becomes not yet valid or expired); any other verdict is reused only
+    for the very same second. Bounded: least recently used entries go first.
+    """
+
+    def __init__(self, maxsize: int = 8192) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[tuple[object, ...], ChainVerdict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def validate(
+        self, chain: PresentedChain, *, trust: TrustStore, at: dt.datetime, purpose: Purpose
+    ) -> ChainVerdict:
+        """:func:`validate_chain`, from the cache when the answer cannot differ."""
+        # The validator works in whole seconds; so does the cache.
+        second = at.astimezone(dt.UTC).replace(microsecond=0)
+        trusted_key = (chain.key, trust.key, purpose)
+        exact_key = (chain.key, trust.key, purpose, second)
+        with self._lock:
+            cached = self._entries.get(trusted_key)
+            if cached is not None and _inside(cached, second):
+                self._entries.move_to_end(trusted_key)
+                return cached
+            cached = self._entries.get(exact_key)
+            if cached is not None:
+                self._entries.move_to_end(exact_key)
+                return cached
+        verdict = validate_chain(chain, trust=trust, at=at, purpose=purpose)
+        key = trusted_key if verdict.trusted and verdict.valid_from is not None else exact_key
+        with self._lock:
+            self._entries[key] = verdict
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return verdict
+
+
+def _inside(verdict: ChainVerdict, second: dt.datetime) -> bool:
+    return (
+        verdict.valid_from is not None
+        and verdict.valid_until is not None
+        and verdict.valid_from <= second <= verdict.valid_until
+    )
+
+
+#: The process-wide cache used by the evaluators.
+CHAIN_VERDICTS = ChainVerdictCache()

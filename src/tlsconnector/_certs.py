@@ -241,6 +241,11 @@ class PresentedChain:
     certificates: tuple[x509.Certificate, ...] = attrs.field(
         converter=_as_tuple, validator=_check_chain
     )
+    #: SHA-256 over the DER of every certificate, in order: a cache key for chain work.
+    key: bytes = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "key", _digest(self.certificates))
 
     @classmethod
     def from_pem(cls, data: str | bytes) -> PresentedChain:
@@ -326,6 +331,15 @@ class PresentedChain:
         return ":".join(f"{b:02X}" for b in self.leaf.fingerprint(hashes.SHA256()))
 
 
+def _digest(certificates: Sequence[x509.Certificate]) -> bytes:
+    digest = hashes.Hash(hashes.SHA256())
+    for cert in certificates:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        digest.update(len(der).to_bytes(4, "big"))
+        digest.update(der)
+    return digest.finalize()
+
+
 def _check_anchors(instance: TrustStore, _: attrs.Attribute[object], value: object) -> None:
     if not isinstance(value, tuple) or not value:
         raise InvalidValue(value, "a trust store needs at least one certificate")
@@ -347,9 +361,12 @@ class TrustStore:
         converter=_as_tuple, validator=_check_anchors
     )
     _store: Store = attrs.field(init=False, eq=False, repr=False)
+    #: SHA-256 over the anchors' DER: identifies the store's content in cache keys.
+    key: bytes = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_store", Store(list(self.certificates)))
+        object.__setattr__(self, "key", _digest(self.certificates))
 
     @property
     def store(self) -> Store:
@@ -375,6 +392,11 @@ class ChainVerdict:
     trusted: bool
     code: str | None
     detail: str
+    #: For a trusted verdict: the times between which every certificate of the
+    #: verified path (leaf, intermediates used, anchor) is valid, both inclusive. The
+    #: same chain verifies the same way at any time inside; None otherwise.
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
 
 
 # --- extended key usage (spec section 7) -------------------------------------------
@@ -680,5 +702,9 @@ def validate_chain(
     if failure is not None:
         return _not_trusted(failure)
     return ChainVerdict(
-        trusted=True, code=None, detail=f"verified to trust anchor {_describe(path[-1])}"
+        trusted=True,
+        code=None,
+        detail=f"verified to trust anchor {_describe(path[-1])}",
+        valid_from=max(cert.not_valid_before_utc for cert in path),
+        valid_until=min(cert.not_valid_after_utc for cert in path),
     )

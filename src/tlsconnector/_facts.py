@@ -8,6 +8,7 @@ the field. The time is always a fact passed in; nothing here reads a clock.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -117,7 +118,7 @@ class TLSFacts:
             if not isinstance(pem, str):
                 raise FactsError(f"{field}.peer_chain_pem", pem, "must be a string of PEM text")
             try:
-                return cls(PresentedChain.from_pem(pem))
+                return cls(_chain_from_pem(pem))
             except InvalidValue as exc:
                 if keep_undecodable:
                     return cls(UndecodableCertificate(exc.reason))
@@ -143,6 +144,15 @@ class TLSFacts:
                 f"{field}.peer_fingerprint", value["peer_fingerprint"], "needs peer_cn"
             )
         return cls(None)
+
+
+@functools.lru_cache(maxsize=2048)
+def _chain_from_pem(pem: str) -> PresentedChain:
+    """Parse a presented chain once per distinct PEM text (a chain is immutable).
+
+    Bounded; decoding failures are not cached and are raised again each time.
+    """
+    return PresentedChain.from_pem(pem)
 
 
 def parse_time(value: object, *, field: str = "at") -> dt.datetime:
