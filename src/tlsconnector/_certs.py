@@ -244,8 +244,12 @@ class PresentedChain:
     #: SHA-256 over the DER of every certificate, in order: a cache key for chain work.
     key: bytes = attrs.field(init=False, eq=False, repr=False)
 
+    _cns: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "key", _digest(self.certificates))
+        attributes = self.leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        object.__setattr__(self, "_cns", tuple(_cn_text(a) for a in attributes))
 
     @classmethod
     def from_pem(cls, data: str | bytes) -> PresentedChain:
@@ -320,10 +324,9 @@ class PresentedChain:
         """Every subject CN attribute of the leaf, in order, as text (never the SAN).
 
         Values are returned as decoded, unnormalised: deciding whether a CN is usable
-        is the name matcher's job (spec section 3).
+        is the name matcher's job (spec section 3). Extracted once, at construction.
         """
-        attributes = self.leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        return tuple(_cn_text(a) for a in attributes)
+        return self._cns
 
     @property
     def fingerprint(self) -> str:

@@ -282,6 +282,12 @@ def usable_cn(cn: str) -> bool:
     # Rule 2: at most 64 characters (checked first to bound the work).
     if not cn or len(cn) > _MAX_CN:
         return False
+    return _usable_cn(cn)
+
+
+@functools.lru_cache(maxsize=8192)
+def _usable_cn(cn: str) -> bool:
+    """Rules 1-6 for a CN of 1-64 characters; memoised (the same partner CNs recur)."""
     # Rule 1: printable ASCII only; nothing is trimmed.
     if not _is_printable_ascii(cn):
         return False
