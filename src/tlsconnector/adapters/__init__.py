@@ -1,0 +1,13 @@
+"""Adapters: tlsconnector's decisions inside real mail servers (edges, layer 4).
+
+Each adapter translates what one mail server knows about an SMTP transaction into
+session facts, asks the pure core for a decision, and turns the decision back into
+that server's own answer. The protocol parsing and the fact mapping of an adapter
+are pure and tested without sockets; the I/O lives in the servers that use them.
+
+One module per mail server, for example :mod:`tlsconnector.adapters.postfix`:
+Postfix's SMTP access policy delegation protocol (``check_policy_service``), served
+by ``tlsconnector serve postfix``.
+
+Importing ``tlsconnector`` never imports an adapter.
+"""

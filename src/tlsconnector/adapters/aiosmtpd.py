@@ -1,0 +1,313 @@
+"""The aiosmtpd adapter: the same enforcement as the Postfix service, inside a Python
+SMTP server built on aiosmtpd (``pip install 'tlsconnector[aiosmtpd]'``).
+
+* :func:`smtp_kwargs` builds the ``aiosmtpd.controller.Controller`` / ``SMTP`` keyword
+  arguments: a TLS context that asks for a client certificate and verifies it against
+  the policy's trust anchors, and ``require_starttls`` when a partner connector
+  requires TLS.
+* :class:`TLSConnectorHandler` wraps your delivery handler: it decides every ``RCPT``
+  with :func:`~tlsconnector.evaluate_inbound` and answers with the decision's SMTP
+  reply; accepted recipients go on to your handler, and ``DATA`` is yours.
+
+The client certificate comes from the TLS session. Python's ``ssl`` module verified it
+during the handshake against the same trust anchors, and shows only the leaf (not the
+intermediates the client sent), so the adapter hands the leaf's CNs to the core as
+facts verified by the MTA (spec section 7), exactly as the Postfix adapter does with
+``ccert_subject``. See docs/aiosmtpd.md for this choice and its limits.
+
+This module never imports aiosmtpd at run time (the handler is duck-typed), and
+``import tlsconnector`` never imports this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import ssl
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives import serialization
+
+from .._certs import PresentedChain
+from .._decisions import (
+    DEFAULT_REPLIES,
+    InboundAction,
+    InboundDecision,
+    ReasonCode,
+    SmtpReply,
+    printable,
+)
+from .._errors import FactsError, InvalidValue
+from .._facts import InboundSession, MtaVerifiedCertificate, TLSFacts
+from .._inbound import evaluate_inbound
+from .._model import ConnectorType, Policy
+
+if TYPE_CHECKING:
+    from aiosmtpd.smtp import SMTP, Envelope, Session
+
+__all__ = [
+    "Clock",
+    "DecisionHook",
+    "TLSConnectorHandler",
+    "reply_line",
+    "requires_starttls",
+    "server_tls_context",
+    "smtp_kwargs",
+    "tls_facts",
+    "utc_now",
+]
+
+log = logging.getLogger("tlsconnector.adapters.aiosmtpd")
+
+#: Returns the current time, timezone-aware. Injected so tests control the time.
+Clock = Callable[[], dt.datetime]
+#: Called with every decision (after it is made, before it is answered).
+DecisionHook = Callable[["Session", "Envelope", str, InboundDecision], None]
+
+_ENHANCED = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
+MAX_REPLY_TEXT = 400
+_OWN_HOOKS = frozenset({"handle_RCPT", "handle_DATA"})
+
+
+def utc_now() -> dt.datetime:
+    """The default clock: the current time in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def requires_starttls(policy: Policy) -> bool:
+    """True when any enabled partner inbound connector requires TLS (section 5.4).
+
+    >>> from tlsconnector import Policy
+    >>> requires_starttls(Policy.from_mapping(
+    ...     {"inbound": [{"name": "Fabrikam", "sender_domains": ["fabrikam.com"]}]}, trust=None))
+    True
+    >>> requires_starttls(Policy.from_mapping({}, trust=None))
+    False
+    """
+    return any(
+        connector.enabled and connector.type is ConnectorType.PARTNER and connector.requires_tls
+        for connector in policy.inbound
+    )
+
+
+def server_tls_context(
+    policy: Policy,
+    *,
+    certfile: str | os.PathLike[str],
+    keyfile: str | os.PathLike[str] | None = None,
+    password: str | bytes | None = None,
+) -> ssl.SSLContext:
+    """A server TLS context that asks clients for a certificate.
+
+    ``verify_mode`` is ``CERT_OPTIONAL`` with the policy's trust anchors loaded: a
+    client may send no certificate (the policy then decides ``certificate-missing``
+    where a name is required), but a certificate it sends must verify against the
+    anchors, or the ``ssl`` module aborts the handshake. A policy without trust
+    anchors gets ``CERT_NONE``: no certificate could ever verify, so none is asked for.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile, password)
+    anchors = policy.trust.certificates if policy.trust is not None else ()
+    if anchors:
+        context.load_verify_locations(
+            cadata="".join(
+                cert.public_bytes(serialization.Encoding.PEM).decode("ascii") for cert in anchors
+            )
+        )
+        context.verify_mode = ssl.CERT_OPTIONAL
+    else:
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def smtp_kwargs(
+    policy: Policy,
+    *,
+    certfile: str | os.PathLike[str],
+    keyfile: str | os.PathLike[str] | None = None,
+    password: str | bytes | None = None,
+    require_starttls: bool | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``aiosmtpd.controller.Controller`` or ``aiosmtpd.smtp.SMTP``.
+
+    ``tls_context`` from :func:`server_tls_context`; ``require_starttls`` defaults to
+    :func:`requires_starttls` (then aiosmtpd answers ``530`` to any MAIL before
+    STARTTLS, for every client, as Postfix does with ``smtpd_tls_security_level =
+    encrypt``). Pass ``require_starttls=False`` to let senders that no connector
+    governs in without TLS: the handler still refuses governed ones at RCPT.
+    """
+    return {
+        "tls_context": server_tls_context(
+            policy, certfile=certfile, keyfile=keyfile, password=password
+        ),
+        "require_starttls": requires_starttls(policy)
+        if require_starttls is None
+        else require_starttls,
+    }
+
+
+def tls_facts(session: Session) -> TLSFacts | None:
+    """The TLS facts of an aiosmtpd session: None without STARTTLS.
+
+    The client certificate is the leaf the ``ssl`` module verified in the handshake
+    (``getpeercert(binary_form=True)``); it becomes :class:`MtaVerifiedCertificate`
+    facts (its CNs, verified, its SHA-256 fingerprint). ``verified`` is true only when
+    the context asked for and verified certificates (``CERT_OPTIONAL`` or
+    ``CERT_REQUIRED``). Raises :class:`FactsError` when the session's TLS state cannot
+    be read or the certificate cannot be decoded.
+    """
+    info = session.ssl
+    if info is None:
+        return None
+    ssl_object = info.get("ssl_object") if isinstance(info, Mapping) else None
+    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+        raise FactsError("tls", None, "the TLS session exposes no ssl_object")
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return TLSFacts(None)
+    try:
+        leaf = PresentedChain.from_der(der)
+    except InvalidValue as exc:
+        raise FactsError("tls.client_certificate", "(DER)", exc.reason) from None
+    verified = ssl_object.context.verify_mode in (ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED)
+    return TLSFacts(MtaVerifiedCertificate(leaf.cns, verified, leaf.fingerprint))
+
+
+class TLSConnectorHandler:
+    """An aiosmtpd handler that enforces a policy at RCPT and delegates the rest.
+
+    ``delivery`` is your own aiosmtpd handler; it must have ``handle_DATA``. Its other
+    hooks (``handle_EHLO``, ``handle_MAIL``, ``handle_exception``, ``auth_*`` ...) are
+    exposed unchanged; its ``handle_RCPT``, if any, runs only for recipients the policy
+    accepts. ``clock`` gives the session time (default: UTC now). ``on_decision`` is
+    called with every decision, for logging or auditing.
+
+    Never fails open: malformed facts, an error while deciding or an exception from
+    ``on_decision`` give ``451 4.3.0``, never an accept.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        delivery: Any,
+        clock: Clock = utc_now,
+        replies: Mapping[ReasonCode, SmtpReply] = DEFAULT_REPLIES,
+        on_decision: DecisionHook | None = None,
+    ) -> None:
+        if not callable(getattr(delivery, "handle_DATA", None)):
+            raise TypeError("delivery must be an aiosmtpd handler with a handle_DATA method")
+        self.policy = policy
+        self.delivery = delivery
+        self.clock = clock
+        self.replies = replies
+        self.on_decision = on_decision
+        self._delivery_rcpt = getattr(delivery, "handle_RCPT", None)
+        # aiosmtpd finds hooks with dir(handler): show the delivery handler's own.
+        for name in dir(delivery):
+            if name in _OWN_HOOKS or not name.startswith(("handle_", "auth_")):
+                continue
+            hook = getattr(delivery, name)
+            if callable(hook):
+                setattr(self, name, hook)
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        """Decide this recipient; refuse with the decision's reply, or go on."""
+        decision = self.decide(session, envelope, address)
+        if decision.action is not InboundAction.ACCEPT:
+            return reply_line(decision)
+        if self._delivery_rcpt is not None:
+            status: str = await self._delivery_rcpt(
+                server, session, envelope, address, rcpt_options
+            )
+            return status
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Hand the message to the delivery handler (every recipient was accepted)."""
+        status: str = await self.delivery.handle_DATA(server, session, envelope)
+        return status
+
+    def decide(self, session: Session, envelope: Envelope, address: str) -> InboundDecision:
+        """The decision for one RCPT (section 5); a tempfail on any error."""
+        try:
+            facts = InboundSession.create(
+                peer_ip=_peer_ip(session.peer),
+                mail_from=envelope.mail_from,  # type: ignore[arg-type]  # None: FactsError
+                rcpt_to=[address],
+                tls=tls_facts(session),
+                at=self.clock(),
+                helo=session.host_name,
+            )
+            decision = evaluate_inbound(self.policy, facts, replies=self.replies)
+        except FactsError as exc:
+            decision = InboundDecision.tempfail(f"malformed session facts: {exc}")
+        except Exception as exc:  # never fail open: an error while deciding is a tempfail
+            log.exception("tlsconnector: error while deciding")
+            decision = InboundDecision.tempfail(
+                f"internal error while deciding: {type(exc).__name__}: {exc}"
+            )
+        try:
+            if self.on_decision is not None:
+                self.on_decision(session, envelope, address, decision)
+        except Exception as exc:
+            log.exception("tlsconnector: on_decision failed")
+            decision = InboundDecision.tempfail(f"on_decision failed: {type(exc).__name__}: {exc}")
+        _log_decision(session, envelope, address, decision)
+        return decision
+
+
+def _peer_ip(peer: object) -> str:
+    """aiosmtpd's ``session.peer``: ``(host, port)`` (IPv6 adds flow and scope)."""
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer)
+
+
+def reply_line(decision: InboundDecision) -> str:
+    """The SMTP reply for a refusal: ``CODE X.Y.Z text``, checked, not trusted.
+
+    A reject must carry a 4xx or 5xx code, a tempfail a 4xx, with a well-formed
+    enhanced status code of the same class and printable text; anything else becomes
+    ``451 4.3.0`` (section 5: never a permanent refusal because of an error).
+    """
+    smtp = decision.smtp
+    fallback = DEFAULT_REPLIES[ReasonCode.INTERNAL_ERROR]
+    allowed = (4,) if decision.action is InboundAction.TEMPFAIL else (4, 5)
+    if (
+        smtp is None
+        or decision.action is InboundAction.ACCEPT
+        or not 400 <= smtp.code <= 599
+        or smtp.code // 100 not in allowed
+        or not _ENHANCED.fullmatch(smtp.enhanced)
+        or int(smtp.enhanced[0]) != smtp.code // 100
+    ):
+        smtp = fallback
+    text = printable(smtp.text, limit=MAX_REPLY_TEXT).strip() or fallback.text
+    return f"{smtp.code} {smtp.enhanced} {text}"
+
+
+def _log_decision(
+    session: Session, envelope: Envelope, address: str, decision: InboundDecision
+) -> None:
+    log.info(
+        "tlsconnector: %s peer=%s from=%s rcpt=%s connector=%s reasons=%s",
+        decision.action,
+        printable(_peer_ip(session.peer), 60),
+        printable(str(envelope.mail_from), 120),
+        printable(address, 120),
+        printable(decision.connector) if decision.connector else "-",
+        ",".join(decision.codes),
+    )

@@ -1,0 +1,579 @@
+"""`tlsconnector probe` against real SMTP servers on 127.0.0.1 (docs/probe.md).
+
+Each server is an aiosmtpd server started in-process on port 0, presenting a chain
+minted for the test, or a tiny scripted responder for the odd cases. No Postfix, no
+DNS, nothing outside the loopback interface; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tlsconnector import load_policy
+from tlsconnector._cli import main
+from tlsconnector._probe import ProbeError, resolve_mx
+
+from certmint import CA, Leaf, self_signed
+
+AT = "2026-11-26T12:00:00Z"
+ROOT = CA("Probe Test Root")
+INTERMEDIATE = ROOT.intermediate("Probe Test Issuing CA")
+GOOD = INTERMEDIATE.issue("server1.fabrikam.com")
+WRONG_CN = INTERMEDIATE.issue("mail.example.org")
+SELF_SIGNED = self_signed("server1.fabrikam.com")
+WAIT = 10.0  # upper bound on any wait for a test server
+
+POLICY = """
+[trust]
+ca_file = "ca.pem"
+
+[[outbound]]
+name = "Fabrikam Bank outbound"
+recipient_domains = ["fabrikam.com"]
+tls_settings = "domain_validation"
+tls_domain = "*.fabrikam.com"
+"""
+
+
+class Recorder:
+    """The server's delivery handler: records every MAIL FROM and message it gets."""
+
+    def __init__(self) -> None:
+        self.senders: list[str] = []
+        self.messages: list[Envelope] = []
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.senders.append(address)
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread serving one listener on 127.0.0.1, port 0."""
+
+    def __init__(self, factory: Callable[[asyncio.AbstractEventLoop], asyncio.Protocol]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def listen() -> asyncio.AbstractServer:
+            return await self.loop.create_server(lambda: factory(self.loop), "127.0.0.1", 0)
+
+        self.server = asyncio.run_coroutine_threadsafe(listen(), self.loop).result(WAIT)
+        self.port: int = self.server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self.server.close()
+            await asyncio.wait_for(self.server.wait_closed(), WAIT)
+
+        with contextlib.suppress(TimeoutError):
+            asyncio.run_coroutine_threadsafe(close(), self.loop).result(WAIT)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(WAIT)
+        self.loop.close()
+
+
+def tls_context(leaf: Leaf, tmp_path: Path) -> ssl.SSLContext:
+    """A server context presenting the leaf and its intermediates."""
+    chain = tmp_path / "server-chain.pem"
+    key = tmp_path / "server-key.pem"
+    chain.write_text(leaf.chain_pem())
+    key.write_text(leaf.key_pem())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain, key)
+    return context
+
+
+@contextlib.contextmanager
+def smtp_server(
+    tmp_path: Path,
+    leaf: Leaf | None,
+    recorder: Recorder | None = None,
+    context: ssl.SSLContext | None = None,
+) -> Iterator[int]:
+    """An aiosmtpd server; STARTTLS with ``leaf`` when given, none otherwise."""
+    if context is None and leaf is not None:
+        context = tls_context(leaf, tmp_path)
+    handler = recorder or Recorder()
+
+    def factory(loop: asyncio.AbstractEventLoop) -> SMTP:
+        return SMTP(handler, hostname="mx.test.example", tls_context=context, loop=loop)
+
+    server = LoopThread(factory)
+    try:
+        yield server.port
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def scripted_server(replies: dict[str, str], greeting: str | None) -> Iterator[int]:
+    """A tiny responder: sends ``greeting`` (or nothing), then answers each command
+    (its first word) from ``replies``; serves one connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        with contextlib.suppress(OSError), listener:
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(WAIT)
+                if greeting is None:
+                    connection.recv(1)  # stay silent until the client gives up
+                    return
+                connection.sendall(greeting.encode() + b"\r\n")
+                stream = connection.makefile("rb")
+                for _ in range(20):
+                    line = stream.readline(1000)
+                    if not line:
+                        return
+                    command = (
+                        line.split()[0].decode("ascii", "replace").upper() if line.split() else ""
+                    )
+                    connection.sendall(replies.get(command, "500 unknown").encode() + b"\r\n")
+                    if command == "QUIT":
+                        return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        thread.join(WAIT)
+
+
+@pytest.fixture
+def policy(tmp_path: Path) -> Path:
+    (tmp_path / "ca.pem").write_text(ROOT.cert_pem())
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY)
+    return path
+
+
+def probe(policy: Path, *args: str) -> list[str]:
+    return ["probe", "--policy", str(policy), "--at", AT, "--timeout", "5", *args]
+
+
+def run_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    status = main([*argv, "--json"])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert 1 == len(lines), out
+    return status, json.loads(lines[0])
+
+
+def codes(result: dict[str, Any]) -> list[str]:
+    return [reason["code"] for reason in result["reasons"]]
+
+
+# -- verdicts ------------------------------------------------------------------------
+
+
+def test_good_chain_with_intermediate_delivers_under_domain_validation(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server presents leaf + intermediate, CN server1.fabrikam.com: deliver, exit 0,
+    and the probe shows both certificates it collected."""
+    with smtp_server(tmp_path, GOOD) as port:
+        status, result = run_json(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}"),
+            capsys,
+        )
+    assert 0 == status
+    assert "deliver" == result["action"]
+    assert "Fabrikam Bank outbound" == result["connector"]
+    assert "tlsconnector" == result["chain_verified_by"]
+    assert f"127.0.0.1:{port}" == result["peer_host"]
+    assert {"mode": "domain_validation", "domain": "*.fabrikam.com"} == result["tls"]
+    probed = result["probe"]
+    assert ("127.0.0.1", port, "offered") == (probed["host"], probed["port"], probed["starttls"])
+    assert probed["greeting"].startswith("220 ")
+    assert ["CN=server1.fabrikam.com", "CN=Probe Test Issuing CA"] == [
+        cert["subject"] for cert in probed["chain"]
+    ]
+    assert GOOD.chain_pem() == probed["chain_pem"]
+    assert [] == result["unreachable"]
+
+
+def test_wrong_cn_defers_with_certificate_host_mismatch(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trusted chain whose CN is not under *.fabrikam.com: defer, exit 3."""
+    with smtp_server(tmp_path, WRONG_CN) as port:
+        status, result = run_json(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}"),
+            capsys,
+        )
+    assert 3 == status
+    assert "defer" == result["action"]
+    assert ["certificate-host-mismatch", "connector-selected"] == codes(result)
+    assert "4.7.5" == result["reasons"][0]["enhanced"]
+
+
+def test_self_signed_certificate_defers_as_not_trusted(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The probe accepts the self-signed certificate in the handshake (it never verifies
+    there), then the policy judges it: certificate-not-trusted."""
+    with smtp_server(tmp_path, SELF_SIGNED) as port:
+        status, result = run_json(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}"),
+            capsys,
+        )
+    assert 3 == status
+    assert "defer" == result["action"]
+    assert "certificate-not-trusted" == codes(result)[0]
+    assert 1 == len(result["probe"]["chain"])
+
+
+def test_server_without_starttls_defers_as_starttls_not_supported(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No STARTTLS in the EHLO reply: the attempt is `tls: null`."""
+    with smtp_server(tmp_path, None) as port:
+        status, result = run_json(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}"),
+            capsys,
+        )
+    assert 3 == status
+    assert ["starttls-not-supported", "connector-selected"] == codes(result)
+    assert "4.7.4" == result["reasons"][0]["enhanced"]
+    assert "not-offered" == result["probe"]["starttls"]
+    assert result["probe"]["tls"] is None
+    assert [] == result["probe"]["chain"]
+
+
+def test_opportunistic_default_route_delivers_without_starttls(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recipient domain no connector serves: MX delivery, opportunistic TLS, so a
+    plaintext-only server still gets the mail."""
+    with smtp_server(tmp_path, None) as port:
+        status, result = run_json(
+            probe(policy, "--recipient", "someone@example.org", "--host", f"127.0.0.1:{port}"),
+            capsys,
+        )
+    assert 0 == status
+    assert ("deliver", None) == (result["action"], result["connector"])
+    assert ["no-connector"] == codes(result)
+
+
+def test_starttls_refused_by_the_server_defers(
+    policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """STARTTLS offered in EHLO but answered 454 (RFC 3207): no TLS on this attempt."""
+    replies = {
+        "EHLO": "250-mx.test.example\r\n250 STARTTLS",
+        "STARTTLS": "454 4.7.0 TLS not available due to temporary reason",
+        "QUIT": "221 bye",
+    }
+    with scripted_server(replies, "220 mx.test.example ESMTP") as port:
+        status, result = run_json(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}"),
+            capsys,
+        )
+    assert 3 == status
+    assert "starttls-not-supported" == codes(result)[0]
+    assert "refused" == result["probe"]["starttls"]
+    assert any("454" in note for note in result["probe"]["notes"])
+
+
+def test_host_name_is_sent_as_sni(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host given by name is named in the handshake (SNI, RFC 6066), as MTAs do, so a
+    server with several certificates presents the one for that name."""
+    seen: list[str | None] = []
+    context = tls_context(GOOD, tmp_path)
+    context.sni_callback = lambda connection, name, ctx: seen.append(name)  # type: ignore[assignment,misc,func-returns-value]
+    with smtp_server(tmp_path, None, context=context) as port:
+        status, result = run_json(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"localhost:{port}"),
+            capsys,
+        )
+    assert 0 == status
+    assert ["localhost"] == seen
+    assert f"localhost:{port}" == result["peer_host"]
+
+
+def test_failed_tls_handshake_is_a_probe_error(
+    policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server says 220 to STARTTLS but does not speak TLS: no verdict, exit 1."""
+    replies = {"EHLO": "250-mx.test.example\r\n250 STARTTLS", "STARTTLS": "220 go ahead"}
+    with scripted_server(replies, "220 mx.test.example ESMTP") as port:
+        status = main(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}")
+        )
+    err = capsys.readouterr().err
+    assert 1 == status
+    assert "could not probe (tls-handshake)" in err
+    assert "the TLS handshake failed" in err
+
+
+def test_probe_sends_no_mail(policy: Path, tmp_path: Path) -> None:
+    """EHLO, STARTTLS, EHLO, QUIT: the server never sees MAIL FROM or a message."""
+    recorder = Recorder()
+    with smtp_server(tmp_path, GOOD, recorder) as port:
+        status = main(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}")
+        )
+    assert 0 == status
+    assert ([], []) == (recorder.senders, recorder.messages)
+
+
+def test_human_output_names_the_host_the_chain_and_the_verdict(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with smtp_server(tmp_path, WRONG_CN) as port:
+        status = main(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}")
+        )
+    out = capsys.readouterr().out
+    assert 3 == status
+    assert f"probed 127.0.0.1 port {port} (address 127.0.0.1)" in out
+    assert "#1 CN=mail.example.org" in out
+    assert "finance@fabrikam.com: DEFER by connector 'Fabrikam Bank outbound'" in out
+    assert "- certificate-host-mismatch [4.7.5]" in out
+
+
+# -- routes --------------------------------------------------------------------------
+
+
+def test_smart_host_route_is_probed_without_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --host a smart-host route connects to the connector's smart hosts."""
+    (tmp_path / "ca.pem").write_text(ROOT.cert_pem())
+    with smtp_server(tmp_path, GOOD) as port:
+        path = tmp_path / "policy.toml"
+        path.write_text(
+            '[trust]\nca_file = "ca.pem"\n\n[[outbound]]\nname = "Woodgrove relay"\n'
+            'recipient_domains = ["woodgrove.example"]\nuse_mx_record = false\n'
+            f'smart_hosts = ["127.0.0.1:{port}"]\ntls_settings = "certificate_validation"\n'
+        )
+        status, result = run_json(probe(path, "--recipient", "ap@woodgrove.example"), capsys)
+    assert 0 == status
+    assert ("deliver", "Woodgrove relay") == (result["action"], result["connector"])
+    assert {"kind": "smart_host", "hosts": [f"127.0.0.1:{port}"]} == result["route"]
+
+
+def test_unreachable_smart_host_is_skipped_for_the_next_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Like an MTA, a host that refuses the connection is skipped; the skip is reported."""
+    (tmp_path / "ca.pem").write_text(ROOT.cert_pem())
+    closed = free_port()
+    with smtp_server(tmp_path, GOOD) as port:
+        path = tmp_path / "policy.toml"
+        path.write_text(
+            '[trust]\nca_file = "ca.pem"\n\n[[outbound]]\nname = "Woodgrove relay"\n'
+            'recipient_domains = ["woodgrove.example"]\nuse_mx_record = false\n'
+            f'smart_hosts = ["127.0.0.1:{closed}", "127.0.0.1:{port}"]\n'
+            'tls_settings = "certificate_validation"\n'
+        )
+        status, result = run_json(probe(path, "--recipient", "ap@woodgrove.example"), capsys)
+    assert 0 == status
+    assert port == result["probe"]["port"]
+    assert [closed] == [u["port"] for u in result["unreachable"]]
+
+
+def test_unavailable_named_connector_defers_without_connecting(
+    policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The policy defers before any connection: nothing to probe, exit 3."""
+    status, result = run_json(
+        probe(policy, "--recipient", "finance@fabrikam.com", "--connector", "No such"),
+        capsys,
+    )
+    assert 3 == status
+    assert ["connector-unavailable"] == codes(result)
+    assert result["probe"] is None
+
+
+def test_mx_route_without_dnspython_names_the_extra(
+    policy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --host an MX route needs dnspython; its absence is a clear error, exit 1."""
+    monkeypatch.setitem(sys.modules, "dns.resolver", None)  # import fails, as if absent
+    status = main(probe(policy, "--recipient", "finance@fabrikam.com"))
+    err = capsys.readouterr().err
+    assert 1 == status
+    assert "dnspython" in err
+    assert "tlsconnector[probe]" in err
+
+
+def test_mx_hosts_are_tried_by_preference_then_name() -> None:
+    """RFC 5321 section 5.1: lowest preference first; ties ordered by name here."""
+    records = [(20, "mx3.fabrikam.com."), (10, "MX2.fabrikam.com."), (10, "mx1.fabrikam.com.")]
+    hosts = resolve_mx("fabrikam.com", lookup=lambda domain, timeout: records)
+    assert ["mx1.fabrikam.com", "mx2.fabrikam.com", "mx3.fabrikam.com"] == hosts
+
+
+def test_domain_without_mx_uses_the_implicit_mx() -> None:
+    """RFC 5321 section 5.1: no MX record, the domain itself is the host."""
+    assert ["fabrikam.com"] == resolve_mx("fabrikam.com", lookup=lambda domain, timeout: [])
+
+
+def test_mx_host_names_are_canonical_and_unusable_ones_skipped() -> None:
+    """Names compare in canonical form (lower case, no trailing dot), once each; a name
+    that is not a host name (here a label with a space, as dnspython prints it) is
+    skipped."""
+    records = [
+        (10, "MX1.Fabrikam.COM."),
+        (20, "mx\\032two.fabrikam.com."),
+        (30, "mx1.fabrikam.com"),
+    ]
+    assert ["mx1.fabrikam.com"] == resolve_mx("fabrikam.com", lookup=lambda d, t: records)
+
+
+def test_null_mx_is_an_error() -> None:
+    """RFC 7505: a single MX of "." says the domain accepts no mail."""
+    with pytest.raises(ProbeError, match="null MX") as caught:
+        resolve_mx("fabrikam.com", lookup=lambda domain, timeout: [(0, ".")])
+    assert ("resolve", "fabrikam.com") == (caught.value.stage, caught.value.target)
+
+
+# -- could not probe -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 with no listener (bound, then released)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port: int = listener.getsockname()[1]
+    return port
+
+
+def test_unreachable_port_is_a_clear_error_with_exit_1(
+    policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listens there: no verdict, the reason on standard error, and with --json
+    an error object (no action) on standard output."""
+    port = free_port()
+    argv = probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}")
+    status = main([*argv, "--json"])
+    captured = capsys.readouterr()
+    assert 1 == status
+    assert {
+        "error": {
+            "stage": "connect",
+            "target": f"127.0.0.1:{port}",
+            "message": "cannot connect: Connection refused",
+        }
+    } == json.loads(captured.out)
+    assert (
+        f"tlsconnector probe: could not probe (connect): 127.0.0.1:{port}: "
+        "cannot connect: Connection refused\n"
+    ) == captured.err
+
+
+def test_silent_server_times_out(policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A server that never greets: the greeting wait ends at --timeout, exit 1."""
+    with scripted_server({}, None) as port:
+        status = main(
+            [
+                *probe(policy, "--recipient", "finance@fabrikam.com"),
+                "--host",
+                f"127.0.0.1:{port}",
+                "--timeout",
+                "0.3",
+            ]
+        )
+    assert 1 == status
+    assert "could not probe (greeting)" in capsys.readouterr().err
+
+
+def test_refusing_greeting_is_an_error(policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with scripted_server({"QUIT": "221 bye"}, "554 5.7.1 no service for you") as port:
+        status = main(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}")
+        )
+    err = capsys.readouterr().err
+    assert 1 == status
+    assert "the server refused the session: 554 5.7.1 no service for you" in err
+
+
+@pytest.mark.parametrize(
+    ("greeting", "message"),
+    [
+        ("220 " + "x" * 5000, "a reply line longer than 4096 bytes"),
+        ("SSH-2.0-OpenSSH_9.2", "not an SMTP reply: 'SSH-2.0-OpenSSH_9.2'"),
+        ("220-hello\r\n" * 150 + "220 done", "a reply of more than 100 lines"),
+        ("220 \x1b[31mred\x00", "the server refused HELO: 500 unknown"),
+        ("554 \x1b[31mred\x00", "refused the session: 554 \\x1b[31mred\\x00"),
+    ],
+)
+def test_hostile_server_replies_end_the_probe_cleanly(
+    policy: Path, greeting: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Section 8: no reply, however odd, crashes the probe or yields a verdict."""
+    with scripted_server({"QUIT": "221 bye"}, greeting) as port:
+        status = main(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}")
+        )
+    err = capsys.readouterr().err
+    assert 1 == status
+    assert message in err
+    assert "\x1b" not in err
+    assert "\x00" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--timeout", "0"], "--timeout must be more than 0"),
+        (["--host", "10.0.0.0/8"], "not a route"),
+        (["--at", "2026-11-26T12:00:00"], "needs a UTC offset"),
+        (["--helo", "bad name"], "--helo"),
+    ],
+)
+def test_usage_errors_exit_2(
+    policy: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["probe", "--policy", str(policy), "--recipient", "a@fabrikam.com", *flags])
+    assert 2 == status
+    assert message in capsys.readouterr().err
+
+
+def test_bad_recipient_is_a_usage_error(policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(probe(policy, "--recipient", "no-domain", "--host", "127.0.0.1:1"))
+    assert 2 == status
+    assert "recipient" in capsys.readouterr().err
+
+
+def test_importing_the_probe_imports_no_optional_dependency() -> None:
+    """The probe's optional dependencies are imported only when a probe runs."""
+    code = (
+        "import sys, tlsconnector, tlsconnector._cmd_probe, tlsconnector._probe; "
+        "print(sorted(m for m in ('OpenSSL', 'dns', 'aiosmtpd') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "[]" == result.stdout.strip()
+
+
+def test_policy_fixture_is_valid(policy: Path) -> None:
+    """The fixture policy itself loads (so a failure above is about the probe)."""
+    assert ["Fabrikam Bank outbound"] == [c.name for c in load_policy(policy).outbound]
