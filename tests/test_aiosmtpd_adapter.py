@@ -371,12 +371,12 @@ def test_malformed_facts_are_451(policy: Policy, files: Files) -> None:
 
 @pytest.mark.parametrize(
     "sender",
-    ["payments@[192.0.2.1]", "payments@-fabrikam.com", "payments@" + "a" * 64 + ".fabrikam.com"],
+    ["payments@[192.0.2.999]", "payments@-fabrikam.com", "payments@" + "a" * 64 + ".fabrikam.com"],
 )
 def test_malformed_sender_domain_is_451_never_accept(
     policy: Policy, files: Files, sender: str
 ) -> None:
-    """Section 8: a sender domain that cannot be normalised (an address literal, a
+    """Section 8: a sender domain that cannot be normalised (a bad address literal, a
     leading hyphen, a label over 63 octets) is malformed facts at the SMTP edge: a
     temporary failure, even with the partner's certificate."""
     with (

@@ -484,3 +484,40 @@ def test_reasons_escape_huge_hostile_cns_in_bounded_space() -> None:
     assert ("certificate-name-mismatch",) == decision.codes
     assert len(decision.reasons[0].detail) < 200
     assert decision.reasons[0].detail.isascii()
+
+
+@pytest.mark.parametrize(
+    ("sender", "canonical"),
+    [
+        ("postmaster@[192.0.2.1]", "[192.0.2.1]"),
+        ("a@[IPv6:2001:DB8:0::1]", "[IPv6:2001:db8::1]"),
+    ],
+)
+def test_address_literal_senders_are_only_governed_by_star(sender: str, canonical: str) -> None:
+    """RFC 5321 address literals are valid senders; no domain pattern but * covers them."""
+    s = session(None, mail_from=sender)
+    assert canonical == s.sender_domain
+    assert ("no-connector",) == evaluate_inbound(policy(FABRIKAM), s).codes
+    star = {"name": "Everyone", "sender_domains": ["*"], "require_tls": True}
+    assert ("tls-required",) == evaluate_inbound(policy(star), s).codes
+
+
+@pytest.mark.parametrize("bad", ["a@[192.0.2.256]", "a@[IPv6:fe80::1%eth0]", "a@[x]", "a@[1.2.3.4"])
+def test_bad_address_literals_are_malformed_facts(bad: str) -> None:
+    with pytest.raises(FactsError) as info:
+        session(None, mail_from=bad)
+    assert "mail_from" == info.value.field
+
+
+def test_an_unquoted_local_part_with_a_space_is_accepted() -> None:
+    """Postfix hands "john doe"@fabrikam.com over as john doe@fabrikam.com."""
+    s = InboundSession.create(
+        peer_ip="192.0.2.1",
+        mail_from="john doe@fabrikam.com",
+        rcpt_to=["jane doe@contoso.com"],
+        tls=None,
+        at=NOW,
+    )
+    assert "fabrikam.com" == s.sender_domain
+    with pytest.raises(FactsError, match="control"):
+        session(None, mail_from="a\x00b@fabrikam.com")

@@ -186,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
 #: ``register(commands: argparse._SubParsersAction) -> None``; a handler set with
 #: ``set_defaults(handler=...)`` takes the parsed arguments and returns the exit status.
 #: Modules are imported only when the command line runs.
-_COMMAND_MODULES: tuple[str, ...] = ("._cmd_demo", "._cmd_eop", "._cmd_probe")
+_COMMAND_MODULES: tuple[str, ...] = ("._cmd_demo", "._cmd_eop", "._cmd_probe", "._cmd_serve")
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 
 import attrs
@@ -28,6 +30,10 @@ __all__ = [
     "parse_address",
     "parse_time",
 ]
+
+# Control characters never belong in an address; a space may (Postfix hands over a
+# quoted local part such as "john doe"@x unquoted, as john doe@x).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 #: Bounds on attacker-sized facts (section 8).
 MAX_ADDRESS_LENGTH = 1024
@@ -193,8 +199,8 @@ def parse_address(value: object, *, field: str, allow_null: bool) -> tuple[str, 
         if allow_null:
             return "", None
         raise FactsError(field, value, "an empty address is only allowed as the sender")
-    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in text):
-        raise FactsError(field, value, "contains spaces or control characters")
+    if _CONTROL.search(text) is not None:  # one regex scan, not a loop per char
+        raise FactsError(field, value, "contains control characters")
     local, at, domain = text.rpartition("@")
     if not at:
         # RFC 5321 4.5.1: "postmaster" without a domain is a valid recipient only.
@@ -203,11 +209,34 @@ def parse_address(value: object, *, field: str, allow_null: bool) -> tuple[str, 
         raise FactsError(field, value, "has no @domain")
     if not local:
         raise FactsError(field, value, "has an empty local part")
+    if domain.startswith("["):
+        # RFC 5321 4.1.3 address literal: no domain name, so only "*" can match it.
+        literal = _address_literal(domain)
+        if literal is None:
+            raise FactsError(field, value, "bad address literal (want [IPv4] or [IPv6:...])")
+        return f"{local}@{literal}", literal
+    if " " in domain:
+        raise FactsError(field, value, "contains a space in the domain")
     try:
         canonical = canonical_domain(domain)
     except InvalidValue as exc:
         raise FactsError(field, value, f"bad domain: {exc.reason}") from None
     return f"{local}@{canonical}", canonical
+
+
+def _address_literal(text: str) -> str | None:
+    """``[192.0.2.1]`` or ``[IPv6:2001:db8::1]`` in canonical form, else None."""
+    if not (text.startswith("[") and text.endswith("]")) or len(text) > 64:
+        return None
+    inner = text[1:-1]
+    if "%" in inner:  # zone identifiers are invalid facts (section 4)
+        return None
+    try:
+        if inner[:5].lower() == "ipv6:":
+            return f"[IPv6:{ipaddress.IPv6Address(inner[5:]).compressed}]"
+        return f"[{ipaddress.IPv4Address(inner)}]"
+    except ValueError:
+        return None
 
 
 @attrs.frozen

@@ -1,0 +1,409 @@
+"""``tlsconnector serve postfix`` over real sockets on 127.0.0.1 (no Postfix needed).
+
+The service runs as a subprocess (``sys.executable -m tlsconnector``) on port 0 and
+tells its port on the ``listening`` log line; every wait is bounded and waits for an
+event (a log line, an answer, a closed socket), never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tlsconnector._cli import main
+
+from certmint import CA
+
+WAIT = 15.0  # seconds: the bound on every wait; a healthy run takes milliseconds
+
+POLICY_TEMPLATE = """
+[trust]
+ca_file = "partners-ca.pem"
+
+[[inbound]]
+name = "Fabrikam Bank inbound"
+sender_domains = ["fabrikam.com"]
+require_tls = true
+tls_sender_certificate_name = "{name}"
+restrict_domains_to_certificate = true
+"""
+
+GOOD = {
+    "request": "smtpd_access_policy",
+    "protocol_state": "RCPT",
+    "client_address": "198.51.100.7",
+    "sender": "payments@fabrikam.com",
+    "recipient": "finance@contoso.com",
+    "queue_id": "",
+    "encryption_protocol": "TLSv1.3",
+    "ccert_subject": "server1.fabrikam.com",
+    "ccert_fingerprint": ":".join(["3A"] * 32),
+}
+WRONG_CN = {**GOOD, "ccert_subject": "mail.contoso-evil.com"}
+
+DUNNO = "DUNNO"
+MISMATCH = '550 5.7.1 Connector "Fabrikam Bank inbound": client certificate name does not match'
+TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
+
+
+def write_policy(directory: Path, name: str = "*.fabrikam.com") -> Path:
+    (directory / "partners-ca.pem").write_text(CA("Fabrikam Partner CA").cert_pem())
+    path = directory / "policy.toml"
+    path.write_text(POLICY_TEMPLATE.format(name=name))
+    return path
+
+
+def wire(request: dict[str, str]) -> bytes:
+    return b"".join(f"{k}={v}\n".encode() for k, v in request.items()) + b"\n"
+
+
+class PolicyService:
+    """A ``tlsconnector serve postfix`` subprocess and its JSON log lines."""
+
+    def __init__(self, policy: Path, *extra: str) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tlsconnector",
+                "serve",
+                "postfix",
+                "--policy",
+                str(policy),
+                "--listen",
+                "127.0.0.1:0",
+                *extra,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.events: list[dict[str, Any]] = []
+        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.port = 0
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for raw in self.process.stderr:
+            self._lines.put(json.loads(raw))
+        self._lines.put(None)
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = WAIT
+    ) -> dict[str, Any]:
+        """The first log event (already seen or new) that satisfies ``predicate``."""
+        for event in self.events:
+            if predicate(event):
+                return event
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no such event within {timeout} s; last: {self.events[-5:]}")
+            try:
+                event = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if event is None:
+                raise AssertionError(f"the service exited; last events: {self.events[-5:]}")
+            self.events.append(event)
+            if predicate(event):
+                return event
+
+    def wait_event(self, name: str, count: int = 1) -> list[dict[str, Any]]:
+        """Wait until ``count`` events called ``name`` have been logged; return them."""
+        self.wait_for(lambda e: sum(x["event"] == name for x in self.events) >= count)
+        return [e for e in self.events if e["event"] == name]
+
+    def start(self) -> PolicyService:
+        listening = self.wait_for(lambda e: e["event"] == "listening")
+        self.port = int(listening["address"].rsplit(":", 1)[1])
+        return self
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit status (killed if it does not stop in time)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=WAIT)
+            raise AssertionError("the service did not stop on SIGTERM") from None
+        finally:
+            self._reader.join(timeout=WAIT)
+            while True:  # keep the rest of the log for assertions
+                try:
+                    event = self._lines.get_nowait()
+                except queue.Empty:
+                    break
+                if event is not None:
+                    self.events.append(event)
+
+
+def ask(sock: socket.socket, request: dict[str, str]) -> str:
+    """Send one request; return the text after ``action=``."""
+    sock.sendall(wire(request))
+    return read_answer(sock)
+
+
+def read_answer(sock: socket.socket) -> str:
+    (answer,) = read_answers(sock, 1)
+    return answer
+
+
+def read_answers(sock: socket.socket, count: int) -> list[str]:
+    """Read exactly ``count`` answers (``action=...`` and an empty line each)."""
+    data = b""
+    while data.count(b"\n\n") < count:
+        chunk = sock.recv(1)  # one byte at a time: never read past the last answer
+        if not chunk:
+            raise AssertionError(f"connection closed after {data!r}")
+        data += chunk
+    blocks = data.decode("ascii").split("\n\n")[:count]
+    assert all(block.startswith("action=") and "\n" not in block for block in blocks)
+    return [block[len("action=") :] for block in blocks]
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends before it closes the connection."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass  # closed with unread input: a reset is a close too
+    return data
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyService]:
+    """One service for the protocol tests (the signal tests start their own)."""
+    running = PolicyService(write_policy(tmp_path_factory.mktemp("policy"))).start()
+    yield running
+    assert 0 == running.stop()
+
+
+# --- the protocol over a real socket --------------------------------------------------
+
+
+def test_many_requests_on_one_connection(service: PolicyService) -> None:
+    connect = {**GOOD, "protocol_state": "CONNECT"}
+    with service.connect() as sock:
+        answers = [ask(sock, r) for r in (connect, GOOD, WRONG_CN, GOOD)]
+    assert [DUNNO, DUNNO, MISMATCH, DUNNO] == answers
+
+
+def test_pipelined_requests_get_answers_in_order(service: PolicyService) -> None:
+    with service.connect() as sock:
+        sock.sendall(wire(WRONG_CN) + wire(GOOD))
+        assert [MISMATCH, DUNNO] == read_answers(sock, 2)
+
+
+def test_connections_are_served_concurrently(service: PolicyService) -> None:
+    """Every connection holds half a request; they are completed in reverse order. A
+    server that served one connection at a time would wait forever on the first."""
+    sockets = [service.connect() for _ in range(12)]
+    try:
+        halves = [wire(GOOD if i % 2 else WRONG_CN) for i in range(len(sockets))]
+        for sock, data in zip(sockets, halves, strict=True):
+            sock.sendall(data[:40])
+        answers: dict[int, str] = {}
+        for i in reversed(range(len(sockets))):
+            sockets[i].sendall(halves[i][40:])
+            answers[i] = read_answer(sockets[i])
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert [DUNNO if i % 2 else MISMATCH for i in range(12)] == [answers[i] for i in range(12)]
+
+
+def test_decisions_are_logged_as_json_lines(service: PolicyService) -> None:
+    with service.connect() as sock:
+        ask(sock, {**WRONG_CN, "queue_id": "3Fq7Zk1"})
+    event = service.wait_for(lambda e: e.get("queue_id") == "3Fq7Zk1")
+    assert {
+        "event": "decision",
+        "client": "198.51.100.7",
+        "sender": "payments@fabrikam.com",
+        "recipient": "finance@contoso.com",
+        "action": "reject",
+        "reply": MISMATCH,
+        "connector": "Fabrikam Bank inbound",
+        "codes": ["certificate-name-mismatch"],
+    } == {
+        k: event[k]
+        for k in ("event", "client", "sender", "recipient", "action", "reply", "connector", "codes")
+    }
+    assert event["time"].endswith("Z")
+
+
+def test_an_oversize_request_closes_the_connection_without_an_answer(
+    service: PolicyService,
+) -> None:
+    # Lines under the 8 KiB line bound, over 64 KiB in all.
+    padding = b"".join(b"x_padding_%d=%s\n" % (i, b"p" * 4000) for i in range(20))
+    with service.connect() as sock:
+        sock.sendall(wire(GOOD)[:-1] + padding + b"\n")
+        assert b"" == read_until_closed(sock)
+    service.wait_for(lambda e: e["event"] == "protocol-error" and "larger than" in e["message"])
+    with service.connect() as sock:  # the service itself is unharmed
+        assert DUNNO == ask(sock, GOOD)
+
+
+def test_an_overlong_line_closes_the_connection(service: PolicyService) -> None:
+    with service.connect() as sock:
+        sock.sendall(b"request=smtpd_access_policy\nsender=" + b"a" * 9000)
+        assert b"" == read_until_closed(sock)
+    service.wait_for(lambda e: e["event"] == "protocol-error" and "longer than" in e["message"])
+
+
+def test_a_malformed_line_closes_the_connection_after_earlier_answers(
+    service: PolicyService,
+) -> None:
+    with service.connect() as sock:
+        sock.sendall(wire(GOOD) + b"this line has no equals sign\n\n" + wire(GOOD))
+        assert b"action=DUNNO\n\n" == read_until_closed(sock)
+    service.wait_for(lambda e: e["event"] == "protocol-error" and "no '='" in e["message"])
+
+
+def test_a_value_that_is_not_utf8_gets_451_and_the_connection_goes_on(
+    service: PolicyService,
+) -> None:
+    hostile = wire({**GOOD, "sender": "SENDER"}).replace(b"SENDER", b"\xff\xfe@fabrikam.com")
+    with service.connect() as sock:
+        sock.sendall(hostile)
+        assert TEMPFAIL == read_answer(sock)
+        assert DUNNO == ask(sock, GOOD)
+
+
+# --- signals, reload, workers (each test starts its own service) ----------------------
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    return write_policy(tmp_path)
+
+
+def test_sighup_reloads_a_valid_new_policy(policy_file: Path) -> None:
+    service = PolicyService(policy_file).start()
+    try:
+        with service.connect() as sock:
+            assert MISMATCH == ask(sock, WRONG_CN)
+            policy_file.write_text(POLICY_TEMPLATE.format(name="*.contoso-evil.com"))
+            service.signal(signal.SIGHUP)
+            service.wait_event("reload")
+            # The same connection now gets answers from the new policy.
+            assert DUNNO == ask(sock, WRONG_CN)
+            assert MISMATCH == ask(sock, GOOD)
+    finally:
+        assert 0 == service.stop()
+
+
+def test_sighup_with_an_invalid_policy_keeps_the_previous_one(policy_file: Path) -> None:
+    service = PolicyService(policy_file).start()
+    try:
+        policy_file.write_text(
+            POLICY_TEMPLATE.format(name="*.contoso-evil.com") + "enabled = 'yes'\n"
+        )
+        service.signal(signal.SIGHUP)
+        (failed,) = service.wait_event("reload-failed")
+        assert "keeping the previous policy" in failed["message"]
+        assert any("enabled" in problem for problem in failed["problems"])
+        with service.connect() as sock:
+            assert [DUNNO, MISMATCH] == [ask(sock, GOOD), ask(sock, WRONG_CN)]
+    finally:
+        assert 0 == service.stop()
+    assert [] == [e for e in service.events if e["event"] == "reload"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_stop_cleanly_with_open_connections(
+    policy_file: Path, signum: int
+) -> None:
+    service = PolicyService(policy_file).start()
+    with service.connect() as sock:
+        assert DUNNO == ask(sock, GOOD)
+        service.signal(signum)
+        assert b"" == read_until_closed(sock)
+    assert 0 == service.process.wait(timeout=WAIT)
+    service.stop()
+    assert ["stopping", "stopped"] == [e["event"] for e in service.events[-2:]]
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout(policy_file: Path) -> None:
+    service = PolicyService(policy_file, "--idle-timeout", "0.2").start()
+    try:
+        with service.connect() as sock:
+            assert b"" == read_until_closed(sock)  # bounded by the socket timeout
+        (event,) = service.wait_event("idle-timeout")
+        assert 0.2 == event["seconds"]
+    finally:
+        assert 0 == service.stop()
+
+
+def test_workers_share_the_port_reload_on_sighup_and_stop_on_sigterm(policy_file: Path) -> None:
+    service = PolicyService(policy_file, "--workers", "2").start()
+    try:
+        sockets = [service.connect() for _ in range(4)]
+        assert [MISMATCH] * 4 == [ask(s, WRONG_CN) for s in sockets]
+        policy_file.write_text(POLICY_TEMPLATE.format(name="*.contoso-evil.com"))
+        service.signal(signal.SIGHUP)
+        reloads = service.wait_event("reload", count=2)
+        assert 2 == len({e["pid"] for e in reloads})  # each worker reloaded
+        assert [DUNNO] * 4 == [ask(s, WRONG_CN) for s in sockets]
+        for sock in sockets:
+            sock.close()
+    finally:
+        assert 0 == service.stop()
+    pids = {e["pid"] for e in service.events if e["event"] == "stopped"}
+    assert 3 == len(pids)  # both workers and the supervisor
+
+
+def test_an_invalid_policy_at_start_is_reported_and_nothing_listens(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text('[[inbound]]\nname = "x"\nsender_domains = ["*x.com"]\n')
+    service = PolicyService(path)
+    assert 2 == service.process.wait(timeout=WAIT)
+    service.stop()
+    (event,) = service.events
+    assert "policy-invalid" == event["event"]
+    assert any("sender_domains" in problem for problem in event["problems"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--listen", "localhost:10040"], "HOST must be an IPv4 address or [IPv6] address"),
+        (["--listen", "127.0.0.1"], "expected HOST:PORT"),
+        (["--listen", "127.0.0.1:70000"], "PORT must be a number from 0 to 65535"),
+        (["--listen", "[::1:10040"], "HOST must be"),
+        (["--workers", "0"], "--workers must be from 1 to 64"),
+        (["--idle-timeout", "nan"], "--idle-timeout must be a positive number"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], policy_file: Path
+) -> None:
+    status = main(["serve", "postfix", "--policy", str(policy_file), *argv])
+    assert 2 == status
+    assert message in capsys.readouterr().err
