@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import re
 import ssl
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -44,6 +43,7 @@ from .._errors import FactsError, InvalidValue
 from .._facts import InboundSession, MtaVerifiedCertificate, TLSFacts
 from .._inbound import evaluate_inbound
 from .._model import ConnectorType, Policy
+from ._replies import refusal_line
 
 if TYPE_CHECKING:
     from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -67,8 +67,6 @@ Clock = Callable[[], dt.datetime]
 #: Called with every decision (after it is made, before it is answered).
 DecisionHook = Callable[["Session", "Envelope", str, InboundDecision], None]
 
-_ENHANCED = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
-MAX_REPLY_TEXT = 400
 _OWN_HOOKS = frozenset({"handle_RCPT", "handle_DATA"})
 
 
@@ -277,26 +275,9 @@ def _peer_ip(peer: object) -> str:
 
 
 def reply_line(decision: InboundDecision) -> str:
-    """The SMTP reply for a refusal: ``CODE X.Y.Z text``, checked, not trusted.
-
-    A reject must carry a 4xx or 5xx code, a tempfail a 4xx, with a well-formed
-    enhanced status code of the same class and printable text; anything else becomes
-    ``451 4.3.0`` (section 5: never a permanent refusal because of an error).
-    """
-    smtp = decision.smtp
-    fallback = DEFAULT_REPLIES[ReasonCode.INTERNAL_ERROR]
-    allowed = (4,) if decision.action is InboundAction.TEMPFAIL else (4, 5)
-    if (
-        smtp is None
-        or decision.action is InboundAction.ACCEPT
-        or not 400 <= smtp.code <= 599
-        or smtp.code // 100 not in allowed
-        or not _ENHANCED.fullmatch(smtp.enhanced)
-        or int(smtp.enhanced[0]) != smtp.code // 100
-    ):
-        smtp = fallback
-    text = printable(smtp.text, limit=MAX_REPLY_TEXT).strip() or fallback.text
-    return f"{smtp.code} {smtp.enhanced} {text}"
+    """The SMTP reply for a refusal: ``CODE X.Y.Z text``, checked, not trusted
+    (anything malformed becomes ``451 4.3.0``)."""
+    return refusal_line(decision)
 
 
 def _log_decision(

@@ -48,6 +48,7 @@ from .._errors import FactsError, InvalidValue, TLSConnectorError
 from .._facts import InboundSession, MtaVerifiedCertificate, TLSFacts
 from .._inbound import evaluate_inbound
 from .._model import Policy
+from ._replies import MAX_REPLY_TEXT, refusal_line
 
 __all__ = [
     "MAX_ATTRIBUTES",
@@ -78,15 +79,11 @@ DECIDING_STATE = "RCPT"
 #: ``OK`` would end smtpd_recipient_restrictions and skip Postfix's own relay checks.
 DUNNO = "DUNNO"
 
-#: The longest reply text sent to Postfix (an SMTP reply line is at most 512 octets,
-#: RFC 5321 section 4.5.3.1.5, code and enhanced status included).
-MAX_REPLY_TEXT = 400
 #: How much of an attribute a log record keeps.
 MAX_LOGGED_VALUE = 512
 
 _NAME = re.compile(rb"[A-Za-z0-9_.\-]{1,128}")
 _FINGERPRINT = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){0,127}")
-_ENHANCED = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")
 _HEX = frozenset("0123456789ABCDEFabcdef")
 
 Request = dict[str, str]
@@ -375,19 +372,7 @@ def reply_for(decision: InboundDecision) -> str:
     """
     if decision.action is InboundAction.ACCEPT:
         return DUNNO
-    smtp = decision.smtp
-    fallback = DEFAULT_REPLIES[ReasonCode.INTERNAL_ERROR]
-    allowed = (4,) if decision.action is InboundAction.TEMPFAIL else (4, 5)
-    if (
-        smtp is None
-        or not 400 <= smtp.code <= 599
-        or smtp.code // 100 not in allowed
-        or not _ENHANCED.fullmatch(smtp.enhanced)
-        or int(smtp.enhanced[0]) != smtp.code // 100
-    ):
-        smtp = fallback
-    text = printable(smtp.text, limit=MAX_REPLY_TEXT).strip() or fallback.text
-    return f"{smtp.code} {smtp.enhanced} {text}"
+    return refusal_line(decision)
 
 
 def format_reply(reply: str) -> bytes:
