@@ -228,3 +228,11 @@ def test_deeply_nested_toml_is_a_problem_not_a_crash(tmp_path: Path) -> None:
         load_policy(path)
     (problem,) = info.value.problems
     assert "(file)" == problem.field
+
+
+def test_problems_spell_values_the_toml_way(tmp_path: Path) -> None:
+    """An operator reads `require_tsl = true`, not Python's True."""
+    (problem,) = problems(
+        tmp_path, '[[inbound]]\nname = "C"\nsender_domains = ["x.com"]\nrequire_tsl = true\n'
+    )
+    assert "require_tsl = true:" in str(problem)

@@ -18,6 +18,8 @@ def show(value: object, limit: int = 80) -> str:
     ``repr`` escapes NUL, control, bidi and other non-printable characters, so an
     attacker-controlled value can never forge a line in a log or a terminal.
     """
+    if isinstance(value, bool):  # TOML and JSON spell them true / false
+        return "true" if value else "false"
     if isinstance(value, str):
         shown = ascii(value[:limit])
         return shown[:-1] + "...'" if len(value) > limit else shown
