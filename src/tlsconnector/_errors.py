@@ -7,6 +7,8 @@ and bad single values handed to a primitive (:class:`InvalidValue`).
 
 from __future__ import annotations
 
+import reprlib
+
 import attrs
 
 __all__ = ["FactsError", "InvalidValue", "PolicyError", "Problem", "TLSConnectorError"]
@@ -23,8 +25,16 @@ def show(value: object, limit: int = 80) -> str:
     if isinstance(value, str):
         shown = ascii(value[:limit])
         return shown[:-1] + "...'" if len(value) > limit else shown
-    text = ascii(value)
+    # reprlib bounds both depth and width: a value nested thousands deep, or a list of
+    # a million entries, renders in bounded time and space (section 8).
+    text = _REPR.repr(value).encode("ascii", "backslashreplace").decode("ascii")
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = 80
+_REPR.maxother = 80
 
 
 class TLSConnectorError(Exception):
