@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import re
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -140,6 +142,15 @@ def _cn_text(attribute: x509.NameAttribute[Any]) -> str:
     return "#" + bytes(value).hex() if isinstance(value, bytes | bytearray) else "#"
 
 
+def subject_cns(cert: x509.Certificate) -> tuple[str, ...]:
+    """Every CN attribute of the certificate's subject, in order, as text (never the SAN).
+
+    The subject iterated once (what ``get_attributes_for_oid`` does, without its
+    extra call: speed).
+    """
+    return tuple(_cn_text(a) for a in cert.subject if a.oid == NameOID.COMMON_NAME)
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Silence the warnings ``cryptography`` emits while decoding hostile certificates.
@@ -155,11 +166,12 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _check_certificate(cert: x509.Certificate, what: str) -> None:
+def _check_certificate(cert: x509.Certificate, what: str) -> bytes:
     """Decode every field tlsconnector reads, so a malformed one fails here, not later.
 
     ``cryptography`` parses lazily: a certificate that loads may still raise on
-    ``.subject`` or ``.extensions``. Raises :class:`InvalidValue` naming the problem.
+    ``.subject`` or ``.extensions``. Raises :class:`InvalidValue` naming the problem;
+    returns the certificate's DER.
     """
     try:
         der = cert.public_bytes(serialization.Encoding.DER)
@@ -184,6 +196,64 @@ def _check_certificate(cert: x509.Certificate, what: str) -> None:
             f"<{len(cns)} CN attributes>",
             f"{what}: more than {MAX_CN_ATTRIBUTES} CN attributes in the subject",
         )
+    return der
+
+
+class _CheckedCertificates:
+    """Certificates that passed :func:`_check_certificate`, with their DER (speed).
+
+    The intermediates of a CA are presented again in every chain it issued: once one
+    has been decoded and checked, a chain that presents it again gets that very
+    object (equal certificates are equal DER), whose decoded fields are cached on
+    it, instead of decoding and checking it again. Only certificates that passed are
+    kept, so the answer is always what checking them would say. Bounded: the least
+    recently used go first. Thread-safe.
+    """
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[x509.Certificate, tuple[x509.Certificate, bytes]]
+        self._entries = OrderedDict()
+        self._lock = threading.Lock()
+
+    def checked(self, cert: x509.Certificate) -> x509.Certificate:
+        """The checked certificate equal to ``cert``, or ``cert`` itself."""
+        with self._lock:
+            found = self._entries.get(cert)
+            if found is None:
+                return cert
+            self._entries.move_to_end(cert)
+            return found[0]
+
+    def der(self, cert: x509.Certificate) -> bytes | None:
+        """The DER of ``cert`` when this very object passed the checks, else None."""
+        with self._lock:
+            found = self._entries.get(cert)
+        return found[1] if found is not None and found[0] is cert else None
+
+    def add(self, cert: x509.Certificate, der: bytes) -> None:
+        with self._lock:
+            self._entries[cert] = (cert, der)
+            self._entries.move_to_end(cert)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+#: The process-wide memory of checked certificates.
+CHECKED_CERTIFICATES = _CheckedCertificates()
+
+
+def _checked_der(cert: x509.Certificate, what: str) -> bytes:
+    """:func:`_check_certificate`, skipped for an object that already passed it."""
+    der = CHECKED_CERTIFICATES.der(cert)
+    if der is None:
+        der = _check_certificate(cert, what)
+        CHECKED_CERTIFICATES.add(cert, der)
+    return der
 
 
 def _encode(data: str | bytes, limit: int, what: str) -> bytes:
@@ -226,7 +296,7 @@ def _check_chain(instance: PresentedChain, _: attrs.Attribute[object], value: ob
         what = "leaf certificate" if position == 0 else f"certificate #{position + 1}"
         if not isinstance(cert, x509.Certificate):
             raise InvalidValue(cert, f"{what}: not an x509.Certificate")
-        _check_certificate(cert, what)
+        _checked_der(cert, what)
 
 
 @attrs.frozen
@@ -248,8 +318,7 @@ class PresentedChain:
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "key", _digest(self.certificates))
-        attributes = self.leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        object.__setattr__(self, "_cns", tuple(_cn_text(a) for a in attributes))
+        object.__setattr__(self, "_cns", subject_cns(self.leaf))
 
     @classmethod
     def from_pem(cls, data: str | bytes) -> PresentedChain:
@@ -265,7 +334,8 @@ class PresentedChain:
                 f"<{blocks} PEM certificates>",
                 f"more than {MAX_CHAIN_CERTIFICATES} certificates presented",
             )
-        return cls(_load_pem(raw, "presented chain"))
+        # Speed: certificates checked before (a CA's intermediate) are reused.
+        return cls(CHECKED_CERTIFICATES.checked(c) for c in _load_pem(raw, "presented chain"))
 
     @classmethod
     def from_der(cls, data: bytes | Sequence[bytes]) -> PresentedChain:
@@ -304,7 +374,8 @@ class PresentedChain:
                 )
             try:
                 with _quiet():
-                    certs.append(x509.load_der_x509_certificate(der))
+                    loaded = x509.load_der_x509_certificate(der)
+                certs.append(CHECKED_CERTIFICATES.checked(loaded))  # speed, as from_pem
             except _DECODE_ERRORS as exc:
                 raise InvalidValue(der[:40], f"{what}: undecodable DER: {show(str(exc))}") from exc
         return cls(tuple(certs))
@@ -337,7 +408,9 @@ class PresentedChain:
 def _digest(certificates: Sequence[x509.Certificate]) -> bytes:
     digest = hashes.Hash(hashes.SHA256())
     for cert in certificates:
-        der = cert.public_bytes(serialization.Encoding.DER)
+        der = CHECKED_CERTIFICATES.der(cert)  # speed: known for checked certificates
+        if der is None:
+            der = cert.public_bytes(serialization.Encoding.DER)
         digest.update(len(der).to_bytes(4, "big"))
         digest.update(der)
     return digest.finalize()

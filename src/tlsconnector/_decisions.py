@@ -7,6 +7,7 @@ human ``detail`` may change between releases.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -147,8 +148,13 @@ def render_reply(
     return SmtpReply(template.code, template.enhanced, text)
 
 
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
+
+
 def printable(text: str, limit: int = 200) -> str:
     """Printable ASCII only: everything else becomes a backslash escape; bounded length."""
+    if len(text) <= limit and _PRINTABLE_ASCII.fullmatch(text) is not None:
+        return text  # speed: nothing to escape or cut (the common case)
     # Cut before escaping, so the work is bounded by ``limit``, not by the input.
     head = text[: limit + 1]
     escaped = head.encode("ascii", "backslashreplace").decode("ascii")

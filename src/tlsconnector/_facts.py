@@ -266,10 +266,18 @@ class InboundSession:
         helo: str | None = None,
     ) -> InboundSession:
         """Validate and normalise raw facts. Raises :class:`FactsError` naming the field."""
-        try:
-            ip = parse_peer_ip(str(peer_ip))
-        except InvalidValue as exc:
-            raise FactsError("peer_ip", peer_ip, exc.reason) from None
+        ip: IPAddress
+        if type(peer_ip) is ipaddress.IPv4Address:
+            ip = peer_ip  # speed: already parsed, and str() then parsing gives it back
+        elif type(peer_ip) is ipaddress.IPv6Address and peer_ip.scope_id is None:
+            # Speed: as above; an IPv4-mapped address still becomes IPv4 (section 4).
+            mapped = peer_ip.ipv4_mapped
+            ip = peer_ip if mapped is None else mapped
+        else:
+            try:
+                ip = parse_peer_ip(str(peer_ip))
+            except InvalidValue as exc:
+                raise FactsError("peer_ip", peer_ip, exc.reason) from None
         sender, domain = parse_address(mail_from, field="mail_from", allow_null=True)
         if isinstance(rcpt_to, str) or not isinstance(rcpt_to, Sequence):
             raise FactsError("rcpt_to", rcpt_to, "must be an array of addresses")

@@ -72,7 +72,19 @@ Connector = InboundConnector | OutboundConnector
 def lint(policy: Policy) -> list[LintWarning]:
     """Every lint warning for ``policy``: inbound connectors first, then outbound,
     each direction in the policy's order (by name), each connector's warnings in the
-    order of the rules in ``docs/lint.md``."""
+    order of the rules in ``docs/lint.md``.
+
+    A valid policy whose certificate name is not under the connector's own domains:
+
+    >>> from tlsconnector import Policy, lint
+    >>> policy = Policy.from_mapping(
+    ...     {"inbound": [{"name": "Fabrikam", "sender_domains": ["fabrikam.com"],
+    ...                   "tls_sender_certificate_name": "*.contoso.com"}]},
+    ...     trust=None,
+    ... )
+    >>> [(w.connector, w.code.value, w.severity.value) for w in lint(policy)]
+    [('Fabrikam', 'certificate-name-outside-domains', 'warning')]
+    """
     found: list[LintWarning] = []
     competing_in = [c for c in policy.inbound if _takes_part_inbound(c)]
     for connector in policy.inbound:

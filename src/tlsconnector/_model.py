@@ -296,13 +296,16 @@ class Policy:
                     problems.append(Problem(None, f"trust.{key}", value, "unknown key"))
                 elif not isinstance(value, str):
                     problems.append(Problem(None, "trust.ca_file", value, "must be a string"))
+        # Speed: each distinct pattern text is parsed once per load, also when the tie
+        # check reads it again (patterns are immutable values).
+        parse_pattern = _pattern_parser()
         inbound: list[InboundConnector] = []
         raw_inbound = data.get("inbound", [])
         if not isinstance(raw_inbound, list):
             problems.append(Problem(None, "inbound", raw_inbound, "must be an array of tables"))
             raw_inbound = []
         for index, raw in enumerate(raw_inbound):
-            connector = _inbound_from_mapping(raw, index, problems)
+            connector = _inbound_from_mapping(raw, index, problems, parse_pattern)
             if connector is not None:
                 inbound.append(connector)
         _check_duplicate_names(raw_inbound, "inbound", problems)
@@ -312,17 +315,32 @@ class Policy:
             problems.append(Problem(None, "outbound", raw_outbound, "must be an array of tables"))
             raw_outbound = []
         for index, raw in enumerate(raw_outbound):
-            out = _outbound_from_mapping(raw, index, problems)
+            out = _outbound_from_mapping(raw, index, problems, parse_pattern)
             if out is not None:
                 outbound.append(out)
         _check_duplicate_names(raw_outbound, "outbound", problems)
-        _check_outbound_ties(raw_outbound, problems)
+        _check_outbound_ties(raw_outbound, problems, parse_pattern)
         if problems:
             raise PolicyError(problems)
         return cls(inbound=tuple(inbound), outbound=tuple(outbound), trust=trust)
 
 
 _TOP_LEVEL_KEYS = ("trust", "inbound", "outbound")
+
+
+def _pattern_parser() -> Callable[[str], DomainPattern]:
+    """:meth:`DomainPattern.parse`, remembering what it returned (not its errors)."""
+    seen: dict[str, DomainPattern] = {}
+
+    def parse(text: str) -> DomainPattern:
+        if not isinstance(text, str):
+            return DomainPattern.parse(text)  # raises InvalidValue, naming the type
+        pattern = seen.get(text)
+        if pattern is None:
+            pattern = seen[text] = DomainPattern.parse(text)
+        return pattern
+
+    return parse
 
 
 def _unknown_key_message(key: object, allowed: Sequence[str] = _TOP_LEVEL_KEYS) -> str:
@@ -364,16 +382,21 @@ class _Reader:
         return value
 
     def choice(self, field: str, kind: type[enum.StrEnum], default: enum.StrEnum) -> Any:
-        value = self.raw.get(field, str(default))
+        if field not in self.raw:
+            return default  # speed: the common case needs no lookup by value
+        value = self.raw[field]
+        if isinstance(value, str):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        # Built only for a message (speed: not for every connector).
         choices = ", ".join(f'"{m.value}"' for m in kind)
         if not isinstance(value, str):
             self.problem(field, value, f"must be a string, one of {choices}")
-            return default
-        try:
-            return kind(value)
-        except ValueError:
+        else:
             self.problem(field, value, f"must be one of {choices}")
-            return default
+        return default
 
     def items(self, field: str, parse: Callable[[str], T], *, required: bool) -> tuple[T, ...]:
         if field not in self.raw:
@@ -396,6 +419,8 @@ class _Reader:
                 self.problem(where, item, exc.reason)
         return tuple(items)
 
+
+_NO_ADDRESSES = IPSet(())
 
 _INBOUND_KEYS = (
     "name",
@@ -426,7 +451,10 @@ def _connector_name(raw: Mapping[str, Any], direction: str, index: int) -> tuple
 
 
 def _inbound_from_mapping(
-    raw: object, index: int, problems: list[Problem]
+    raw: object,
+    index: int,
+    problems: list[Problem],
+    parse_pattern: Callable[[str], DomainPattern] = DomainPattern.parse,
 ) -> InboundConnector | None:
     if not isinstance(raw, Mapping):
         problems.append(Problem(None, f"inbound[{index}]", raw, "must be a table"))
@@ -439,7 +467,7 @@ def _inbound_from_mapping(
     enabled = r.boolean("enabled", True)
     kind = r.choice("type", ConnectorType, ConnectorType.PARTNER)
     comment = r.string("comment", "") or ""
-    domains = r.items("sender_domains", DomainPattern.parse, required=True)
+    domains = r.items("sender_domains", parse_pattern, required=True)
     if raw.get("sender_domains") == []:
         r.problem("sender_domains", [], "must list at least one domain pattern")
     ranges = r.items("sender_ip_addresses", IPRange.parse, required=False)
@@ -477,7 +505,8 @@ def _inbound_from_mapping(
         type=kind,
         comment=comment,
         sender_domains=domains,
-        sender_ip_addresses=IPSet(ranges),
+        # Speed and memory: one shared empty set for the many connectors without IPs.
+        sender_ip_addresses=IPSet(ranges) if ranges else _NO_ADDRESSES,
         require_tls=require_tls,
         tls_sender_certificate_name=cert_name,
         restrict_domains_to_certificate=restrict_cert,
@@ -512,6 +541,8 @@ def _check_duplicate_names(
             seen[key] = name
 
 
+_TLS_MODE_VALUES = frozenset(m.value for m in TLSMode)  # built once, not per connector
+
 _OUTBOUND_KEYS = (
     "name",
     "enabled",
@@ -528,7 +559,10 @@ _OUTBOUND_KEYS = (
 
 
 def _outbound_from_mapping(
-    raw: object, index: int, problems: list[Problem]
+    raw: object,
+    index: int,
+    problems: list[Problem],
+    parse_pattern: Callable[[str], DomainPattern] = DomainPattern.parse,
 ) -> OutboundConnector | None:
     if not isinstance(raw, Mapping):
         problems.append(Problem(None, f"outbound[{index}]", raw, "must be a table"))
@@ -544,7 +578,7 @@ def _outbound_from_mapping(
     rule_scoped = r.boolean("is_transport_rule_scoped", False)
     test_mode = r.boolean("test_mode", False)
     # A rule-scoped connector is chosen by name, so it may serve no domain (section 9).
-    domains = r.items("recipient_domains", DomainPattern.parse, required=False)
+    domains = r.items("recipient_domains", parse_pattern, required=False)
     if not rule_scoped and raw.get("recipient_domains", []) == []:
         missing = "recipient_domains" not in raw
         r.problem(
@@ -572,7 +606,7 @@ def _outbound_from_mapping(
             r.problem("tls_domain", raw_domain, exc.reason)
     # A tls_settings that did not parse is reported once; no follow-on problems from it.
     raw_mode = raw.get("tls_settings", str(TLSMode.OPPORTUNISTIC))
-    mode_ok = isinstance(raw_mode, str) and raw_mode in {m.value for m in TLSMode}
+    mode_ok = isinstance(raw_mode, str) and raw_mode in _TLS_MODE_VALUES
     if mode_ok and mode is TLSMode.DOMAIN_VALIDATION and "tls_domain" not in raw:
         r.problem(
             "tls_settings, tls_domain",
@@ -603,7 +637,11 @@ def _outbound_from_mapping(
     )
 
 
-def _check_outbound_ties(tables: Sequence[object], problems: list[Problem]) -> None:
+def _check_outbound_ties(
+    tables: Sequence[object],
+    problems: list[Problem],
+    parse_pattern: Callable[[str], DomainPattern] = DomainPattern.parse,
+) -> None:
     """Two selectable connectors tying at one specificity for a domain is an error (6.2).
 
     Two patterns tie for some domain exactly when they are equal (two different
@@ -629,7 +667,7 @@ def _check_outbound_ties(tables: Sequence[object], problems: list[Problem]) -> N
         entries = raw.get("recipient_domains", [])
         for entry in entries if isinstance(entries, list) else []:
             try:
-                patterns.append(DomainPattern.parse(entry))
+                patterns.append(parse_pattern(entry))
             except InvalidValue:
                 continue  # reported by the connector's own checks
         claims.append((_name_key(name), name, patterns))

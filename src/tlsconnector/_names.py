@@ -55,6 +55,11 @@ _LDH_LABEL = re.compile(r"[A-Za-z0-9-]+")
 # spelling ("0x7f") is included because inet_aton() and WHATWG URL parsers read it as a
 # number too (a deliberate, documented extension; no real TLD looks like that).
 _NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
+# The fast path of canonical_domain(): lower-case ASCII labels of 1-63 letters, digits,
+# '-' and '_', not starting or ending with '-', not starting with "xn--" (A-labels are
+# validated by the full path).
+_FAST_LABEL = r"(?!xn--)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_FAST_DOMAIN = re.compile(rf"{_FAST_LABEL}(?:\.{_FAST_LABEL})*")
 
 
 def _ascii_lower(text: str) -> str:
@@ -67,16 +72,18 @@ def _looks_like_ip(text: str) -> str | None:
         return "an IP literal is not a domain name"
     if ":" in text:
         return "':' is not allowed in a name (an IPv6 address or a port is not a domain name)"
+    last = text.rsplit(".", 1)[-1]
+    if not _NUMERIC_LABEL.fullmatch(last):
+        # Speed: without ':' only IPv4 could parse, and an IPv4 address always ends in
+        # a numeric label, so ip_address() (two failed parses) cannot succeed here.
+        return None
     try:
         ipaddress.ip_address(text)
     except ValueError:
         pass
     else:
         return "an IP address is not a domain name"
-    last = text.rsplit(".", 1)[-1]
-    if _NUMERIC_LABEL.fullmatch(last):
-        return "the last label is numeric, so the name looks like an IP address"
-    return None
+    return "the last label is numeric, so the name looks like an IP address"
 
 
 def _idna_reason(err: UnicodeError) -> str:
@@ -125,6 +132,23 @@ def canonical_domain(text: str) -> str:
     """
     if not isinstance(text, str):
         raise InvalidValue(text, "a domain name must be a string")
+    if text.isascii():
+        # Speed: the common case, an ASCII name of valid letter-digit-hyphen-underscore
+        # labels with no xn-- label and a non-numeric last label, passes every check
+        # below unchanged but for ASCII lower case (str.lower() on ASCII text folds
+        # exactly A-Z); anything else takes the full path.
+        lowered = (text[:-1] if text.endswith(".") else text).lower()
+        if (
+            len(lowered) <= _MAX_NAME
+            and _FAST_DOMAIN.fullmatch(lowered) is not None
+            and _NUMERIC_LABEL.fullmatch(lowered.rsplit(".", 1)[-1]) is None
+        ):
+            return lowered
+    return _canonical_domain_full(text)
+
+
+def _canonical_domain_full(text: str) -> str:
+    """:func:`canonical_domain` without its fast path (the reference it must agree with)."""
     # Section 2: exactly one trailing dot is removed.
     name = text[:-1] if text.endswith(".") else text
     if not name:
@@ -320,6 +344,29 @@ def _wildcard_covers(suffix: str, name: str) -> bool:
     return bool(dot) and rest == suffix and label != "" and not label.startswith("xn--")
 
 
+@functools.lru_cache(maxsize=16384)
+def _cn_matches(expected: str, cn: str) -> bool:
+    """Section 3's table for a canonical setting and a CN of 1-64 characters.
+
+    Memoised (speed: the same partner names and CNs recur); a pure function of two
+    strings, so a remembered answer is always the answer.
+    """
+    if not _usable_cn(cn):
+        return False
+    # Rule 7: ASCII case-insensitive. A usable CN is printable ASCII, where lower()
+    # folds exactly A-Z.
+    presented = cn.lower()
+    if presented == expected:
+        return True  # equal names, or equal wildcard patterns
+    wildcard = expected.startswith("*.")
+    cn_wildcard = presented.startswith("*.")
+    if wildcard and not cn_wildcard:
+        return _wildcard_covers(expected[2:], presented)
+    if cn_wildcard and not wildcard:
+        return _wildcard_covers(presented[2:], expected)
+    return False
+
+
 @attrs.frozen
 class CertificateName:
     """A configured certificate name (``tls_sender_certificate_name``, ``tls_domain``).
@@ -371,22 +418,14 @@ class CertificateName:
 
     def matches_cn(self, cn: str) -> bool:
         """Whether one presented CN matches this name (section 3 table). Never raises."""
-        if not usable_cn(cn):
+        # Rule 2 first (bounds the work and the memo's keys), then the memoised rest.
+        if not isinstance(cn, str) or not cn or len(cn) > _MAX_CN:
             return False
-        # Rule 7: ASCII case-insensitive (a usable CN is ASCII, so this is total).
-        presented = _ascii_lower(cn)
-        if presented == self.text:
-            return True  # equal names, or equal wildcard patterns
-        cn_wildcard = presented.startswith("*.")
-        if self.is_wildcard and not cn_wildcard:
-            return _wildcard_covers(self.text[2:], presented)
-        if cn_wildcard and not self.is_wildcard:
-            return _wildcard_covers(presented[2:], self.text)
-        return False
+        return _cn_matches(self.text, cn)
 
     def matches_any(self, cns: Iterable[str]) -> bool:
         """Several CN attributes: any usable CN that matches is a match (section 3)."""
-        return any(self.matches_cn(cn) for cn in cns)
+        return any(map(self.matches_cn, cns))  # map(): no generator frame (speed)
 
     def __str__(self) -> str:
         return self.text

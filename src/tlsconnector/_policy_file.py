@@ -3,12 +3,15 @@ mapping and a parsed trust store to the pure :meth:`Policy.from_mapping`."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import re
 import ssl
+import threading
 import tomllib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,39 @@ def load_policy(path: str | os.PathLike[str], *, use_system_trust: bool = True) 
 
     Raises :class:`PolicyError` listing every problem, including unreadable files.
     """
+    with _gc_paused():
+        return _load_policy(path, use_system_trust=use_system_trust)
+
+
+# Speed: loading a large policy allocates millions of objects that all stay alive (the
+# decoded TOML, then the connectors), and CPython's cyclic garbage collector would walk
+# them again and again while they are being built (about a third of the load time at
+# 100,000 connectors). Nothing here creates reference cycles worth collecting early, so
+# automatic collection is paused for the load and resumed after, exactly as it was. A
+# depth count under a lock keeps concurrent loads from leaving it paused.
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_resume = False
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    global _gc_depth, _gc_resume  # process-wide, like the collector it pauses
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_resume = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_resume:
+                gc.enable()
+
+
+def _load_policy(path: str | os.PathLike[str], *, use_system_trust: bool) -> Policy:
     policy_path = Path(path)
     try:
         raw = _read_bounded(policy_path, MAX_POLICY_BYTES)

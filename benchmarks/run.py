@@ -1,0 +1,1070 @@
+"""Run every benchmark, print a table, write ``benchmarks/results.json`` (``make bench``).
+
+Each target is judged on ratios or rates measured within this one run, on this
+machine; nothing here is a pass/fail test of the test suite (timing never is).
+In-process figures are CPU time of this process (``time.process_time``: what one
+core spends, less disturbed by other work on a shared machine), best of several
+repeats; subprocess and server figures are wall-clock time. See
+docs/performance.md for what each figure means.
+
+``python -m benchmarks.run [--quick] [--only NAME ...] [--output PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from benchmarks.baseline import LinearPolicy
+from benchmarks.certs import BenchPKI
+from benchmarks.generate import (
+    NOW,
+    NOW_TEXT,
+    inbound_session_facts,
+    outbound_session_facts,
+    policy_mapping,
+    policy_toml,
+    session_lines,
+    spread_inbound_session_facts,
+)
+from tlsconnector import (
+    InboundSession,
+    OutboundSession,
+    Policy,
+    PresentedChain,
+    Purpose,
+    TLSFacts,
+    TrustStore,
+    _assess,
+    _certs,
+    _facts,
+    _names,
+    evaluate_inbound,
+    evaluate_outbound,
+    validate_chain,
+)
+from tlsconnector._certs import subject_cns
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
+
+LARGE = 100_000
+SMALL = 10
+
+
+# --------------------------------------------------------------------------------------
+# Results: figures (everything measured) and targets (judged, as data)
+
+
+Figure = float | int | str | bool | list[str] | None
+
+
+@attrs.define
+class Results:
+    figures: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    targets: list[dict[str, Any]] = attrs.field(factory=list)
+
+    def figure(self, key: str, value: Figure, unit: str, what: str) -> None:
+        self.figures[key] = {"value": value, "unit": unit, "what": what}
+
+    def target(
+        self,
+        key: str,
+        description: str,
+        *,
+        measured: float | None,
+        op: str,
+        threshold: float,
+        unit: str,
+        note: str = "",
+    ) -> None:
+        """Record a target; ``op`` is ``">="`` or ``"<="``; ``measured`` None: not measured."""
+        if measured is None or math.isnan(measured):
+            status = "not-measured"
+            passed: bool | None = None
+        else:
+            passed = measured >= threshold if op == ">=" else measured <= threshold
+            status = "pass" if passed else "fail"
+        self.targets.append(
+            {
+                "id": key,
+                "description": description,
+                "target": f"{op} {_threshold(threshold)} {unit}".strip(),
+                "op": op,
+                "threshold": threshold,
+                "measured": measured,
+                "unit": unit,
+                "pass": passed,
+                "status": status,
+                "note": note,
+            }
+        )
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 0.01:
+        return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
+    return f"{value:.3g}"
+
+
+def _threshold(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:g}"
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------------------
+# Measuring
+
+
+def best_cpu(run: Callable[[], object], *, repeat: int) -> float:
+    """The least CPU time (seconds) of ``repeat`` runs of ``run``."""
+    best = math.inf
+    for _ in range(repeat):
+        started = time.process_time()
+        run()
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def per_decision(decide: Callable[[Any], object], items: Sequence[Any], *, repeat: int) -> float:
+    """CPU seconds per item of ``decide(item)`` over ``items`` (best of ``repeat``)."""
+
+    def run() -> None:
+        for item in items:
+            decide(item)
+
+    return best_cpu(run, repeat=repeat) / len(items)
+
+
+def clear_certificate_caches() -> None:
+    """Forget every cached certificate result (a cold start for the first-chain cost)."""
+    _assess.CHAIN_VERDICTS.clear()
+    _certs.CHECKED_CERTIFICATES.clear()
+    _facts._chain_from_pem.cache_clear()
+    _names._usable_cn.cache_clear()
+    _names._cn_matches.cache_clear()
+
+
+def chain_facts(
+    pki: BenchPKI, count: int, *, connectors: int, by_root: bool = False
+) -> list[dict[str, Any]]:
+    """Inbound session facts, each with its own chain (leaf + intermediate, or a leaf
+    issued by the anchor when ``by_root``) whose CN is the certificate name of its
+    sender's connector: accepted after validation."""
+    return [
+        {
+            "peer_ip": "198.51.100.7",
+            "mail_from": f"sender@partner{connector}.com",
+            "rcpt_to": ["user@contoso.com"],
+            "tls": {"peer_chain_pem": pem},
+            "at": NOW_TEXT,
+        }
+        for connector, pem in pki.chains(count, connectors=connectors, by_root=by_root)
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# 1-2. Decisions: cost against policy size, and against the linear baseline
+
+
+def bench_decisions(results: Results, *, quick: bool) -> None:
+    large = 20_000 if quick else LARGE
+    _log(f"building policies of {SMALL} and {large:,} connectors per direction")
+    small_policy = Policy.from_mapping(policy_mapping(SMALL), trust=None)
+    started = time.process_time()
+    large_policy = Policy.from_mapping(policy_mapping(large), trust=None)
+    results.figure(
+        "policy.from_mapping_large_cpu_s",
+        time.process_time() - started,
+        "s",
+        f"Policy.from_mapping of {large:,} inbound + {large:,} outbound connectors (in memory)",
+    )
+    count = 4_000 if quick else 20_000
+    repeat = 3 if quick else 5
+    inbound = [InboundSession.from_json(f) for f in inbound_session_facts(count, connectors=SMALL)]
+    outbound = [
+        OutboundSession.from_json(f) for f in outbound_session_facts(count, connectors=SMALL)
+    ]
+    spread = [
+        InboundSession.from_json(f) for f in spread_inbound_session_facts(count, connectors=large)
+    ]
+    _log("decisions: indexed policy, small and large")
+    in_small = per_decision(lambda s: evaluate_inbound(small_policy, s), inbound, repeat=repeat)
+    in_large = per_decision(lambda s: evaluate_inbound(large_policy, s), inbound, repeat=repeat)
+    in_spread = per_decision(lambda s: evaluate_inbound(large_policy, s), spread, repeat=repeat)
+    out_small = per_decision(lambda s: evaluate_outbound(small_policy, s), outbound, repeat=repeat)
+    out_large = per_decision(lambda s: evaluate_outbound(large_policy, s), outbound, repeat=repeat)
+    results.figure("decide.inbound_10_us", in_small * 1e6, "us", "inbound decision, 10 connectors")
+    results.figure(
+        "decide.inbound_large_us",
+        in_large * 1e6,
+        "us",
+        f"the same inbound decisions, {large:,} connectors",
+    )
+    results.figure(
+        "decide.inbound_large_spread_us",
+        in_spread * 1e6,
+        "us",
+        f"inbound decisions spread over all {large:,} connectors (no hot subset)",
+    )
+    results.figure(
+        "decide.outbound_10_us", out_small * 1e6, "us", "outbound decision, 10 connectors"
+    )
+    results.figure(
+        "decide.outbound_large_us",
+        out_large * 1e6,
+        "us",
+        f"the same outbound decisions, {large:,} connectors",
+    )
+    results.target(
+        "scaling-inbound",
+        f"inbound decision cost at {large:,} connectors / at 10 (same sessions)",
+        measured=in_large / in_small,
+        op="<=",
+        threshold=1.5,
+        unit="x",
+    )
+    results.target(
+        "scaling-outbound",
+        f"outbound decision cost at {large:,} connectors / at 10 (same sessions)",
+        measured=out_large / out_small,
+        op="<=",
+        threshold=1.5,
+        unit="x",
+    )
+
+    _log("decisions: linear baseline (a sample: it scans every connector)")
+    linear = LinearPolicy.of(large_policy)
+    sample = 10 if quick else 25
+    agree = all(
+        evaluate_inbound(linear, s) == evaluate_inbound(large_policy, s) for s in inbound[:sample]
+    ) and all(
+        evaluate_outbound(linear, s) == evaluate_outbound(large_policy, s)
+        for s in outbound[:sample]
+    )
+    results.figure(
+        "baseline.decisions_agree", agree, "bool", "linear baseline and index decide identically"
+    )
+    lin_in = per_decision(lambda s: evaluate_inbound(linear, s), inbound[:sample], repeat=1)
+    lin_out = per_decision(lambda s: evaluate_outbound(linear, s), outbound[:sample], repeat=1)
+    idx_in = per_decision(
+        lambda s: evaluate_inbound(large_policy, s), inbound[:sample] * 200, repeat=repeat
+    )
+    idx_out = per_decision(
+        lambda s: evaluate_outbound(large_policy, s), outbound[:sample] * 200, repeat=repeat
+    )
+    results.figure(
+        "baseline.inbound_us", lin_in * 1e6, "us", f"linear inbound, {large:,} connectors"
+    )
+    results.figure(
+        "baseline.outbound_us", lin_out * 1e6, "us", f"linear outbound, {large:,} connectors"
+    )
+    results.target(
+        "index-vs-linear-inbound",
+        f"linear baseline / indexed inbound decision at {large:,} connectors",
+        measured=lin_in / idx_in,
+        op=">=",
+        threshold=50,
+        unit="x",
+        note="" if agree else "THE BASELINE AND THE INDEX DISAGREE",
+    )
+    results.target(
+        "index-vs-linear-outbound",
+        f"linear baseline / indexed outbound decision at {large:,} connectors",
+        measured=lin_out / idx_out,
+        op=">=",
+        threshold=50,
+        unit="x",
+        note="" if agree else "THE BASELINE AND THE INDEX DISAGREE",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# 3. Certificates: warm decisions, first against repeated chains, the CN check
+
+
+def bench_certificates(results: Results, *, quick: bool) -> None:
+    large = 20_000 if quick else LARGE
+    pki = BenchPKI()
+    trust = TrustStore.from_pem(pki.trust_pem())
+    policy = Policy.from_mapping(policy_mapping(large), trust=trust)
+    repeat = 3 if quick else 5
+
+    _log("warm inbound decisions (chains seen before)")
+    warm = [
+        InboundSession.create(
+            peer_ip="198.51.100.7",
+            mail_from=f"sender@partner{connector}.com",
+            rcpt_to=["user@contoso.com"],
+            tls=TLSFacts(PresentedChain.from_pem(pem)),
+            at=NOW,
+        )
+        for connector, pem in pki.chains(64, connectors=large)
+    ] * (50 if quick else 200)
+    accepted = {evaluate_inbound(policy, s).action for s in warm[:64]}
+    warm_cost = per_decision(lambda s: evaluate_inbound(policy, s), warm, repeat=repeat)
+    results.figure("cert.warm_decision_us", warm_cost * 1e6, "us", "warm inbound decision")
+    results.figure(
+        "cert.warm_actions", sorted(str(a) for a in accepted), "", "actions of the warm sessions"
+    )
+    results.target(
+        "warm-inbound-rate",
+        f"warm inbound decisions per second on one core ({large:,} connectors, chain seen before)",
+        measured=1 / warm_cost,
+        op=">=",
+        threshold=100_000,
+        unit="/s",
+    )
+    warm_facts = chain_facts(pki, 64, connectors=large)
+
+    def from_facts(facts: dict[str, Any]) -> object:
+        return evaluate_inbound(policy, InboundSession.from_json(facts))
+
+    # 4. A chain's first decision against a repeated one: decoding the PEM text,
+    # extracting the CNs and validating the chain are all cached.
+    _log("first against repeated chains")
+    distinct = chain_facts(pki, 100 if quick else 400, connectors=large)
+    clear_certificate_caches()
+    first = best_cpu(lambda: [from_facts(f) for f in distinct], repeat=1) / len(distinct)
+    actions = {str(evaluate_inbound(policy, InboundSession.from_json(f)).action) for f in distinct}
+    results.figure("cert.first_chain_actions", sorted(actions), "", "actions of those sessions")
+    repeated = per_decision(from_facts, distinct, repeat=repeat)
+    results.figure(
+        "cert.first_chain_us",
+        first * 1e6,
+        "us",
+        "inbound decision from JSON facts with a chain never seen before",
+    )
+    results.figure(
+        "cert.repeated_chain_us",
+        repeated * 1e6,
+        "us",
+        "the same decisions again (chain parse, CNs and verdict cached)",
+    )
+    [from_facts(f) for f in warm_facts]
+    results.figure(
+        "cert.warm_from_json_us",
+        per_decision(from_facts, warm_facts * 20, repeat=repeat) * 1e6,
+        "us",
+        "warm inbound decision including InboundSession.from_json with the PEM chain",
+    )
+    results.target(
+        "repeated-chain-cost",
+        "cost of a repeated chain / cost of a first one",
+        measured=repeated / first,
+        op="<=",
+        threshold=1 / 20,
+        unit="x",
+    )
+    # The two parts of a new chain's cost, each on chains never seen before (the
+    # issuing intermediate, common to all, is already known, as in a running server).
+    pems = [pem for _, pem in pki.chains(100 if quick else 400, connectors=large)]
+    parse = best_cpu(lambda: [PresentedChain.from_pem(p) for p in pems], repeat=1) / len(pems)
+    new_chains = [PresentedChain.from_pem(p) for p in pems]
+
+    def validate_all() -> None:
+        for chain in new_chains:
+            validate_chain(chain, trust=trust, at=NOW, purpose=Purpose.INBOUND)
+
+    validate = best_cpu(validate_all, repeat=1) / len(new_chains)
+    results.figure(
+        "cert.parse_chain_us",
+        parse * 1e6,
+        "us",
+        "PresentedChain.from_pem of a new chain (leaf new, intermediate known)",
+    )
+    results.figure(
+        "cert.validate_chain_us",
+        validate * 1e6,
+        "us",
+        "validate_chain of a new chain (no verdict cache: 2 signatures checked)",
+    )
+
+    # 5. The CN check against service-identity's hostname check, same certificate.
+    _log("CN check against service-identity")
+    bench_cn_check(results, pki, repeat=repeat, quick=quick)
+
+
+def bench_cn_check(results: Results, pki: BenchPKI, *, repeat: int, quick: bool) -> None:
+    from tlsconnector import match_certificate_name
+    from tlsconnector._names import CertificateName
+
+    leaf = pki.leaf(0, san=True)  # CN and SAN both mail.partner0.com
+    cert = leaf.cert
+    host = "mail.partner0.com"
+    name = CertificateName.parse(host)  # parsed once, when the policy is loaded
+    loops = 5_000 if quick else 50_000
+
+    def ours() -> bool:
+        # What a decision does: the certificate's CN attributes against the setting.
+        # (PresentedChain does this once per chain, with the same function.)
+        return name.matches_any(subject_cns(cert))
+
+    def ours_public() -> bool:
+        return match_certificate_name(host, host)
+
+    chain = PresentedChain.from_pem(leaf.chain_pem())
+
+    def ours_cached() -> bool:
+        return name.matches_any(chain.cns)
+
+    for check in (ours, ours_public, ours_cached):
+        if not check():
+            raise RuntimeError(f"{check.__name__}: the benchmark certificate does not match")
+    ours_cost = best_cpu(lambda: [ours() for _ in range(loops)], repeat=repeat) / loops
+    public_cost = best_cpu(lambda: [ours_public() for _ in range(loops)], repeat=repeat) / loops
+    cached_cost = best_cpu(lambda: [ours_cached() for _ in range(loops)], repeat=repeat) / loops
+    results.figure(
+        "cn.ours_us", ours_cost * 1e6, "us", "CN check: the certificate's CNs vs the setting"
+    )
+    results.figure(
+        "cn.ours_public_api_us",
+        public_cost * 1e6,
+        "us",
+        "match_certificate_name(expected, cn): both strings parsed per call",
+    )
+    results.figure(
+        "cn.ours_cached_cns_us",
+        cached_cost * 1e6,
+        "us",
+        "CN check on a presented chain (CNs extracted once per chain)",
+    )
+    try:
+        from service_identity.cryptography import verify_certificate_hostname
+    except ImportError:
+        results.target(
+            "cn-check-vs-service-identity",
+            "service_identity.cryptography.verify_certificate_hostname / our CN check",
+            measured=None,
+            op=">=",
+            threshold=10,
+            unit="x",
+            note="service-identity is not installed (pip install -e '.[bench]')",
+        )
+        return
+    verify_certificate_hostname(cert, host)  # raises if it does not match
+
+    def service_identity() -> None:
+        for _ in range(loops):
+            verify_certificate_hostname(cert, host)
+
+    theirs = best_cpu(service_identity, repeat=repeat) / loops
+    results.figure(
+        "cn.service_identity_us",
+        theirs * 1e6,
+        "us",
+        "service_identity.cryptography.verify_certificate_hostname, same certificate",
+    )
+    results.target(
+        "cn-check-vs-service-identity",
+        "service_identity.cryptography.verify_certificate_hostname / our CN check",
+        measured=theirs / ours_cost,
+        op=">=",
+        threshold=10,
+        unit="x",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# 6. Loading a 100,000-connector policy file, in a fresh interpreter
+
+_LOAD_SCRIPT = r"""
+import json, resource, sys, time
+mode, path = sys.argv[1], sys.argv[2]
+started = time.perf_counter()
+import tlsconnector
+from tlsconnector import load_policy
+imported = time.perf_counter()
+def hwm():
+    # The peak RSS of this process image. ru_maxrss is not used as the figure: on
+    # Linux it keeps the high-water mark of the parent copied by fork, before exec.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out = {"import_s": imported - started, "rss_after_import_mb": hwm()}
+if mode == "time":
+    cpu = time.process_time()
+    started = time.perf_counter()
+    policy = load_policy(path)
+    out["load_s"] = time.perf_counter() - started
+    out["load_cpu_s"] = time.process_time() - cpu
+    out["inbound"], out["outbound"] = len(policy.inbound), len(policy.outbound)
+    out["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = hwm()
+elif mode == "tracemalloc":
+    import tracemalloc
+    tracemalloc.start()
+    policy = load_policy(path)
+    current, peak = tracemalloc.get_traced_memory()
+    out["traced_peak_mb"], out["traced_kept_mb"] = peak / 2**20, current / 2**20
+else:
+    import gc, tomllib
+    from tlsconnector import Policy
+    from tlsconnector._policy_file import _gc_paused, _load_trust
+    from pathlib import Path
+    text = open(path, "rb").read().decode("utf-8")
+    with _gc_paused():
+        cpu = time.process_time()
+        data = tomllib.loads(text)
+        out["toml_cpu_s"] = time.process_time() - cpu
+        trust = _load_trust(data, Path(path).parent, [], use_system_trust=True)
+        cpu = time.process_time()
+        Policy.from_mapping(data, trust=trust)
+        out["model_cpu_s"] = time.process_time() - cpu
+print(json.dumps(out))
+"""
+
+
+def _load_run(mode: str, path: Path) -> dict[str, Any]:
+    done = subprocess.run(  # noqa: S603 - our own interpreter and modules
+        [sys.executable, "-c", _LOAD_SCRIPT, mode, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+        cwd=ROOT,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def bench_load(results: Results, workdir: Path, pki: BenchPKI, *, quick: bool) -> None:
+    per_direction = 10_000 if quick else LARGE // 2
+    total = 2 * per_direction
+    (workdir / "ca.pem").write_text(pki.trust_pem())
+    path = workdir / f"policy-{total}.toml"
+    path.write_text(policy_toml(per_direction, ca_file="ca.pem"))
+    results.figure(
+        "load.file_mb", path.stat().st_size / 2**20, "MiB", f"policy file, {total:,} connectors"
+    )
+    _log(f"loading a {total:,}-connector policy file in fresh interpreters")
+    timed = min(
+        (_load_run("time", path) for _ in range(1 if quick else 2)),
+        key=lambda r: r["load_cpu_s"],
+    )
+    traced = _load_run("tracemalloc", path)
+    parts = _load_run("parts", path)
+    if (timed["inbound"], timed["outbound"]) != (per_direction, per_direction):
+        raise RuntimeError(f"the loaded policy has the wrong size: {timed}")
+    results.figure("load.seconds", timed["load_s"], "s", "load_policy wall time")
+    results.figure("load.cpu_seconds", timed["load_cpu_s"], "s", "load_policy CPU time (best)")
+    results.figure(
+        "load.peak_rss_mb", timed["peak_rss_mb"], "MiB", "peak RSS of the process (VmHWM)"
+    )
+    results.figure(
+        "load.ru_maxrss_mb",
+        timed["ru_maxrss_mb"],
+        "MiB",
+        "ru_maxrss (on Linux includes the forking parent's size before exec)",
+    )
+    results.figure(
+        "load.rss_after_import_mb", timed["rss_after_import_mb"], "MiB", "RSS after import"
+    )
+    results.figure(
+        "load.traced_peak_mb", traced["traced_peak_mb"], "MiB", "tracemalloc peak during the load"
+    )
+    results.figure(
+        "load.traced_kept_mb", traced["traced_kept_mb"], "MiB", "memory the loaded policy keeps"
+    )
+    results.figure("load.toml_cpu_s", parts["toml_cpu_s"], "s", "of which: tomllib.loads")
+    results.figure(
+        "load.model_cpu_s", parts["model_cpu_s"], "s", "of which: validation and indexing"
+    )
+    note = (
+        f"tomllib alone: {parts['toml_cpu_s']:.2f} s; validation + indexing: "
+        f"{parts['model_cpu_s']:.2f} s"
+    )
+    results.target(
+        "load-time",
+        f"load_policy of a {total:,}-connector file (fresh interpreter, CPU time)",
+        measured=timed["load_cpu_s"],
+        op="<=",
+        threshold=3.0,
+        unit="s",
+        note=f"{note}; wall time {timed['load_s']:.2f} s",
+    )
+    results.target(
+        "load-peak-rss",
+        f"peak RSS loading a {total:,}-connector file",
+        measured=timed["peak_rss_mb"],
+        op="<=",
+        threshold=300,
+        unit="MiB",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# 7. The command line in batch
+
+
+def _cli_in_process(argv: list[str], out_path: Path) -> tuple[int, float, float]:
+    from tlsconnector._cli import main
+
+    with open(out_path, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out):
+        cpu = time.process_time()
+        wall = time.perf_counter()
+        status = main(argv)
+        wall = time.perf_counter() - wall
+        cpu = time.process_time() - cpu
+    return status, cpu, wall
+
+
+def _cli_subprocess(argv: list[str], out_path: Path) -> tuple[int, float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(out_path, "wb") as out:
+        wall = time.perf_counter()
+        done = subprocess.run(  # noqa: S603 - our own interpreter and modules
+            [sys.executable, "-m", "tlsconnector", *argv],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            timeout=600,
+            check=False,
+            cwd=ROOT,
+        )
+        wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return done.returncode, cpu, wall
+
+
+def _check_output(path: Path, count: int) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if len(lines) != count or any('"action"' not in line for line in lines):
+        raise RuntimeError(f"{path}: expected {count} decisions, one per line")
+
+
+def bench_cli(results: Results, workdir: Path, pki: BenchPKI, *, quick: bool) -> None:
+    (workdir / "ca.pem").write_text(pki.trust_pem())
+    policy = workdir / "policy-cli.toml"
+    policy.write_text(policy_toml(1_000, ca_file="ca.pem"))
+    plain_count = 8_000 if quick else 40_000
+    plain = workdir / "sessions-plain.jsonl"
+    with open(plain, "w", encoding="utf-8") as handle:
+        handle.writelines(session_lines(inbound_session_facts(plain_count, connectors=1_000)))
+    chain_count = 1_000 if quick else 5_000
+    _log(f"minting {chain_count:,} distinct certificate chains")
+    chains = workdir / "sessions-chains.jsonl"
+    facts = chain_facts(pki, chain_count, connectors=1_000)
+    with open(chains, "w", encoding="utf-8") as handle:
+        handle.writelines(session_lines(facts))
+    out = workdir / "decisions.jsonl"
+    # For comparison, not a target: leaves issued by the anchor itself, so validating
+    # a chain checks one signature instead of two.
+    root_count = 500 if quick else 2_000
+    root_issued = workdir / "sessions-root-issued.jsonl"
+    with open(root_issued, "w", encoding="utf-8") as handle:
+        handle.writelines(
+            session_lines(chain_facts(pki, root_count, connectors=1_000, by_root=True))
+        )
+    argv = ["inbound", "--policy", str(policy), "--sessions", str(root_issued), "--json"]
+    _log("CLI inbound --sessions, distinct leaves issued by the anchor: in process")
+    clear_certificate_caches()
+    gc.collect()
+    _, cpu, _ = _cli_in_process(argv, out)
+    _check_output(out, root_count)
+    results.figure(
+        "cli.distinct-root-issued.in_process_rate",
+        root_count / cpu,
+        "/s",
+        "sessions per CPU second, distinct leaves issued by the anchor (one signature each)",
+    )
+    for label, sessions, count, threshold in (
+        ("no-cert", plain, plain_count, 20_000),
+        ("distinct-chains", chains, chain_count, 5_000),
+    ):
+        argv = ["inbound", "--policy", str(policy), "--sessions", str(sessions), "--json"]
+        _log(f"CLI inbound --sessions, {label}: in process")
+        attempts = []
+        for _ in range(1 if quick else 2):  # best of two, each from cold caches
+            clear_certificate_caches()
+            gc.collect()
+            attempts.append(_cli_in_process(argv, out))
+            _check_output(out, count)
+        status, cpu, wall = min(attempts, key=lambda run: run[1])
+        results.figure(
+            f"cli.{label}.in_process_cpu_s",
+            cpu,
+            "s",
+            f"main(), {count:,} sessions, CPU (best of runs)",
+        )
+        results.figure(
+            f"cli.{label}.in_process_wall_s", wall, "s", f"main(), {count:,} sessions, wall"
+        )
+        results.figure(
+            f"cli.{label}.in_process_wall_rate", count / wall, "/s", "sessions per wall second"
+        )
+        results.target(
+            f"cli-{label}-rate",
+            f"tlsconnector inbound --sessions, {label}, {count:,} sessions: main() in process "
+            "(CPU time, policy load included)",
+            measured=count / cpu,
+            op=">=",
+            threshold=threshold,
+            unit="/s",
+            note=f"exit status {status}",
+        )
+        _log(f"CLI inbound --sessions, {label}: subprocess")
+        runs = []
+        for _ in range(1 if quick else 2):  # wall time on a shared machine: best of two
+            runs.append(_cli_subprocess(argv, out))
+            _check_output(out, count)
+        status, cpu, wall = min(runs, key=lambda run: run[2])
+        results.figure(f"cli.{label}.subprocess_wall_s", wall, "s", "python -m tlsconnector, wall")
+        results.figure(f"cli.{label}.subprocess_cpu_s", cpu, "s", "python -m tlsconnector, CPU")
+        results.target(
+            f"cli-{label}-rate-subprocess",
+            "the same as a subprocess (wall time; interpreter start and policy load included)",
+            measured=count / wall,
+            op=">=",
+            threshold=threshold,
+            unit="/s",
+            note=f"exit status {status}",
+        )
+
+
+# --------------------------------------------------------------------------------------
+# 8. The Postfix policy service against a do-nothing one
+
+
+@contextlib.contextmanager
+def _server(argv: list[str], log_path: Path, *, ready_timeout: float = 60.0) -> Iterator[str]:
+    """Start a server process; yield its ``host:port`` from its ``listening`` line."""
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=ROOT,
+        )
+    try:
+        deadline = time.monotonic() + ready_timeout
+        address = None
+        while address is None:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"{' '.join(argv)} exited with {process.returncode}: "
+                    f"{log_path.read_text(encoding='utf-8')[-2000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{' '.join(argv)} did not start listening in time")
+            for line in log_path.read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if isinstance(record, dict) and record.get("event") == "listening":
+                        address = str(record["address"])
+            time.sleep(0.05)
+        yield address
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+def _drive(address: str, *, count: int, seconds: float) -> dict[str, Any]:
+    done = subprocess.run(  # noqa: S603 - our own interpreter and modules
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.policy_client",
+            "--connect",
+            address,
+            "--connections",
+            "32",
+            "--count",
+            str(count),
+            "--seconds",
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
+        cwd=ROOT,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def bench_postfix(results: Results, workdir: Path, pki: BenchPKI, *, quick: bool) -> None:
+    description = (
+        "tlsconnector serve postfix / do-nothing asyncio policy service, requests per "
+        "second, 32 connections on 127.0.0.1"
+    )
+    (workdir / "ca.pem").write_text(pki.trust_pem())
+    policy = workdir / "policy-serve.toml"
+    policy.write_text(policy_toml(1_000, ca_file="ca.pem"))
+    serve = [
+        "-m",
+        "tlsconnector",
+        "serve",
+        "postfix",
+        "--policy",
+        str(policy),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    probe = subprocess.run(  # noqa: S603 - our own interpreter and modules
+        [sys.executable, *serve[:4], "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    if probe.returncode != 0:
+        results.target(
+            "postfix-vs-noop",
+            description,
+            measured=None,
+            op=">=",
+            threshold=0.6,
+            unit="x",
+            note=f"`tlsconnector serve postfix` is not available: {probe.stderr.strip()[-300:]}",
+        )
+        return
+    postfix_breakdown(results, policy, quick=quick)
+    noop = ["-m", "benchmarks.noop_policy_server", "--listen", "127.0.0.1:0"]
+    count, seconds = (5_000, 4.0) if quick else (60_000, 10.0)
+    runs: dict[str, list[dict[str, Any]]] = {"noop": [], "serve": []}
+    try:
+        # Alternated, twice each, so that drift in the machine's load hits both alike.
+        for _ in range(1 if quick else 2):
+            for label, argv in (("noop", noop), ("serve", serve)):
+                _log(f"policy service load: {label}")
+                with _server(argv, workdir / f"{label}.log") as address:
+                    runs[label].append(_drive(address, count=count, seconds=seconds))
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        results.target(
+            "postfix-vs-noop",
+            description,
+            measured=None,
+            op=">=",
+            threshold=0.6,
+            unit="x",
+            note=f"could not be measured: {str(exc)[-500:]}",
+        )
+        return
+    best = {label: max(found, key=lambda r: r["rate"]) for label, found in runs.items()}
+    for label, run in best.items():
+        results.figure(f"postfix.{label}.rate", run["rate"], "/s", f"{label}: requests per second")
+        results.figure(
+            f"postfix.{label}.p50_ms", run["latency_p50_ms"], "ms", f"{label}: p50 latency"
+        )
+        results.figure(
+            f"postfix.{label}.p99_ms", run["latency_p99_ms"], "ms", f"{label}: p99 latency"
+        )
+        results.figure(
+            f"postfix.{label}.requests", run["requests"], "", f"{label}: requests measured"
+        )
+    results.target(
+        "postfix-vs-noop",
+        description,
+        measured=best["serve"]["rate"] / best["noop"]["rate"],
+        op=">=",
+        threshold=0.6,
+        unit="x",
+        note=(
+            f"p50/p99 {best['serve']['latency_p50_ms']:.2f}/"
+            f"{best['serve']['latency_p99_ms']:.2f} ms (do-nothing "
+            f"{best['noop']['latency_p50_ms']:.2f}/{best['noop']['latency_p99_ms']:.2f} ms)"
+        ),
+    )
+
+
+def postfix_breakdown(results: Results, policy_path: Path, *, quick: bool) -> None:
+    """Where one request's time goes, in process (CPU): framing, facts and decision,
+    and the whole answer with its log line. Uses the server's own classes."""
+    try:
+        from benchmarks.policy_client import postfix_requests
+        from tlsconnector import load_policy
+        from tlsconnector._serve import JsonLog, PolicyServer
+        from tlsconnector.adapters.postfix import RequestParser, decide_request, format_reply
+    except ImportError as exc:
+        results.figure("postfix.breakdown", None, "", f"not measured: {exc}")
+        return
+    policy = load_policy(policy_path)
+    requests = postfix_requests(2_000 if quick else 10_000, connectors=1_000)
+    stream = b"".join(requests)
+    repeat = 3 if quick else 5
+
+    def frame() -> None:
+        RequestParser().feed(stream)
+
+    parsed = RequestParser().feed(stream)
+
+    def decide() -> None:
+        for request in parsed:
+            decide_request(policy, request, at=NOW)
+
+    with open(os.devnull, "w", encoding="utf-8") as devnull:
+        server = PolicyServer(policy, policy_path=policy_path, log=JsonLog(devnull))
+
+        def answer() -> None:
+            for request in parsed:
+                format_reply(server.answer(request))
+
+        answer_cost = best_cpu(answer, repeat=repeat) / len(parsed)
+    frame_cost = best_cpu(frame, repeat=repeat) / len(parsed)
+    decide_cost = best_cpu(decide, repeat=repeat) / len(parsed)
+    results.figure(
+        "postfix.cpu.framing_us", frame_cost * 1e6, "us", "RequestParser.feed, per request"
+    )
+    results.figure(
+        "postfix.cpu.decide_us",
+        decide_cost * 1e6,
+        "us",
+        "decide_request: facts from the attributes and the inbound decision",
+    )
+    results.figure(
+        "postfix.cpu.answer_us",
+        answer_cost * 1e6,
+        "us",
+        "PolicyServer.answer + format_reply: decision, JSON log line, reply bytes",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The machine, the table, the file
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()),
+    }
+
+
+def table(results: Results) -> str:
+    rows = [("target", "wanted", "measured", "status")]
+    for target in results.targets:
+        measured = target["measured"]
+        rows.append(
+            (
+                target["id"],
+                target["target"],
+                "-" if measured is None else f"{_fmt(measured)} {target['unit']}".strip(),
+                target["status"],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """The targets of a results document as a Markdown table (for docs/performance.md)."""
+    lines = ["| target | wanted | measured | status |", "|---|---|---|---|"]
+    for target in document["targets"]:
+        measured = target["measured"]
+        shown = "-" if measured is None else f"{_fmt(measured)} {target['unit']}".strip()
+        lines.append(
+            f"| `{target['id']}`: {target['description']} | {target['target']} | {shown} "
+            f"| {target['status']} |"
+        )
+    return "\n".join(lines)
+
+
+BENCHMARKS = ("decisions", "certificates", "load", "cli", "postfix")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run tlsconnector's benchmarks.")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    parser.add_argument("--only", action="append", choices=BENCHMARKS, help="repeatable")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument(
+        "--markdown", type=Path, metavar="RESULTS", help="only print RESULTS as a Markdown table"
+    )
+    args = parser.parse_args(argv)
+    if args.markdown is not None:
+        print(markdown(json.loads(args.markdown.read_text(encoding="utf-8"))))
+        return 0
+    chosen = args.only or list(BENCHMARKS)
+    results = Results()
+    started = time.perf_counter()
+    pki = BenchPKI()
+    with tempfile.TemporaryDirectory(prefix="tlsconnector-bench-") as temp:
+        workdir = Path(temp)
+        if "decisions" in chosen:
+            bench_decisions(results, quick=args.quick)
+            gc.collect()
+        if "certificates" in chosen:
+            bench_certificates(results, quick=args.quick)
+            gc.collect()
+        if "load" in chosen:
+            bench_load(results, workdir, pki, quick=args.quick)
+        if "cli" in chosen:
+            bench_cli(results, workdir, pki, quick=args.quick)
+        # Last: the policy service is the newest part of the tree.
+        if "postfix" in chosen:
+            bench_postfix(results, workdir, pki, quick=args.quick)
+    document = {
+        "generated": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "quick": args.quick,
+        "machine": machine(),
+        "duration_s": round(time.perf_counter() - started, 1),
+        "summary": {
+            "passed": sum(1 for t in results.targets if t["status"] == "pass"),
+            "failed": sum(1 for t in results.targets if t["status"] == "fail"),
+            "not_measured": sum(1 for t in results.targets if t["status"] == "not-measured"),
+        },
+        "targets": results.targets,
+        "figures": results.figures,
+    }
+    args.output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(table(results))
+    print()
+    summary = document["summary"]
+    print(
+        f"targets met: {summary['passed']}, missed: {summary['failed']}, not measured: "
+        f"{summary['not_measured']}; every figure is in {args.output}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,407 @@
+"""The benchmarks measure real work, and the optimisations behind them change nothing.
+
+Correctness only: no timing is asserted here (timing belongs in ``make bench``). The
+generated inputs are valid policies and sessions, the indexed policy and the linear
+baseline decide alike on them, the do-nothing policy service speaks Postfix's
+protocol, and every fast path agrees with the general code it short-cuts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import ipaddress
+import json
+import sys
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tlsconnector import (
+    FactsError,
+    InboundSession,
+    OutboundSession,
+    Policy,
+    PolicyError,
+    PresentedChain,
+    TrustStore,
+    evaluate_inbound,
+    evaluate_outbound,
+    load_policy,
+)
+from tlsconnector._addresses import IPRange, _ip_address
+from tlsconnector._certs import CHECKED_CERTIFICATES, _cn_text, subject_cns
+from tlsconnector._decisions import printable
+from tlsconnector._errors import InvalidValue
+from tlsconnector._names import _canonical_domain_full, canonical_domain
+from tlsconnector.adapters.postfix import RequestParser, decide_request, facts_from_postfix
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from benchmarks.baseline import LinearPolicy
+from benchmarks.certs import BenchPKI
+from benchmarks.generate import (
+    NOW,
+    inbound_connector,
+    inbound_session_facts,
+    outbound_connector,
+    outbound_session_facts,
+    policy_mapping,
+    policy_toml,
+    spread_inbound_session_facts,
+)
+from benchmarks.noop_policy_server import DUNNO_REPLY, count_requests, handle
+from benchmarks.policy_client import postfix_request, postfix_requests, run_load
+from benchmarks.run import Results, chain_facts, table
+
+# --------------------------------------------------------------------------------------
+# The generated inputs
+
+
+@pytest.fixture(scope="module")
+def policy_1000() -> Policy:
+    return Policy.from_mapping(policy_mapping(1_000), trust=None)
+
+
+def test_generated_policies_are_valid_and_nested() -> None:
+    """Every size loads, and connector i is the same in every size (so the small
+    policy is a subset of the large one and the same sessions fit both)."""
+    small = Policy.from_mapping(policy_mapping(10), trust=None)
+    large = Policy.from_mapping(policy_mapping(1_000), trust=None)
+    assert (10, 10) == (len(small.inbound), len(small.outbound))
+    assert (1_000, 1_000) == (len(large.inbound), len(large.outbound))
+    by_name = {c.name: c for c in large.inbound}
+    assert all(by_name[c.name] == c for c in small.inbound)
+    assert inbound_connector(7) == policy_mapping(1_000)["inbound"][7]
+    assert outbound_connector(7) == policy_mapping(1_000)["outbound"][7]
+
+
+def test_the_policy_file_text_is_the_policy_mapping(tmp_path: Path) -> None:
+    """The TOML the load benchmark reads decodes to the generated mapping."""
+    (tmp_path / "ca.pem").write_text(BenchPKI().trust_pem())
+    text = policy_toml(200, ca_file="ca.pem")
+    assert policy_mapping(200, ca_file="ca.pem") == tomllib.loads(text)
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    policy = load_policy(path)
+    assert (200, 200) == (len(policy.inbound), len(policy.outbound))
+
+
+def test_the_mix_exercises_every_kind_of_check(policy_1000: Policy) -> None:
+    """The benchmark sessions reach accepts and rejects for TLS, certificate names,
+    trust and IP addresses, and senders no connector governs."""
+    facts = inbound_session_facts(2_000, connectors=1_000)
+    codes = Counter(
+        code
+        for f in facts
+        for code in evaluate_inbound(policy_1000, InboundSession.from_json(f)).codes
+    )
+    for code in (
+        "no-connector",
+        "connector-satisfied",
+        "tls-required",
+        "certificate-missing",
+        "certificate-not-trusted",
+        "certificate-name-mismatch",
+        "ip-not-allowed",
+    ):
+        assert codes[code] > 0, code
+    actions = Counter(
+        str(evaluate_outbound(policy_1000, OutboundSession.from_json(f)).action)
+        for f in outbound_session_facts(2_000, connectors=1_000)
+    )
+    assert {"route", "deliver", "defer", "fail"} <= set(actions)
+
+
+def test_index_and_linear_baseline_agree_on_the_generated_policy(policy_1000: Policy) -> None:
+    """Same candidates and same decisions from the index and from the linear scan."""
+    linear = LinearPolicy.of(policy_1000)
+    inbound = inbound_session_facts(150, connectors=1_000) + spread_inbound_session_facts(
+        150, connectors=1_000
+    )
+    for facts in inbound:
+        session = InboundSession.from_json(facts)
+        domain = session.sender_domain
+        assert linear.inbound_candidates(domain) == policy_1000.inbound_candidates(domain)
+        assert evaluate_inbound(linear, session) == evaluate_inbound(policy_1000, session)
+    for facts in outbound_session_facts(300, connectors=1_000):
+        session = OutboundSession.from_json(facts)
+        domain = session.recipient_domain
+        assert linear.outbound_candidates(domain) == policy_1000.outbound_candidates(domain)
+        assert evaluate_outbound(linear, session) == evaluate_outbound(policy_1000, session)
+
+
+def test_distinct_chain_sessions_are_accepted_after_validation() -> None:
+    """Each chain of the certificate benchmarks is new, validates, and its CN is the
+    certificate name its sender's connector expects."""
+    pki = BenchPKI()
+    policy = Policy.from_mapping(policy_mapping(100), trust=TrustStore.from_pem(pki.trust_pem()))
+    facts = chain_facts(pki, 5, connectors=100)
+    assert 5 == len({f["tls"]["peer_chain_pem"] for f in facts})
+    for f in facts:
+        decision = evaluate_inbound(policy, InboundSession.from_json(f))
+        assert ("accept", "tlsconnector") == (str(decision.action), decision.chain_verified_by)
+
+
+# --------------------------------------------------------------------------------------
+# The Postfix protocol: the generated requests and the do-nothing service
+
+
+def test_generated_requests_are_what_the_postfix_adapter_reads(policy_1000: Policy) -> None:
+    parser = RequestParser()
+    requests = parser.feed(b"".join(postfix_requests(50, connectors=1_000)))
+    assert 50 == len(requests)
+    for request in requests:
+        facts_from_postfix(request, at=NOW)  # well-formed facts, no FactsError
+        assert not decide_request(policy_1000, request, at=NOW).reply.startswith("451")
+
+
+def test_a_verified_cn_is_sent_xtext_encoded_as_postfix_does() -> None:
+    facts = {
+        "peer_ip": "192.0.2.1",
+        "mail_from": "a@b.example",
+        "tls": {"peer_cn": ["Fabrikam Bank+1"], "peer_verified": True},
+    }
+    (request,) = RequestParser().feed(postfix_request(facts, 1))
+    assert "Fabrikam+20Bank+2B1" == request["ccert_subject"]
+    assert ("Fabrikam Bank+1",) == facts_from_postfix(request, at=NOW).tls.certificate.cns
+
+
+def test_count_requests_frames_at_the_empty_line() -> None:
+    buffer = bytearray(b"request=smtpd_access_policy\n\nrequest=smtpd_access_policy\n\nrequ")
+    assert 2 == count_requests(buffer)
+    assert bytearray(b"requ") == buffer
+
+
+def test_the_do_nothing_service_answers_dunno_to_each_request() -> None:
+    """Several requests on one connection, some split across writes: one DUNNO each."""
+
+    async def scenario() -> bytes:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            request = postfix_requests(1)[0]
+            writer.write(request + request[:10])
+            await writer.drain()
+            writer.write(request[10:])
+            writer.write_eof()
+            answer = await asyncio.wait_for(reader.read(), timeout=10)
+            writer.close()
+            await writer.wait_closed()
+        return answer
+
+    assert DUNNO_REPLY * 2 == asyncio.run(scenario())
+
+
+def test_the_load_generator_counts_answers_from_a_real_server() -> None:
+    """Bounded: a few hundred requests on loopback, then it stops by itself."""
+
+    async def scenario() -> dict[str, object]:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await run_load(
+                "127.0.0.1", port, postfix_requests(20), connections=4, count=200, warmup=20
+            )
+
+    result = asyncio.run(scenario())
+    assert 200 == result["requests"]
+    assert result["latency_p50_ms"] <= result["latency_p99_ms"]
+
+
+def test_the_load_generator_refuses_addresses_off_this_machine() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        asyncio.run(run_load("192.0.2.1", 10040, [b"x"], count=1))
+
+
+# --------------------------------------------------------------------------------------
+# results.json: targets are judged as data
+
+
+def test_targets_record_pass_fail_and_unmeasured_as_data() -> None:
+    results = Results()
+    results.target("fast", "a rate", measured=120.0, op=">=", threshold=100, unit="/s")
+    results.target("slow", "a ratio", measured=2.0, op="<=", threshold=1.5, unit="x")
+    results.target("absent", "n/a", measured=None, op=">=", threshold=1, unit="x", note="why")
+    assert ["pass", "fail", "not-measured"] == [t["status"] for t in results.targets]
+    assert [True, False, None] == [t["pass"] for t in results.targets]
+    json.dumps(results.targets)  # serialisable as written to results.json
+    assert "not-measured" in table(results)
+
+
+# --------------------------------------------------------------------------------------
+# The optimisations keep behaviour: each fast path against the general code
+
+_ALPHABET = "aAzZ09_-.*:[]xn\u00fc\u0131 "
+_DOMAINISH = st.one_of(
+    st.text(alphabet=_ALPHABET, max_size=40),
+    st.from_regex(r"(xn--)?[a-zA-Z0-9_-]{0,66}(\.[a-zA-Z0-9_-]{1,64}){0,4}\.?", fullmatch=True),
+    st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){3}|0[xX][0-9a-f]{1,3}|[a-z]+\.0x1f", fullmatch=True),
+)
+
+
+def _outcome(function: object, text: str) -> tuple[str, object]:
+    try:
+        return ("value", function(text))  # type: ignore[operator]
+    except InvalidValue as exc:
+        return ("error", exc.reason)
+
+
+@given(_DOMAINISH)
+def test_canonical_domain_fast_path_agrees_with_the_full_path(text: str) -> None:
+    assert _outcome(_canonical_domain_full, text) == _outcome(canonical_domain, text)
+
+
+def test_canonical_domain_fast_path_edges() -> None:
+    for text in ("a" * 63 + ".com", ".".join(["a" * 63] * 3) + "." + "b" * 61, "_dmarc.x.org."):
+        assert _outcome(_canonical_domain_full, text) == _outcome(canonical_domain, text)
+    for text in ("xn--bcher-kva.example", "1.2.3.4", "a.0x7f", "-a.com", "a-.com", "a" * 64):
+        assert _outcome(_canonical_domain_full, text) == _outcome(canonical_domain, text)
+
+
+_ADDRESSES = st.one_of(
+    st.ip_addresses().map(str),
+    st.ip_addresses(v=4).map(lambda a: f"::ffff:{a}"),
+    st.from_regex(r"[0-9]{1,4}(\.[0-9]{1,4}){2,4}", fullmatch=True),
+    st.text(alphabet="0123456789.:abcdefx ", max_size=20),
+)
+
+
+@given(_ADDRESSES)
+def test_ip_address_parses_as_ipaddress_does(text: str) -> None:
+    try:
+        expected: object = ipaddress.ip_address(text)
+    except ValueError:
+        expected = ValueError
+    try:
+        actual: object = _ip_address(text)
+    except ValueError:
+        actual = ValueError
+    assert expected == actual
+
+
+@st.composite
+def _blocks(draw: st.DrawFn) -> str:
+    """CIDR blocks, with host bits set or not, IPv4-mapped ones included."""
+    version = draw(st.sampled_from([4, 6, 6]))
+    bits = 32 if version == 4 else 128
+    if version == 6 and draw(st.booleans()):
+        value = (0xFFFF << 32) | draw(st.integers(0, 2**32 - 1))
+        prefix = draw(st.integers(90, 128))
+    else:
+        value = draw(st.integers(0, 2**bits - 1))
+        prefix = draw(st.integers(0, bits))
+    if draw(st.booleans()):
+        value &= ~((1 << (bits - prefix)) - 1)
+    address = ipaddress.ip_address(value) if version == 4 else ipaddress.IPv6Address(value)
+    return f"{address}/{prefix}"
+
+
+@given(_blocks())
+def test_cidr_fast_path_agrees_with_ip_network(text: str) -> None:
+    """The integer fast path gives the network ip_network() gives (section 4)."""
+    network = ipaddress.ip_network(text, strict=False)
+    address = ipaddress.ip_address(text.partition("/")[0])
+    mapped = isinstance(network, ipaddress.IPv6Network) and network.subnet_of(
+        ipaddress.IPv6Network("::ffff:0:0/96")
+    )
+    if network.network_address != address:
+        with pytest.raises(InvalidValue, match="host bits set"):
+            IPRange.parse(text)
+        return
+    parsed = IPRange.parse(text)
+    if mapped:
+        network = ipaddress.IPv4Network(
+            (int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96)
+        )
+    expected = (network.network_address, network.broadcast_address, str(network))
+    assert expected == (parsed.first, parsed.last, parsed.text)
+
+
+def _printable_reference(text: str, limit: int = 200) -> str:
+    head = text[: limit + 1]
+    escaped = head.encode("ascii", "backslashreplace").decode("ascii")
+    escaped = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in escaped)
+    truncated = len(text) > limit or len(escaped) > limit
+    return escaped[:limit] + "..." if truncated else escaped
+
+
+@given(st.text(max_size=60), st.integers(1, 50))
+def test_printable_fast_path_agrees_with_the_escaping_path(text: str, limit: int) -> None:
+    assert _printable_reference(text, limit) == printable(text, limit)
+
+
+def test_a_checked_intermediate_is_reused_not_checked_again() -> None:
+    """Two chains from one CA share the intermediate object; a chain decoded again
+    from the same certificates is equal, with the same cache key."""
+    pki = BenchPKI()
+    first = PresentedChain.from_pem(pki.leaf(0).chain_pem())
+    second = PresentedChain.from_pem(pki.leaf(4).chain_pem())
+    assert first.certificates[1] is second.certificates[1]
+    assert CHECKED_CERTIFICATES.der(first.certificates[1]) is not None
+    pem = b"".join(c.public_bytes(Encoding.PEM) for c in first.certificates)
+    der = [c.public_bytes(Encoding.DER) for c in first.certificates]
+    for again in (PresentedChain.from_pem(pem), PresentedChain.from_der(der)):
+        assert first == again
+        assert first.key == again.key
+        assert first.cns == again.cns
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_load_policy_leaves_the_garbage_collector_as_it_was(tmp_path: Path, enabled: bool) -> None:
+    """Collection is paused during a load, then restored, also when the load fails."""
+    good = tmp_path / "good.toml"
+    good.write_text(policy_toml(3))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[inbound]]\nname = "x"\n')
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        load_policy(good, use_system_trust=False)
+        assert enabled == gc.isenabled()
+        with pytest.raises(PolicyError):
+            load_policy(bad, use_system_trust=False)
+        assert enabled == gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        ipaddress.IPv4Address("198.51.100.7"),
+        ipaddress.IPv6Address("2001:db8::1"),
+        ipaddress.IPv6Address("::ffff:198.51.100.7"),
+    ],
+)
+def test_a_parsed_peer_address_gives_the_session_its_text_would(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
+    """An address object is taken as is (IPv4-mapped still becomes IPv4, section 4)."""
+    from_text = InboundSession.create(peer_ip=str(address), mail_from="", tls=None, at=NOW)
+    from_object = InboundSession.create(peer_ip=address, mail_from="", tls=None, at=NOW)
+    assert from_text == from_object
+
+
+def test_a_zoned_peer_address_object_is_still_refused() -> None:
+    with pytest.raises(FactsError, match="zone"):
+        InboundSession.create(
+            peer_ip=ipaddress.IPv6Address("fe80::1%eth0"), mail_from="", tls=None, at=NOW
+        )
+
+
+def test_subject_cns_are_every_cn_attribute_in_order() -> None:
+    leaf = BenchPKI().intermediate.issue(
+        ["b.partner.com", "a.partner.com"],
+        extra_subject=[x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Partner")],
+    )
+    attributes = leaf.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    assert tuple(_cn_text(a) for a in attributes) == subject_cns(leaf.cert)
+    assert ("b.partner.com", "a.partner.com") == PresentedChain.from_pem(leaf.chain_pem()).cns
