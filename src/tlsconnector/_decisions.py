@@ -9,9 +9,12 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
+
+from ._model import TLSMode
 
 __all__ = [
     "DEFAULT_REPLIES",
@@ -103,7 +106,7 @@ class SmtpReply:
 #: Default reply templates per reason code. ``{connector}`` and ``{detail}`` are
 #: replaced by the connector name and the reason's detail, both already escaped to
 #: printable ASCII (section 5: never echo attacker-controlled bytes unescaped).
-DEFAULT_REPLIES: Mapping[ReasonCode, SmtpReply] = {
+DEFAULT_REPLIES: Mapping[ReasonCode, SmtpReply] = MappingProxyType({
     # RFC 3207 section 4 wording for a server that requires STARTTLS.
     ReasonCode.TLS_REQUIRED: SmtpReply(530, "5.7.0", "Must issue a STARTTLS command first"),
     ReasonCode.CERTIFICATE_MISSING: SmtpReply(
@@ -123,7 +126,7 @@ DEFAULT_REPLIES: Mapping[ReasonCode, SmtpReply] = {
     ),
     # Never a permanent reject because of an error (section 5).
     ReasonCode.INTERNAL_ERROR: SmtpReply(451, "4.3.0", "Temporary failure, try again later"),
-}
+})
 
 
 def render_reply(
@@ -235,11 +238,11 @@ class Route:
 class TLSPlan:
     """The TLS the connection must have: the mode, and the CN to check (canonical) or None."""
 
-    mode: str
+    mode: TLSMode = attrs.field(converter=TLSMode)
     domain: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "domain": self.domain}
+        return {"mode": str(self.mode), "domain": self.domain}
 
 
 @attrs.frozen

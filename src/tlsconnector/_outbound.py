@@ -100,13 +100,13 @@ def _plan(policy: Policy, domain: str, named: str | None) -> _Plan | Reason:
         return selection
     if connector is None:
         route = Route(RouteKind.MX, (domain,))
-        return _Plan(None, selection, route, TLSPlan(str(TLSMode.OPPORTUNISTIC), None))
+        return _Plan(None, selection, route, TLSPlan(TLSMode.OPPORTUNISTIC, None))
     if connector.use_mx_record:
         route = Route(RouteKind.MX, (domain,))
     else:
         route = Route(RouteKind.SMART_HOST, tuple(str(h) for h in connector.smart_hosts))
     expected = connector.tls_domain
-    tls = TLSPlan(str(connector.tls_settings), str(expected) if expected is not None else None)
+    tls = TLSPlan(connector.tls_settings, str(expected) if expected is not None else None)
     return _Plan(connector, selection, route, tls)
 
 
