@@ -504,3 +504,20 @@ def test_docs_show_the_real_check_output(
     assert 0 == main(["check", "policy.toml"])
     out, err = capsys.readouterr()
     assert match.group(1) == out + err
+
+
+def test_a_certificate_name_longer_than_any_cn_warns() -> None:
+    """Section 3 rule 2: a CN has at most 64 characters."""
+    long_name = "a" * 60 + ".fabrikam.com"
+    inbound = {
+        "name": "Long",
+        "sender_domains": ["fabrikam.com"],
+        "tls_sender_certificate_name": long_name,
+    }
+    (warning,) = only(policy_of([inbound]), LintCode.CERTIFICATE_NAME_TOO_LONG)
+    assert "only a wildcard certificate ('*.fabrikam.com')" in warning.message
+    wildcard = dict(inbound, tls_sender_certificate_name="*." + long_name)
+    (warning,) = only(policy_of([wildcard]), LintCode.CERTIFICATE_NAME_TOO_LONG)
+    assert "no certificate can ever match it" in warning.message
+    fine = dict(inbound, tls_sender_certificate_name="*.fabrikam.com")
+    assert [] == only(policy_of([fine]), LintCode.CERTIFICATE_NAME_TOO_LONG)

@@ -34,6 +34,8 @@ class LintCode(enum.StrEnum):
     TLS_DOMAIN_OUTSIDE_DOMAINS = "tls-domain-outside-domains"
     BROAD_WILDCARD = "broad-wildcard"
     SMART_HOST_TLS_DOMAIN_MISMATCH = "smart-host-tls-domain-mismatch"
+    #: A certificate name longer than any usable CN (section 3 rule 2: 64 characters).
+    CERTIFICATE_NAME_TOO_LONG = "certificate-name-too-long"
 
 
 class LintSeverity(enum.StrEnum):
@@ -143,6 +145,7 @@ def _lint_inbound(
         )
         if outside is not None:
             found.append(outside)
+        found += _too_long(connector, name, "tls_sender_certificate_name")
     return found
 
 
@@ -190,8 +193,37 @@ def _lint_outbound(
         )
         if outside is not None:
             found.append(outside)
+    if connector.tls_domain is not None:
+        found += _too_long(connector, connector.tls_domain, "tls_domain")
     found += _smart_hosts(connector)
     return found
+
+
+# --- certificate-name-too-long -----------------------------------------------------------
+
+#: Section 3 rule 2: a presented CN of more than 64 characters matches nothing.
+_MAX_CN = 64
+
+
+def _too_long(connector: Connector, name: CertificateName, field: str) -> list[LintWarning]:
+    """A name no usable CN can match: a wildcard setting longer than 64 characters can
+    never match; a plain name that long only through a wildcard certificate."""
+    if len(name.text) <= _MAX_CN:
+        return []
+    if name.is_wildcard:
+        message = (
+            f"{field} = {name.text!r} is longer than {_MAX_CN} characters, the upper bound "
+            "of a certificate CN: no certificate can ever match it; use the partner's "
+            "real, shorter certificate name"
+        )
+    else:
+        suffix = name.text.partition(".")[2]
+        message = (
+            f"{field} = {name.text!r} is longer than {_MAX_CN} characters, the upper bound "
+            f"of a certificate CN: only a wildcard certificate ('*.{suffix}') can match it; "
+            "use the partner's real certificate name"
+        )
+    return [_warning(connector, LintCode.CERTIFICATE_NAME_TOO_LONG, message)]
 
 
 # --- connector-shadowed ----------------------------------------------------------------
