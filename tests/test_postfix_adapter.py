@@ -12,6 +12,8 @@ import ipaddress
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tlsconnector.adapters.postfix as postfix
 from tlsconnector import (
@@ -484,3 +486,47 @@ def test_decision_record_holds_what_an_operator_searches_for() -> None:
         "ccert_subject": "mail.contoso-evil.com",
         "ccert_fingerprint": FINGERPRINT,
     } == record
+
+
+class _LineByLine(postfix.RequestParser):
+    """The parser without its whole-request fast path: the reference behaviour."""
+
+    def _whole(self, block: bytes) -> None:
+        return None
+
+
+_PIECES = [
+    b"request=smtpd_access_policy\n",
+    b"protocol_state=RCPT\n",
+    b"sender=a@fabrikam.com\n",
+    b"sender=b@fabrikam.com\n",  # a repeated attribute
+    b"recipient=b@contoso.com\n",
+    b"bad name=x\n",
+    b"no equals sign\n",
+    b"ccert_subject=server1+2Efabrikam.com\r\n",
+    b"helo_name=\xff\xfe\n",
+    b"x=" + b"y" * 200 + b"\n",
+    b"\n",
+    b"\r\n",
+]
+
+
+@given(
+    st.lists(st.sampled_from(_PIECES), max_size=30),
+    st.integers(1, 8),
+    st.integers(150, 400),
+)
+def test_the_fast_path_frames_exactly_like_the_line_by_line_parser(
+    pieces: list[bytes], attributes: int, line_bytes: int
+) -> None:
+    """Whatever arrives, the whole-request fast path returns the same requests and the
+    same error as parsing line by line, bounds included."""
+    stream = b"".join(pieces)
+    limits = {"max_attributes": attributes, "max_line_bytes": line_bytes}
+    fast, slow = postfix.RequestParser(**limits), _LineByLine(**limits)
+    cut = len(stream) // 2
+    fast_out = fast.feed(stream[:cut]) + fast.feed(stream[cut:])
+    slow_out = slow.feed(stream[:cut]) + slow.feed(stream[cut:])
+    assert slow_out == fast_out
+    assert str(slow.error) == str(fast.error)
+    assert slow.pending == fast.pending
