@@ -407,6 +407,7 @@ def test_missing_protocol_state_is_a_temporary_failure() -> None:
     assert "451 4.3.0 Temporary failure, try again later" == result.reply
     assert result.decision is not None
     assert InboundAction.TEMPFAIL == result.decision.action
+    assert ("malformed-facts",) == result.decision.codes
 
 
 @pytest.mark.parametrize(
@@ -423,7 +424,7 @@ def test_malformed_facts_are_a_temporary_failure_never_an_accept(
     result = answer(rcpt(**overrides))
     assert "451 4.3.0 Temporary failure, try again later" == result.reply
     assert result.decision is not None
-    assert ("internal-error",) == result.decision.codes
+    assert ("malformed-facts",) == result.decision.codes
 
 
 def test_an_error_while_deciding_is_a_temporary_failure(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -132,8 +132,8 @@ def _parser() -> argparse.ArgumentParser:
         "outbound",
         help="plan and judge outbound deliveries",
         description="Decide outbound messages from a JSON Lines file (--sessions) or one "
-        "recipient given by flags. Without --cert, --tls or --no-tls the answer is the "
-        "plan only (action 'route').",
+        "recipient given by flags. Without --cert, --tls, --no-tls or --peer-cn the "
+        "answer is the plan only (action 'route').",
     )
     outbound.add_argument("--policy", required=True, metavar="POLICY.toml")
     outbound.add_argument(

@@ -20,7 +20,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "demo",
         help="play the Contoso and Fabrikam Bank scenario (no files, no network)",
         description="Build Contoso's connectors for Fabrikam Bank, mint a test CA and the "
-        "partner's certificates in memory, and decide a dozen inbound and outbound "
+        "partner's certificates in memory, and decide 20 inbound and outbound "
         "sessions at a fixed time.",
     )
     demo.add_argument(

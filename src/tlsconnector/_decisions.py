@@ -44,6 +44,8 @@ class ReasonCode(enum.StrEnum):
     CERTIFICATE_NAME_MISMATCH = "certificate-name-mismatch"
     IP_NOT_ALLOWED = "ip-not-allowed"
     INTERNAL_ERROR = "internal-error"
+    #: An adapter could not build session facts from what the MTA sent (section 8).
+    MALFORMED_FACTS = "malformed-facts"
 
     # Outbound (section 6): selection.
     CONNECTOR_SELECTED = "connector-selected"
@@ -124,8 +126,10 @@ DEFAULT_REPLIES: Mapping[ReasonCode, SmtpReply] = MappingProxyType({
     ReasonCode.IP_NOT_ALLOWED: SmtpReply(
         550, "5.7.1", "Connector {connector}: sending IP address not allowed"
     ),
-    # Never a permanent reject because of an error (section 5).
+    # Never a permanent reject because of an error (section 5), nor because of
+    # malformed facts at the SMTP edge (section 8).
     ReasonCode.INTERNAL_ERROR: SmtpReply(451, "4.3.0", "Temporary failure, try again later"),
+    ReasonCode.MALFORMED_FACTS: SmtpReply(451, "4.3.0", "Temporary failure, try again later"),
 })
 
 
@@ -197,13 +201,21 @@ class InboundDecision:
         }
 
     @classmethod
-    def tempfail(cls, detail: str) -> InboundDecision:
-        """The decision an adapter gives when deciding failed: 451 4.3.0, never accept."""
+    def tempfail(
+        cls, detail: str, *, code: ReasonCode = ReasonCode.INTERNAL_ERROR
+    ) -> InboundDecision:
+        """The decision an adapter gives when deciding failed: 451 4.3.0, never accept.
+
+        ``code`` is ``internal-error`` (the default) or ``malformed-facts`` when what
+        the MTA sent could not be turned into session facts.
+        """
+        if code not in (ReasonCode.INTERNAL_ERROR, ReasonCode.MALFORMED_FACTS):
+            code = ReasonCode.INTERNAL_ERROR
         return cls(
             action=InboundAction.TEMPFAIL,
             connector=None,
-            reasons=(Reason(ReasonCode.INTERNAL_ERROR, printable(detail)),),
-            smtp=DEFAULT_REPLIES[ReasonCode.INTERNAL_ERROR],
+            reasons=(Reason(code, printable(detail)),),
+            smtp=DEFAULT_REPLIES[code],
         )
 
 

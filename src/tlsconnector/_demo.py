@@ -3,7 +3,7 @@
 Everything happens in memory: the connectors are built with
 :meth:`~tlsconnector.Policy.from_mapping` (the example of the specification, section 9),
 a test CA and the partner's certificates are minted with :mod:`tlsconnector._mint`,
-and a dozen inbound and outbound sessions are decided at one fixed time,
+and 20 inbound and outbound sessions are decided at one fixed time,
 :data:`AT`. No file, no network and no clock is read, so the output is the same on
 every run (the minted keys differ, but no decision or text depends on them).
 

@@ -65,7 +65,11 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"connector {show(self.connector)}" if self.connector is not None else "policy"
-        return f"{where}: {self.field} = {show(self.value)}: {self.message}"
+        # A problem from a combination of keys names them all; the value is the first
+        # key's: "tls_domain = '*.x.com' (with tls_settings): ...".
+        first, comma, others = self.field.partition(", ")
+        also = f" (with {others})" if comma else ""
+        return f"{where}: {first} = {show(self.value)}{also}: {self.message}"
 
 
 class PolicyError(TLSConnectorError):

@@ -436,7 +436,7 @@ def _smart_hosts(connector: OutboundConnector) -> list[LintWarning]:
         if _is_ip(host):
             why = (
                 f"smart host {host} is an IP address, which tls_domain {str(expected)!r} "
-                f"can never match (section 3 rule 6)"
+                "can never match (an IP address is never a certificate name)"
             )
             change = (
                 f"name the smart host by a host name tls_domain matches, or make sure the "

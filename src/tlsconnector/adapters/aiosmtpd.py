@@ -251,7 +251,9 @@ class TLSConnectorHandler:
             )
             decision = evaluate_inbound(self.policy, facts, replies=self.replies)
         except FactsError as exc:
-            decision = InboundDecision.tempfail(f"malformed session facts: {exc}")
+            decision = InboundDecision.tempfail(
+                f"malformed session facts: {exc}", code=ReasonCode.MALFORMED_FACTS
+            )
         except Exception as exc:  # never fail open: an error while deciding is a tempfail
             log.exception("tlsconnector: error while deciding")
             decision = InboundDecision.tempfail(

@@ -377,13 +377,16 @@ def decide_request(
     """
     state = request.get("protocol_state")
     if state is None:
-        return _tempfail("protocol_state is missing: cannot tell when Postfix asks")
+        return _tempfail(
+            "protocol_state is missing: cannot tell when Postfix asks",
+            code=ReasonCode.MALFORMED_FACTS,
+        )
     if state != DECIDING_STATE:
         return PolicyAnswer(DUNNO, None)
     try:
         session = facts_from_postfix(request, at=at)
     except FactsError as exc:
-        return _tempfail(f"malformed facts from Postfix: {exc}")
+        return _tempfail(f"malformed facts from Postfix: {exc}", code=ReasonCode.MALFORMED_FACTS)
     try:
         decision = evaluate_inbound(policy, session, replies=replies)
     except Exception as exc:  # never fail open: an error while deciding is a tempfail
@@ -391,8 +394,8 @@ def decide_request(
     return PolicyAnswer(reply_for(decision), decision)
 
 
-def _tempfail(detail: str) -> PolicyAnswer:
-    decision = InboundDecision.tempfail(detail)
+def _tempfail(detail: str, *, code: ReasonCode = ReasonCode.INTERNAL_ERROR) -> PolicyAnswer:
+    decision = InboundDecision.tempfail(detail, code=code)
     return PolicyAnswer(reply_for(decision), decision)
 
 
