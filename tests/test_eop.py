@@ -1082,3 +1082,18 @@ def test_cli_import_of_an_empty_export_warns(
     captured = capsys.readouterr()
     assert "holds no connectors" in captured.err
     assert {} == tomllib.loads(captured.out)
+
+
+def test_a_comment_toml_cannot_hold_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A lone surrogate (valid JSON, invalid TOML text) is a clear error, not a crash;
+    nothing is written."""
+    export = tmp_path / "in.json"
+    export.write_text(
+        '{"Name": "Fabrikam", "SenderDomains": ["smtp:fabrikam.com;1"], "RequireTls": true,'
+        ' "Comment": "x\\ud800y"}',
+        encoding="utf-8",
+    )
+    out = tmp_path / "policy.toml"
+    assert 1 == main(["import-eop", "--inbound", str(export), "-o", str(out)])
+    assert "cannot write the policy" in capsys.readouterr().err
+    assert not out.exists()

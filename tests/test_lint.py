@@ -521,3 +521,20 @@ def test_a_certificate_name_longer_than_any_cn_warns() -> None:
     assert "no certificate can ever match it" in warning.message
     fine = dict(inbound, tls_sender_certificate_name="*.fabrikam.com")
     assert [] == only(policy_of([fine]), LintCode.CERTIFICATE_NAME_TOO_LONG)
+
+
+def test_a_long_name_no_wildcard_could_cover_says_so() -> None:
+    """A long name under a public suffix, an xn-- first label, or a suffix itself over
+    64 characters: not even a wildcard certificate can match it."""
+    for long_name in (
+        "a" * 60 + ".co.uk",
+        "\u00fc" + "a" * 50 + ".fabrikam.com",  # an xn-- first label
+        "mail." + "b" * 60 + ".fabrikam.com",
+    ):
+        inbound = {
+            "name": "Long",
+            "sender_domains": ["*"],
+            "tls_sender_certificate_name": long_name,
+        }
+        (warning,) = only(policy_of([inbound]), LintCode.CERTIFICATE_NAME_TOO_LONG)
+        assert "no certificate can ever match it" in warning.message, long_name

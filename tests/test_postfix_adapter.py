@@ -531,3 +531,22 @@ def test_the_fast_path_frames_exactly_like_the_line_by_line_parser(
     assert slow_out == fast_out
     assert str(slow.error) == str(fast.error)
     assert slow.pending == fast.pending
+
+
+def test_an_overlong_ccert_subject_is_malformed_facts_not_an_exception() -> None:
+    result = answer(rcpt(ccert_subject="a" * 1025))
+    assert "451 4.3.0 Temporary failure, try again later" == result.reply
+    assert result.decision is not None
+    assert ("malformed-facts",) == result.decision.codes
+
+
+@pytest.mark.parametrize("state", ["rcpt", "BDAT", "SOMETHING-NEW", ""])
+def test_an_unknown_protocol_state_is_not_let_through(state: str) -> None:
+    """Only the states Postfix sends get DUNNO; anything else is a temporary failure."""
+    result = answer(rcpt(protocol_state=state))
+    assert "451 4.3.0 Temporary failure, try again later" == result.reply
+
+
+@pytest.mark.parametrize("state", ["CONNECT", "EHLO", "HELO", "MAIL", "DATA", "END-OF-MESSAGE"])
+def test_known_states_other_than_rcpt_get_dunno(state: str) -> None:
+    assert "DUNNO" == answer(rcpt(protocol_state=state)).reply

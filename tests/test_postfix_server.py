@@ -336,6 +336,21 @@ def test_sighup_with_an_invalid_policy_keeps_the_previous_one(policy_file: Path)
     assert [] == [e for e in service.events if e["event"] == "reload"]
 
 
+def test_sighup_with_an_empty_policy_file_keeps_the_previous_one(policy_file: Path) -> None:
+    """An empty file loads as a valid policy that governs nothing; swapping it in would
+    accept every sender, so the service keeps the policy in force."""
+    service = PolicyService(policy_file).start()
+    try:
+        policy_file.write_text("")
+        service.signal(signal.SIGHUP)
+        (failed,) = service.wait_event("reload-failed")
+        assert ["the new policy has no connectors"] == failed["problems"]
+        with service.connect() as sock:
+            assert MISMATCH == ask(sock, WRONG_CN)
+    finally:
+        assert 0 == service.stop()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_stop_cleanly_with_open_connections(
     policy_file: Path, signum: int
@@ -407,3 +422,21 @@ def test_bad_arguments_are_usage_errors(
     status = main(["serve", "postfix", "--policy", str(policy_file), *argv])
     assert 2 == status
     assert message in capsys.readouterr().err
+
+
+def test_connections_beyond_the_limit_are_closed_not_served(tmp_path: Path) -> None:
+    """Bounded memory: past --max-connections a new connection is closed at once (Postfix
+    then applies its default action, a temporary failure); the others are served."""
+    service = PolicyService(write_policy(tmp_path), "--max-connections", "2").start()
+    try:
+        first, second = service.connect(), service.connect()
+        assert MISMATCH == ask(first, WRONG_CN)
+        assert DUNNO == ask(second, GOOD)
+        with service.connect() as third:
+            assert b"" == read_until_closed(third)
+        service.wait_event("too-many-connections")
+        assert MISMATCH == ask(first, WRONG_CN)
+        first.close()
+        second.close()
+    finally:
+        assert 0 == service.stop()

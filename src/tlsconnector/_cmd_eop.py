@@ -109,7 +109,11 @@ def _cmd_import_eop(args: argparse.Namespace) -> int:
         return EXIT_UNDECIDED
     for warning in warnings:
         _err(f"warning: {warning}")
-    text = render_policy(mapping, warnings, sources=sources)
+    try:
+        text = render_policy(mapping, warnings, sources=sources)
+    except ValueError as exc:  # e.g. a lone surrogate, which TOML cannot hold
+        _err(f"{prog}: cannot write the policy (nothing was written): {exc}")
+        return EXIT_UNDECIDED
     # The file must load back as the policy it was made from; a difference is a bug
     # in the writer, and a wrong policy file is never written.
     expected = Policy.from_mapping(mapping, trust=None)

@@ -60,6 +60,14 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="SECONDS",
         help="close a connection that sends no complete request for this long (default: 300)",
     )
+    postfix.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="connections served at once per worker; more are closed at once, and "
+        "Postfix applies its default action (default: 1000)",
+    )
     postfix.set_defaults(handler=_cmd_serve_postfix)
 
 
@@ -81,11 +89,15 @@ def _cmd_serve_postfix(args: argparse.Namespace) -> int:
             f"seconds, at most {MAX_IDLE_TIMEOUT:.0f}"
         )
         return EXIT_USAGE
+    if not 1 <= args.max_connections <= 1_000_000:
+        _err("tlsconnector serve postfix: --max-connections must be from 1 to 1000000")
+        return EXIT_USAGE
     config = ServeConfig(
         policy_path=Path(args.policy),
         host=host,
         port=port,
         workers=args.workers,
         idle_timeout=timeout,
+        max_connections=args.max_connections,
     )
     return serve_postfix(config, log=JsonLog(sys.stderr))

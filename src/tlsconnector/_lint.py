@@ -210,14 +210,18 @@ def _too_long(connector: Connector, name: CertificateName, field: str) -> list[L
     never match; a plain name that long only through a wildcard certificate."""
     if len(name.text) <= _MAX_CN:
         return []
-    if name.is_wildcard:
+    suffix = name.text.partition(".")[2]
+    wildcard_cn = f"*.{suffix}"
+    # The only CN that could still match a long plain name is the wildcard one label
+    # above it, and only if that CN is itself usable (64 characters, no public
+    # suffix) and may stand for the first label (not an xn-- label, section 3).
+    if name.is_wildcard or not name.matches_cn(wildcard_cn):
         message = (
             f"{field} = {name.text!r} is longer than {_MAX_CN} characters, the upper bound "
             "of a certificate CN: no certificate can ever match it; use the partner's "
             "real, shorter certificate name"
         )
     else:
-        suffix = name.text.partition(".")[2]
         message = (
             f"{field} = {name.text!r} is longer than {_MAX_CN} characters, the upper bound "
             f"of a certificate CN: only a wildcard certificate ('*.{suffix}') can match it; "

@@ -53,6 +53,10 @@ __all__ = [
 #: A connection that sends no complete request for this long is closed (Postfix
 #: itself drops idle policy connections after ``smtpd_policy_service_max_idle``, 300 s).
 DEFAULT_IDLE_TIMEOUT = 300.0
+#: Connections served at once by one worker; Postfix keeps a few per smtpd process.
+#: Beyond this a new connection is closed at once (Postfix then applies
+#: smtpd_policy_service_default_action: a temporary failure, never an accept).
+MAX_CONNECTIONS = 1000
 MAX_WORKERS = 64
 LISTEN_BACKLOG = 128
 READ_CHUNK = 16 * 1024
@@ -76,6 +80,7 @@ class ServeConfig:
     port: int
     workers: int = 1
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -124,6 +129,10 @@ class JsonLog:
             self.stream.flush()
 
 
+def _connectors(policy: Policy) -> int:
+    return len(policy.inbound) + len(policy.outbound)
+
+
 def _peer(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -143,12 +152,14 @@ class PolicyServer:
         log: JsonLog,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         clock: Callable[[], dt.datetime] = _utc_now,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.policy = policy
         self.policy_path = policy_path
         self.log = log
         self.idle_timeout = idle_timeout
         self.clock = clock
+        self.max_connections = max_connections
         self._connections: set[asyncio.Task[None]] = set()
 
     def answer(self, request: dict[str, str]) -> str:
@@ -182,6 +193,19 @@ class PolicyServer:
                 message="could not load the new policy; keeping the previous policy",
             )
             return
+        if _connectors(self.policy) and not _connectors(policy):
+            # An empty file (an editor that truncates before writing, a SIGHUP during
+            # a copy) loads as a valid policy that governs nothing: every session would
+            # be accepted. Never fail open: keep the policy in force.
+            self.log.emit(
+                "reload-failed",
+                policy=str(self.policy_path),
+                problems=["the new policy has no connectors"],
+                message="refusing to replace a policy with connectors by one without any; "
+                "keeping the previous policy (write the file under another name, then "
+                "rename it over the old one)",
+            )
+            return
         self.policy = policy
         self.log.emit(
             "reload",
@@ -192,10 +216,16 @@ class PolicyServer:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One Postfix connection: requests in, answers out, until EOF or an error."""
+        peer = _peer(writer)
+        if len(self._connections) >= self.max_connections:
+            # Bounded memory: a flood of connections cannot grow the service without
+            # limit. Closing makes Postfix use its default action (a 4xx).
+            self.log.emit("too-many-connections", peer=peer, limit=self.max_connections)
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
-        peer = _peer(writer)
         try:
             await self._converse(reader, writer, peer)
         except TimeoutError:
@@ -335,7 +365,11 @@ def _serve(config: ServeConfig, log: JsonLog) -> int:
 
     def make_server() -> PolicyServer:
         return PolicyServer(
-            policy, policy_path=config.policy_path, log=log, idle_timeout=config.idle_timeout
+            policy,
+            policy_path=config.policy_path,
+            log=log,
+            idle_timeout=config.idle_timeout,
+            max_connections=config.max_connections,
         )
 
     with sock:

@@ -75,6 +75,10 @@ MAX_LINE_BYTES = 8 * 1024
 POLICY_REQUEST = "smtpd_access_policy"
 #: tlsconnector decides at RCPT TO, where Postfix knows sender, recipient and TLS facts.
 DECIDING_STATE = "RCPT"
+#: The protocol states Postfix 3.7 sends (postfix-notes: SMTPD_POLICY_README).
+POSTFIX_STATES = frozenset(
+    {"CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"}
+)
 #: "No decision here, go on with the next restriction" (access(5)). Never ``OK``: an
 #: ``OK`` would end smtpd_recipient_restrictions and skip Postfix's own relay checks.
 DUNNO = "DUNNO"
@@ -313,7 +317,12 @@ def _tls(request: Mapping[str, str]) -> TLSFacts | None:
         # Postfix sends the first subject CN, and only after the client's chain
         # verified against smtpd_tls_CAfile (section 7: facts verified by the MTA).
         cn = decode_xtext(subject, field="ccert_subject")
-        verified = MtaVerifiedCertificate((cn,), verified=True, fingerprint=fingerprint or None)
+        try:
+            verified = MtaVerifiedCertificate(
+                (cn,), verified=True, fingerprint=fingerprint or None
+            )
+        except InvalidValue as exc:  # e.g. a CN over the fact bound
+            raise FactsError("ccert_subject", subject, exc.reason) from None
         return TLSFacts(verified)
     if fingerprint:
         # A certificate was presented but did not verify: Postfix withholds the CN
@@ -382,6 +391,13 @@ def decide_request(
             code=ReasonCode.MALFORMED_FACTS,
         )
     if state != DECIDING_STATE:
+        if state not in POSTFIX_STATES:
+            # Postfix sends only the states it knows; anything else is not understood,
+            # and what is not understood is not let through (section 5).
+            return _tempfail(
+                f"unknown protocol_state {_shown_text(state)}",
+                code=ReasonCode.MALFORMED_FACTS,
+            )
         return PolicyAnswer(DUNNO, None)
     try:
         session = facts_from_postfix(request, at=at)
