@@ -14,7 +14,6 @@ import datetime as dt
 import smtplib
 import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from tlsconnector.adapters.aiosmtpd import (
 )
 
 from certmint import CA, Leaf, self_signed
+from loopthread import LoopThread
 
 WAIT = 10.0
 #: What a client sees when the server ends the TLS handshake: an SSL alert, a reset,
@@ -74,32 +74,6 @@ class Delivery:
         content = envelope.original_content or b""
         self.messages.append((str(envelope.mail_from), list(envelope.rcpt_tos), content))
         return "250 2.0.0 Message accepted for delivery"
-
-
-class LoopThread:
-    """An asyncio loop in a daemon thread serving one listener on 127.0.0.1, port 0."""
-
-    def __init__(self, factory: Callable[[asyncio.AbstractEventLoop], asyncio.Protocol]) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-        async def listen() -> asyncio.AbstractServer:
-            return await self.loop.create_server(lambda: factory(self.loop), "127.0.0.1", 0)
-
-        self.server = asyncio.run_coroutine_threadsafe(listen(), self.loop).result(WAIT)
-        self.port: int = self.server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        async def close() -> None:
-            self.server.close()
-            await asyncio.wait_for(self.server.wait_closed(), WAIT)
-
-        with contextlib.suppress(TimeoutError):
-            asyncio.run_coroutine_threadsafe(close(), self.loop).result(WAIT)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(WAIT)
-        self.loop.close()
 
 
 class Files:

@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from tlsconnector._cli import main
 from tlsconnector._probe import ProbeError, resolve_mx
 
 from certmint import CA, Leaf, self_signed
+from loopthread import LoopThread
 
 AT = "2026-11-26T12:00:00Z"
 ROOT = CA("Probe Test Root")
@@ -65,32 +66,6 @@ class Recorder:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.messages.append(envelope)
         return "250 OK"
-
-
-class LoopThread:
-    """An asyncio loop in a daemon thread serving one listener on 127.0.0.1, port 0."""
-
-    def __init__(self, factory: Callable[[asyncio.AbstractEventLoop], asyncio.Protocol]) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-        async def listen() -> asyncio.AbstractServer:
-            return await self.loop.create_server(lambda: factory(self.loop), "127.0.0.1", 0)
-
-        self.server = asyncio.run_coroutine_threadsafe(listen(), self.loop).result(WAIT)
-        self.port: int = self.server.sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        async def close() -> None:
-            self.server.close()
-            await asyncio.wait_for(self.server.wait_closed(), WAIT)
-
-        with contextlib.suppress(TimeoutError):
-            asyncio.run_coroutine_threadsafe(close(), self.loop).result(WAIT)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(WAIT)
-        self.loop.close()
 
 
 def tls_context(leaf: Leaf, tmp_path: Path) -> ssl.SSLContext:
