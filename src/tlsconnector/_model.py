@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -140,10 +141,13 @@ class SmartHost:
             port = _port(text, raw_port)
         elif text.count(":") > 1:
             return cls(_ip_host(text, text, version=6), None)
-        try:
-            return cls(_ip_host(text, host, version=4), port)
-        except InvalidValue:
-            pass
+        # Only a dotted decimal can be an IPv4 address (ipaddress accepts no other
+        # spelling); a host name skips the failed parse, which costs an exception.
+        if _DOTTED_DECIMAL.fullmatch(host):
+            try:
+                return cls(_ip_host(text, host, version=4), port)
+            except InvalidValue:
+                pass
         try:
             return cls(canonical_domain(host), port)
         except InvalidValue as exc:
@@ -154,8 +158,15 @@ class SmartHost:
         return host if self.port is None else f"{host}:{self.port}"
 
 
+_DOTTED_DECIMAL = re.compile(r"[0-9.]+")
+_IP_CHARACTERS = re.compile(r"[0-9A-Fa-f:.]+")
+
+
 def _looks_like_range(text: str) -> bool:
     first, _, last = text.partition("-")
+    # Host names with a hyphen are common; only address characters can be a range.
+    if not (_IP_CHARACTERS.fullmatch(first) and _IP_CHARACTERS.fullmatch(last)):
+        return False
     try:
         ipaddress.ip_address(first)
         ipaddress.ip_address(last)
