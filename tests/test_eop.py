@@ -765,6 +765,15 @@ def test_certificate_name_without_require_tls_warns() -> None:
     assert ["certificate-implies-tls"] == codes(warnings)
 
 
+def test_an_on_premises_connector_with_checks_warns_they_are_not_enforced() -> None:
+    """Section 5.6: on-premises connectors take no part in partner evaluation."""
+    table, warnings = one_inbound(inbound(ConnectorType="OnPremises"))
+    assert "on_premises" == table["type"]
+    assert ["on-premises-not-enforced"] == codes(warnings)
+    _, warnings = one_inbound(inbound())
+    assert "on-premises-not-enforced" not in codes(warnings)
+
+
 # ---------------------------------------------------------------------------------------
 # The written file: header, every key, comments; round trips
 

@@ -158,7 +158,8 @@ class EOPWarning:
     """Something the import did that a reader of the policy should know about.
 
     ``code`` is one of ``unmapped-fields``, ``defaults-assumed``,
-    ``tls-domain-dropped``, ``certificate-implies-tls``; ``fields`` names the EOP
+    ``tls-domain-dropped``, ``certificate-implies-tls``, ``on-premises-not-enforced``;
+    ``fields`` names the EOP
     fields concerned; ``index`` is the record's position in its export (from 0).
     """
 
@@ -595,6 +596,20 @@ def _convert_inbound(r: _Record, warnings: list[EOPWarning]) -> None:
             "TLS (require_tls stays false in the file)",
             "TlsSenderCertificateName",
             "RequireTls",
+        )
+    checks = (
+        r.table.get("require_tls") is True
+        or name is not None
+        or r.table.get("restrict_domains_to_ip_addresses") is True
+    )
+    if r.table.get("type") == "on_premises" and checks:
+        # Section 5.6: on-premises connectors take no part in partner evaluation.
+        r.warn(
+            warnings,
+            "on-premises-not-enforced",
+            "ConnectorType is OnPremises: tlsconnector loads and validates this connector "
+            "but does not enforce its TLS, certificate or IP settings on partner mail",
+            "ConnectorType",
         )
 
 
