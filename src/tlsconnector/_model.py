@@ -371,9 +371,27 @@ class _Reader:
         self.raw = raw
         self.connector = connector
         self.problems = problems
+        self._first_problem = len(problems)
         for key, value in raw.items():
             if key not in allowed:
                 self.problem(str(key), value, _unknown_key_message(key, allowed))
+
+    @property
+    def failed(self) -> bool:
+        """Whether this table has any problem (its connector is then not built)."""
+        return len(self.problems) > self._first_problem
+
+    def certificate_name(self, field: str) -> tuple[str | None, CertificateName | None]:
+        """The raw text of a certificate-name setting and its parsed value (None when
+        absent or invalid; an invalid one is recorded as a problem)."""
+        text = self.string(field, None)
+        if text is None:
+            return None, None
+        try:
+            return text, CertificateName.parse(text)
+        except InvalidValue as exc:
+            self.problem(field, text, exc.reason)
+            return text, None
 
     def problem(self, field: str, value: object, message: str) -> None:
         self.problems.append(Problem(self.connector, field, value, message))
@@ -461,35 +479,54 @@ def _connector_name(raw: Mapping[str, Any], direction: str, index: int) -> tuple
     return f"{direction}[{index}]", False
 
 
+@attrs.frozen
+class _Common:
+    """What every connector table has: name, enabled, type, comment."""
+
+    name: str
+    enabled: bool
+    type: ConnectorType
+    comment: str
+
+
+def _open_table(
+    raw: object, index: int, direction: str, keys: Sequence[str], problems: list[Problem]
+) -> tuple[_Reader, _Common] | None:
+    """Start reading one ``[[inbound]]``/``[[outbound]]`` table: its shape, unknown keys
+    and the keys both directions share. None when it is not a table at all."""
+    if not isinstance(raw, Mapping):
+        problems.append(Problem(None, f"{direction}[{index}]", raw, "must be a table"))
+        return None
+    name, name_ok = _connector_name(raw, direction, index)
+    r = _Reader(raw, name, problems, keys)
+    if not name_ok:
+        r.problem("name", raw.get("name"), _name_problem(raw))
+    common = _Common(
+        name=name,
+        enabled=r.boolean("enabled", True),
+        type=r.choice("type", ConnectorType, ConnectorType.PARTNER),
+        comment=r.string("comment", "") or "",
+    )
+    return r, common
+
+
 def _inbound_from_mapping(
     raw: object,
     index: int,
     problems: list[Problem],
     parse_pattern: Callable[[str], DomainPattern] = DomainPattern.parse,
 ) -> InboundConnector | None:
-    if not isinstance(raw, Mapping):
-        problems.append(Problem(None, f"inbound[{index}]", raw, "must be a table"))
+    opened = _open_table(raw, index, "inbound", _INBOUND_KEYS, problems)
+    if opened is None:
         return None
-    name, name_ok = _connector_name(raw, "inbound", index)
-    before = len(problems)
-    r = _Reader(raw, name, problems, _INBOUND_KEYS)
-    if not name_ok:
-        r.problem("name", raw.get("name"), _name_problem(raw))
-    enabled = r.boolean("enabled", True)
-    kind = r.choice("type", ConnectorType, ConnectorType.PARTNER)
-    comment = r.string("comment", "") or ""
+    r, common = opened
+    raw = r.raw
     domains = r.items("sender_domains", parse_pattern, required=True)
     if raw.get("sender_domains") == []:
         r.problem("sender_domains", [], "must list at least one domain pattern")
     ranges = r.items("sender_ip_addresses", IPRange.parse, required=False)
     require_tls = r.boolean("require_tls", True)
-    raw_name = r.string("tls_sender_certificate_name", None)
-    cert_name: CertificateName | None = None
-    if raw_name is not None:
-        try:
-            cert_name = CertificateName.parse(raw_name)
-        except InvalidValue as exc:
-            r.problem("tls_sender_certificate_name", raw_name, exc.reason)
+    _, cert_name = r.certificate_name("tls_sender_certificate_name")
     restrict_cert = r.boolean("restrict_domains_to_certificate", False)
     restrict_ip = r.boolean("restrict_domains_to_ip_addresses", False)
     # Combinations name every key involved, including a missing one (section 8).
@@ -508,13 +545,13 @@ def _inbound_from_mapping(
             "restrict_domains_to_ip_addresses = true needs at least one entry in "
             "sender_ip_addresses, which is empty or missing",
         )
-    if len(problems) > before:
+    if r.failed:
         return None
     return InboundConnector(
-        name=name,
-        enabled=enabled,
-        type=kind,
-        comment=comment,
+        name=common.name,
+        enabled=common.enabled,
+        type=common.type,
+        comment=common.comment,
         sender_domains=domains,
         # Speed and memory: one shared empty set for the many connectors without IPs.
         sender_ip_addresses=IPSet(ranges) if ranges else _NO_ADDRESSES,
@@ -575,17 +612,11 @@ def _outbound_from_mapping(
     problems: list[Problem],
     parse_pattern: Callable[[str], DomainPattern] = DomainPattern.parse,
 ) -> OutboundConnector | None:
-    if not isinstance(raw, Mapping):
-        problems.append(Problem(None, f"outbound[{index}]", raw, "must be a table"))
+    opened = _open_table(raw, index, "outbound", _OUTBOUND_KEYS, problems)
+    if opened is None:
         return None
-    name, name_ok = _connector_name(raw, "outbound", index)
-    before = len(problems)
-    r = _Reader(raw, name, problems, _OUTBOUND_KEYS)
-    if not name_ok:
-        r.problem("name", raw.get("name"), _name_problem(raw))
-    enabled = r.boolean("enabled", True)
-    kind = r.choice("type", ConnectorType, ConnectorType.PARTNER)
-    comment = r.string("comment", "") or ""
+    r, common = opened
+    raw = r.raw
     rule_scoped = r.boolean("is_transport_rule_scoped", False)
     test_mode = r.boolean("test_mode", False)
     # A rule-scoped connector is chosen by name, so it may serve no domain (section 9).
@@ -608,13 +639,7 @@ def _outbound_from_mapping(
             "empty or missing",
         )
     mode = r.choice("tls_settings", TLSMode, TLSMode.OPPORTUNISTIC)
-    raw_domain = r.string("tls_domain", None)
-    tls_domain: CertificateName | None = None
-    if raw_domain is not None:
-        try:
-            tls_domain = CertificateName.parse(raw_domain)
-        except InvalidValue as exc:
-            r.problem("tls_domain", raw_domain, exc.reason)
+    raw_domain, tls_domain = r.certificate_name("tls_domain")
     # A tls_settings that did not parse is reported once; no follow-on problems from it.
     raw_mode = raw.get("tls_settings", str(TLSMode.OPPORTUNISTIC))
     mode_ok = isinstance(raw_mode, str) and raw_mode in _TLS_MODE_VALUES
@@ -631,14 +656,14 @@ def _outbound_from_mapping(
             f'tls_domain is only allowed with tls_settings = "domain_validation", '
             f'not "{mode}"',
         )
-    if len(problems) > before:
+    if r.failed:
         return None
     return OutboundConnector(
-        name=name,
+        name=common.name,
         recipient_domains=domains,
-        enabled=enabled,
-        type=kind,
-        comment=comment,
+        enabled=common.enabled,
+        type=common.type,
+        comment=common.comment,
         use_mx_record=use_mx,
         smart_hosts=hosts,
         tls_settings=mode,
