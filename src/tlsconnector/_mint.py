@@ -114,6 +114,50 @@ class Leaf:
         ).decode("ascii")
 
 
+def _base_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: _Key,
+    issuer_key: _Key,
+    *,
+    ca: bool,
+    path_length: int | None,
+    not_before: datetime | None,
+    not_after: datetime | None,
+) -> x509.CertificateBuilder:
+    """What every minted certificate has: names, key, validity, basic constraints, key
+    usage for its role, and the key identifiers."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or DEFAULT_NOT_BEFORE)
+        .not_valid_after(not_after or DEFAULT_NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    )
+
+
 def _leaf_builder(
     subject: x509.Name,
     issuer: x509.Name,
@@ -125,34 +169,15 @@ def _leaf_builder(
     not_before: datetime | None,
     not_after: datetime | None,
 ) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or DEFAULT_NOT_BEFORE)
-        .not_valid_after(not_after or DEFAULT_NOT_AFTER)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
+    builder = _base_builder(
+        subject,
+        issuer,
+        key,
+        issuer_key,
+        ca=False,
+        path_length=None,
+        not_before=not_before,
+        not_after=not_after,
     )
     if san is not None:
         builder = builder.add_extension(
@@ -190,36 +215,15 @@ class CA:
         self.subject = subject
         issuer = parent.subject if parent is not None else subject
         signing_key = parent.key if parent is not None else self.key
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before or DEFAULT_NOT_BEFORE)
-            .not_valid_after(not_after or DEFAULT_NOT_AFTER)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()),
-                critical=False,
-            )
+        builder = _base_builder(
+            subject,
+            issuer,
+            self.key,
+            signing_key,
+            ca=True,
+            path_length=path_length,
+            not_before=not_before,
+            not_after=not_after,
         )
         if eku is not None:  # an EKU on a CA restricts what it may issue for
             builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
