@@ -100,11 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Decide inbound sessions from a JSON Lines file (--sessions) or one "
         "session given by flags.",
     )
-    inbound.add_argument("--policy", required=True, metavar="POLICY.toml")
-    inbound.add_argument(
-        "--sessions", metavar="FILE.jsonl", help="one JSON session per line; - for stdin"
-    )
-    inbound.add_argument("--json", action="store_true", help="one JSON decision per line")
+    _batch_arguments(inbound, what="session")
     single = inbound.add_argument_group("single session (instead of --sessions)")
     single.add_argument("--peer-ip", help="the connecting client's IP address")
     single.add_argument("--mail-from", help='envelope sender; "" or "<>" for the null sender')
@@ -121,11 +117,6 @@ def _parser() -> argparse.ArgumentParser:
         "did not verify the chain",
     )
     single.add_argument("--peer-unverified", action="store_true")
-    inbound.add_argument(
-        "--at",
-        help="ISO 8601 time with offset: the session time, and with --sessions the time "
-        'of lines without "at" (default: now)',
-    )
     inbound.set_defaults(handler=_cmd_inbound)
 
     outbound = commands.add_parser(
@@ -135,11 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         "recipient given by flags. Without --cert, --tls, --no-tls or --peer-cn the "
         "answer is the plan only (action 'route').",
     )
-    outbound.add_argument("--policy", required=True, metavar="POLICY.toml")
-    outbound.add_argument(
-        "--sessions", metavar="FILE.jsonl", help="one JSON object per line; - for stdin"
-    )
-    outbound.add_argument("--json", action="store_true", help="one JSON decision per line")
+    _batch_arguments(outbound, what="attempt")
     outbound.add_argument(
         "--retry-window",
         type=float,
@@ -158,11 +145,6 @@ def _parser() -> argparse.ArgumentParser:
     attempt.add_argument("--peer-cn", action="append", metavar="CN", help="MTA-verified CN")
     one.add_argument("--peer-unverified", action="store_true")
     one.add_argument("--queued-since", help="ISO 8601 time the message was first queued")
-    outbound.add_argument(
-        "--at",
-        help="ISO 8601 time with offset: the attempt time, and with --sessions the time "
-        'of lines without "at" (default: now)',
-    )
     outbound.set_defaults(handler=_cmd_outbound)
 
     routes = commands.add_parser(
@@ -187,6 +169,21 @@ def _parser() -> argparse.ArgumentParser:
 #: ``set_defaults(handler=...)`` takes the parsed arguments and returns the exit status.
 #: Modules are imported only when the command line runs.
 _COMMAND_MODULES: tuple[str, ...] = ("._cmd_demo", "._cmd_eop", "._cmd_probe", "._cmd_serve")
+
+
+def _batch_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """The options ``inbound`` and ``outbound`` share: the policy, the JSON Lines
+    input, JSON output, and the time."""
+    parser.add_argument("--policy", required=True, metavar="POLICY.toml")
+    parser.add_argument(
+        "--sessions", metavar="FILE.jsonl", help="one JSON object per line; - for stdin"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON decision per line")
+    parser.add_argument(
+        "--at",
+        help=f"ISO 8601 time with offset: the {what} time, and with --sessions the time "
+        'of lines without "at" (default: now)',
+    )
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
