@@ -1,12 +1,11 @@
 """A do-nothing Postfix policy service: the reference the real one is measured against.
 
 It speaks the same protocol on the same transport as ``tlsconnector serve postfix``
-(asyncio streams over TCP; ``name=value`` lines ended by an empty line, many
-requests per connection) and answers every request ``action=DUNNO`` without looking
-at it: what is left is the cost of the event loop, the sockets and the framing.
-Requests are framed the way the real server frames them (reads of up to 16 KiB,
-split at the empty line), with a bound on a pending request so a client cannot make
-it buffer without end.
+(an asyncio protocol over TCP, as the real service uses: ``name=value`` lines ended
+by an empty line, many requests per connection) and answers every request
+``action=DUNNO`` without looking at it: what is left is the cost of the event loop
+and the sockets. Requests are told apart at the empty line, with a bound on a
+pending request so a client cannot make it buffer without end.
 
 Run ``python -m benchmarks.noop_policy_server --listen 127.0.0.1:0``: it prints one
 JSON line ``{"event": "listening", "address": "127.0.0.1:PORT"}`` on standard error
@@ -17,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import signal
 import sys
 
-__all__ = ["DUNNO_REPLY", "MAX_PENDING_BYTES", "count_requests", "handle", "serve"]
+__all__ = ["DUNNO_REPLY", "MAX_PENDING_BYTES", "DoNothing", "count_requests", "serve"]
 
 DUNNO_REPLY = b"action=DUNNO\n\n"
-READ_CHUNK = 16 * 1024
 #: A request still incomplete after this many bytes closes the connection.
 MAX_PENDING_BYTES = 64 * 1024
 
@@ -45,38 +42,36 @@ def count_requests(buffer: bytearray) -> int:
     return count
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+class DoNothing(asyncio.Protocol):
     """Answer every request on one connection with DUNNO until the peer closes."""
-    buffer = bytearray()
-    try:
-        while True:
-            data = await reader.read(READ_CHUNK)
-            if not data:
-                return
-            buffer += data
-            count = count_requests(buffer)
-            if count:
-                writer.write(DUNNO_REPLY * count)
-                await writer.drain()
-            if len(buffer) > MAX_PENDING_BYTES:
-                return
-    except ConnectionError:
-        return
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        count = count_requests(self.buffer)
+        if count:
+            self.transport.write(DUNNO_REPLY * count)
+        if len(self.buffer) > MAX_PENDING_BYTES:
+            self.transport.close()
 
 
 async def serve(host: str, port: int) -> None:
     """Listen on ``host:port`` until SIGTERM or SIGINT."""
-    server = await asyncio.start_server(handle, host, port, backlog=128)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(DoNothing, host, port, backlog=128)
     address = server.sockets[0].getsockname()
     record = {"event": "listening", "address": f"{address[0]}:{address[1]}"}
     sys.stderr.write(json.dumps(record) + "\n")
     sys.stderr.flush()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with server:

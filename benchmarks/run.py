@@ -793,7 +793,7 @@ def _server(argv: list[str], log_path: Path, *, ready_timeout: float = 60.0) -> 
                 process.wait(timeout=15)
 
 
-def _drive(address: str, *, count: int, seconds: float) -> dict[str, Any]:
+def _drive(address: str, *, count: int, seconds: float, distinct: int = 5_000) -> dict[str, Any]:
     done = subprocess.run(  # noqa: S603 - our own interpreter and modules
         [
             sys.executable,
@@ -807,6 +807,8 @@ def _drive(address: str, *, count: int, seconds: float) -> dict[str, Any]:
             str(count),
             "--seconds",
             str(seconds),
+            "--distinct",
+            str(distinct),
         ],
         capture_output=True,
         text=True,
@@ -865,6 +867,10 @@ def bench_postfix(results: Results, workdir: Path, pki: BenchPKI, *, quick: bool
                 _log(f"policy service load: {label}")
                 with _server(argv, workdir / f"{label}.log") as address:
                     runs[label].append(_drive(address, count=count, seconds=seconds))
+        # Not a target: every request new (no answer can be reused), for comparison.
+        _log("policy service load: serve, every request distinct")
+        with _server(serve, workdir / "serve-distinct.log") as address:
+            distinct_run = _drive(address, count=count, seconds=seconds, distinct=count + 1_000)
     except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
         results.target(
             "postfix-vs-noop",
@@ -888,6 +894,24 @@ def bench_postfix(results: Results, workdir: Path, pki: BenchPKI, *, quick: bool
         results.figure(
             f"postfix.{label}.requests", run["requests"], "", f"{label}: requests measured"
         )
+    results.figure(
+        "postfix.serve-distinct.rate",
+        distinct_run["rate"],
+        "/s",
+        "tlsconnector, every request distinct (no answer reused): requests per second",
+    )
+    results.figure(
+        "postfix.serve-distinct.p99_ms",
+        distinct_run["latency_p99_ms"],
+        "ms",
+        "tlsconnector, every request distinct: p99 latency",
+    )
+    results.figure(
+        "postfix.serve-distinct.vs_noop",
+        distinct_run["rate"] / best["noop"]["rate"],
+        "x",
+        "every request distinct / do-nothing service",
+    )
     results.target(
         "postfix-vs-noop",
         description,
@@ -910,7 +934,7 @@ def postfix_breakdown(results: Results, policy_path: Path, *, quick: bool) -> No
         from benchmarks.policy_client import postfix_requests
         from tlsconnector import load_policy
         from tlsconnector._serve import JsonLog, PolicyServer
-        from tlsconnector.adapters.postfix import RequestParser, decide_request, format_reply
+        from tlsconnector.adapters.postfix import RequestParser, decide_request
     except ImportError as exc:
         results.figure("postfix.breakdown", None, "", f"not measured: {exc}")
         return
@@ -929,13 +953,24 @@ def postfix_breakdown(results: Results, policy_path: Path, *, quick: bool) -> No
             decide_request(policy, request, at=NOW)
 
     with open(os.devnull, "w", encoding="utf-8") as devnull:
-        server = PolicyServer(policy, policy_path=policy_path, log=JsonLog(devnull))
+        log = JsonLog(devnull)
 
-        def answer() -> None:
+        def first_answers() -> None:
+            # A new server each time: every request is decided (nothing remembered).
+            server = PolicyServer(policy, policy_path=policy_path, log=log)
             for request in parsed:
-                format_reply(server.answer(request))
+                server.respond([request])
 
-        answer_cost = best_cpu(answer, repeat=repeat) / len(parsed)
+        warm = PolicyServer(policy, policy_path=policy_path, log=log)
+        for request in parsed:
+            warm.respond([request])
+
+        def repeated_answers() -> None:
+            for request in parsed:
+                warm.respond([request])
+
+        answer_cost = best_cpu(first_answers, repeat=repeat) / len(parsed)
+        repeated_cost = best_cpu(repeated_answers, repeat=repeat) / len(parsed)
     frame_cost = best_cpu(frame, repeat=repeat) / len(parsed)
     decide_cost = best_cpu(decide, repeat=repeat) / len(parsed)
     results.figure(
@@ -951,7 +986,13 @@ def postfix_breakdown(results: Results, policy_path: Path, *, quick: bool) -> No
         "postfix.cpu.answer_us",
         answer_cost * 1e6,
         "us",
-        "PolicyServer.answer + format_reply: decision, JSON log line, reply bytes",
+        "PolicyServer.respond, a request never seen: decision, JSON log line, reply bytes",
+    )
+    results.figure(
+        "postfix.cpu.repeated_answer_us",
+        repeated_cost * 1e6,
+        "us",
+        "PolicyServer.respond, a request whose decision key was answered before",
     )
 
 

@@ -56,7 +56,7 @@ from benchmarks.generate import (
     policy_toml,
     spread_inbound_session_facts,
 )
-from benchmarks.noop_policy_server import DUNNO_REPLY, count_requests, handle
+from benchmarks.noop_policy_server import DUNNO_REPLY, DoNothing, count_requests
 from benchmarks.policy_client import postfix_request, postfix_requests, run_load
 from benchmarks.run import Results, chain_facts, table
 
@@ -183,7 +183,7 @@ def test_the_do_nothing_service_answers_dunno_to_each_request() -> None:
     """Several requests on one connection, some split across writes: one DUNNO each."""
 
     async def scenario() -> bytes:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(DoNothing, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -204,7 +204,7 @@ def test_the_load_generator_counts_answers_from_a_real_server() -> None:
     """Bounded: a few hundred requests on loopback, then it stops by itself."""
 
     async def scenario() -> dict[str, object]:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(DoNothing, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
             return await run_load(

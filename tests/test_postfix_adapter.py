@@ -8,6 +8,7 @@ against smtpd_tls_CAfile and tells the policy service the first subject CN
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 from typing import Any
 
@@ -550,3 +551,44 @@ def test_an_unknown_protocol_state_is_not_let_through(state: str) -> None:
 @pytest.mark.parametrize("state", ["CONNECT", "EHLO", "HELO", "MAIL", "DATA", "END-OF-MESSAGE"])
 def test_known_states_other_than_rcpt_get_dunno(state: str) -> None:
     assert "DUNNO" == answer(rcpt(protocol_state=state)).reply
+
+
+# --- what an answer depends on (services may reuse answers by decision_key) ----------
+
+_OTHER_ATTRIBUTES = sorted(set(rcpt()) - set(postfix.DECISION_ATTRIBUTES) - {"request"})
+_VALUES = st.sampled_from(
+    ["", "unknown", "198.51.100.9", "x@fabrikam.com", "TLSv1.2", FINGERPRINT, "+ZZ", "\udcff"]
+)
+
+
+@given(
+    base=st.fixed_dictionaries(
+        {
+            "protocol_state": st.sampled_from(["RCPT", "MAIL", "RCPT", "BOGUS"]),
+            "sender": st.sampled_from(["payments@fabrikam.com", "", "x@other.example"]),
+            "encryption_protocol": st.sampled_from(["TLSv1.3", ""]),
+            "ccert_subject": st.sampled_from(["server1.fabrikam.com", "mail.evil.example", ""]),
+        }
+    ),
+    changes=st.dictionaries(st.sampled_from(_OTHER_ATTRIBUTES), _VALUES, max_size=6),
+    hours=st.integers(-100_000, 100_000),
+)
+def test_no_attribute_outside_the_decision_key_and_no_time_changes_an_answer(
+    base: dict[str, str], changes: dict[str, str], hours: int
+) -> None:
+    """The policy service reuses an answer for an equal decision_key: that is only
+    right if every other attribute, and the clock, leave the answer unchanged."""
+    request = rcpt(**base)
+    other = {**request, **changes}
+    assert postfix.decision_key(request) == postfix.decision_key(other)
+    later = NOW + dt.timedelta(hours=hours)
+    assert answer(request) == decide_request(POLICY, other, at=later)
+
+
+def test_the_decision_key_tells_every_attribute_it_reads_apart_from_its_absence() -> None:
+    request = rcpt()
+    keys = {postfix.decision_key(request)}
+    for name in postfix.DECISION_ATTRIBUTES:
+        keys.add(postfix.decision_key({**request, name: request[name] + "x"}))
+        keys.add(postfix.decision_key(rcpt(**{name: None})))
+    assert 1 + 2 * len(postfix.DECISION_ATTRIBUTES) == len(keys)

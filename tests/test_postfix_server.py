@@ -7,6 +7,8 @@ event (a log line, an answer, a closed socket), never for a fixed time.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import queue
 import signal
@@ -21,9 +23,13 @@ from typing import Any
 
 import pytest
 
+import tlsconnector._serve as serve_module
+from tlsconnector import load_policy
 from tlsconnector._cli import main
+from tlsconnector._serve import JsonLog, PolicyServer
+from tlsconnector.adapters.postfix import decide_request, decision_record
 
-from certmint import CA
+from certmint import CA, NOW
 
 WAIT = 15.0  # seconds: the bound on every wait; a healthy run takes milliseconds
 
@@ -440,3 +446,165 @@ def test_connections_beyond_the_limit_are_closed_not_served(tmp_path: Path) -> N
         second.close()
     finally:
         assert 0 == service.stop()
+
+
+def test_a_connection_that_keeps_asking_outlives_the_idle_timeout(policy_file: Path) -> None:
+    """The idle timeout counts from the last answer, not from the connection's start."""
+    service = PolicyService(policy_file, "--idle-timeout", "0.3").start()
+    try:
+        with service.connect() as sock:
+            answers = []
+            for _ in range(8):  # 0.8 s in all, more than twice the idle timeout
+                answers.append(ask(sock, GOOD))
+                time.sleep(0.1)
+            assert [DUNNO] * 8 == answers
+    finally:
+        assert 0 == service.stop()
+    assert [] == [e for e in service.events if e["event"] == "idle-timeout"]
+
+
+def test_a_request_trickled_byte_by_byte_is_cut_off_at_the_idle_timeout(
+    policy_file: Path,
+) -> None:
+    """Bytes that never complete a request do not keep a connection open."""
+    service = PolicyService(policy_file, "--idle-timeout", "0.3").start()
+    try:
+        with service.connect() as sock:
+            data = wire(GOOD)
+            closed = False
+            for i in range(60):  # at most 3 s; the service closes after 0.3 s
+                try:
+                    sock.sendall(data[i : i + 1])
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.05)
+            if not closed:
+                sock.settimeout(WAIT)
+                assert b"" == read_until_closed(sock)
+        (event,) = service.wait_event("idle-timeout")
+        assert 0.3 == event["seconds"]
+    finally:
+        assert 0 == service.stop()
+
+
+# --- the service in process: remembered answers and the log -------------------------
+
+
+def _server(policy_file: Path, **options: Any) -> tuple[PolicyServer, io.StringIO]:
+    stream = io.StringIO()
+    policy = load_policy(policy_file)
+    return PolicyServer(policy, policy_path=policy_file, log=JsonLog(stream), **options), stream
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def _counting_decisions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = serve_module.decide_request
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(serve_module, "decide_request", counted)
+    return calls
+
+
+def test_a_repeated_request_gets_the_same_answer_and_its_own_log_line(
+    policy_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _counting_decisions(monkeypatch)
+    server, stream = _server(policy_file)
+    first = {**WRONG_CN, "queue_id": "AAA1"}
+    second = {**WRONG_CN, "queue_id": "BBB2", "client_port": "5555", "instance": "x.y"}
+    replies = server.respond([first]) + server.respond([second])
+    assert f"action={MISMATCH}\n\n".encode() * 2 == replies
+    assert 1 == len(calls)  # decided once, answered twice
+    logged = _lines(stream)
+    expected = decision_record(first, decide_request(server.policy, first, at=NOW))
+    assert [{**expected, "queue_id": "AAA1"}, {**expected, "queue_id": "BBB2"}] == [
+        {k: v for k, v in line.items() if k not in ("time", "event", "pid")} for line in logged
+    ]
+    assert all(line["event"] == "decision" and line["time"].endswith("Z") for line in logged)
+
+
+def test_hostile_values_in_the_log_line_are_escaped_and_bounded(policy_file: Path) -> None:
+    server, stream = _server(policy_file)
+    hostile = {
+        **WRONG_CN,
+        "queue_id": 'Q"},"action":"accept',
+        "sender": "a\\b\udcff\u00e9@fabrikam.com",
+        "ccert_fingerprint": "AB:" * 300,
+    }
+    server.respond([hostile])
+    (raw,) = stream.getvalue().splitlines()
+    assert raw.isascii()
+    (line,) = _lines(stream)
+    assert 'Q"},"action":"accept' == line["queue_id"]
+    assert "a\\b\udcff\u00e9@fabrikam.com" == line["sender"]
+    assert 512 == len(line["ccert_fingerprint"])
+    assert "tempfail" == line["action"]  # the malformed fingerprint: 451, never an accept
+
+
+def test_remembered_answers_are_forgotten_when_the_policy_is_reloaded(policy_file: Path) -> None:
+    server, _ = _server(policy_file)
+    assert f"action={MISMATCH}\n\n".encode() == server.respond([WRONG_CN])
+    policy_file.write_text(POLICY_TEMPLATE.format(name="*.contoso-evil.com"))
+    server.reload()
+    assert b"action=DUNNO\n\n" == server.respond([WRONG_CN])
+
+
+def test_a_temporary_failure_is_not_remembered(
+    policy_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, _ = _server(policy_file)
+    real = serve_module.decide_request
+    failures = [RuntimeError("disk on fire")]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(serve_module, "decide_request", flaky)
+    assert f"action={TEMPFAIL}\n\n".encode() == server.respond([GOOD])
+    assert b"action=DUNNO\n\n" == server.respond([GOOD])
+
+
+def test_the_memory_of_answers_is_bounded(
+    policy_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _counting_decisions(monkeypatch)
+    server, _ = _server(policy_file, max_answers=1)
+    for request in (GOOD, WRONG_CN, GOOD, GOOD):
+        server.respond([request])
+    assert 3 == len(calls)  # GOOD was forgotten when WRONG_CN came, then kept
+
+
+def test_an_attached_log_writes_the_lines_of_one_loop_turn_together() -> None:
+    class Recorder(io.StringIO):
+        flushes = 0
+
+        def flush(self) -> None:
+            self.flushes += 1
+
+    stream = Recorder()
+    log = JsonLog(stream)
+
+    async def scenario() -> tuple[str, str]:
+        log.attach(asyncio.get_running_loop())
+        log.emit("one")
+        log.emit("two")
+        before = stream.getvalue()
+        await asyncio.sleep(0)
+        log.emit("three")
+        log.detach()  # what is still waiting is written at once
+        return before, stream.getvalue()
+
+    before, after = asyncio.run(scenario())
+    assert "" == before
+    assert ["one", "two", "three"] == [json.loads(line)["event"] for line in after.splitlines()]
+    assert 2 == stream.flushes

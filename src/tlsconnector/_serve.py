@@ -23,20 +23,22 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii as _encode_json_text
 from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
 
-from ._decisions import InboundDecision
+from ._decisions import InboundAction, InboundDecision
 from ._errors import PolicyError
 from ._model import Policy
 from ._policy_file import load_policy
 from .adapters.postfix import (
+    MAX_LOGGED_VALUE,
     PolicyAnswer,
     RequestParser,
     decide_request,
-    decision_record,
+    decision_key,
     format_reply,
     reply_for,
 )
@@ -59,7 +61,8 @@ DEFAULT_IDLE_TIMEOUT = 300.0
 MAX_CONNECTIONS = 1000
 MAX_WORKERS = 64
 LISTEN_BACKLOG = 128
-READ_CHUNK = 16 * 1024
+#: Answers remembered per policy (see :class:`PolicyServer`); about 1 KiB each.
+MAX_REMEMBERED_ANSWERS = 65_536
 #: How long a stopping server waits for its connections to finish.
 STOP_GRACE = 5.0
 
@@ -113,36 +116,113 @@ def _utc_now() -> dt.datetime:
 
 
 class JsonLog:
-    """One JSON object per line, flushed at once. A log that cannot be written is
-    dropped rather than allowed to fail a decision."""
+    """One JSON object per line. A log that cannot be written is dropped rather than
+    allowed to fail a decision.
+
+    Unattached, every line is written and flushed at once. While a policy server
+    runs, the log is attached to its event loop: the lines of one turn of the loop
+    (every decision of the requests that arrived together) are written and flushed
+    together at the end of that turn, one write instead of one per line.
+    """
 
     def __init__(self, stream: TextIO, *, clock: Callable[[], dt.datetime] = _utc_now) -> None:
         self.stream = stream
         self.clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[str] = []
+
+    @staticmethod
+    def stamp(moment: dt.datetime) -> str:
+        """The ``time`` field: UTC, milliseconds, ``Z``."""
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def emit(self, event: str, **fields: Any) -> None:
-        moment = self.clock().isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        record = {"time": moment, "event": event, "pid": os.getpid(), **fields}
-        line = json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str)
+        record = {"time": self.stamp(self.clock()), "event": event, "pid": os.getpid(), **fields}
+        self.write(json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str))
+
+    def write(self, line: str) -> None:
+        """Write one line (a JSON object, without its newline)."""
+        if self._loop is None:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            return
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        """Write the lines waiting for the end of the loop's turn."""
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
         with contextlib.suppress(OSError, ValueError):
-            self.stream.write(line + "\n")
+            self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def detach(self) -> None:
+        self.flush()
+        self._loop = None
 
 
 def _connectors(policy: Policy) -> int:
     return len(policy.inbound) + len(policy.outbound)
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
+def _peer(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
         return f"{host}:{peer[1]}"
     return str(peer)
 
 
+def _json_text(value: str | None) -> str:
+    """A log field's value as JSON: bounded, ASCII-escaped, or ``null``."""
+    return "null" if value is None else _encode_json_text(value[:MAX_LOGGED_VALUE])
+
+
+@attrs.frozen
+class _Answer:
+    """What a request gets: the reply's bytes and, for a decision, the decision's part
+    of its log line (``"action":...,"details":[...]``, already JSON)."""
+
+    wire: bytes
+    logged: str | None
+
+
+def _answer_of(result: PolicyAnswer) -> _Answer:
+    wire = format_reply(result.reply)
+    decision = result.decision
+    if decision is None:
+        return _Answer(wire, None)
+    part = json.dumps(
+        {
+            "action": str(decision.action),
+            "reply": result.reply,
+            "connector": decision.connector,
+            "codes": list(decision.codes),
+            "details": [reason.detail for reason in decision.reasons],
+        },
+        ensure_ascii=True,
+        separators=(",", ":"),
+    )
+    return _Answer(wire, part[1:-1])
+
+
 class PolicyServer:
-    """Serves the policy protocol to any number of connections in one event loop."""
+    """Serves the policy protocol to any number of connections in one event loop.
+
+    Answers are remembered per policy: a request whose :func:`decision_key` was
+    answered before under the same policy gets the same answer without deciding
+    again (every attribute the decision reads is in the key, and Postfix's facts
+    make it independent of the time). Temporary failures are never remembered. The
+    memory is bounded (the oldest answer goes first) and emptied on every reload.
+    Every decided request is still logged, with its own time and attributes.
+    """
 
     def __init__(
         self,
@@ -153,6 +233,7 @@ class PolicyServer:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         clock: Callable[[], dt.datetime] = _utc_now,
         max_connections: int = MAX_CONNECTIONS,
+        max_answers: int = MAX_REMEMBERED_ANSWERS,
     ) -> None:
         self.policy = policy
         self.policy_path = policy_path
@@ -160,18 +241,67 @@ class PolicyServer:
         self.idle_timeout = idle_timeout
         self.clock = clock
         self.max_connections = max_connections
-        self._connections: set[asyncio.Task[None]] = set()
+        self.max_answers = max_answers
+        self._answers: dict[tuple[str | None, ...], _Answer] = {}
+        self._connections: set[_Connection] = set()
+        self._all_closed: asyncio.Event | None = None
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        self._policy = policy
+        self._answers = {}  # answers were decided under the previous policy
 
     def answer(self, request: dict[str, str]) -> str:
         """Decide one request and log the decision; the reply text after ``action=``."""
+        return self._decide(request, decision_key(request)).wire[len(b"action=") : -2].decode()
+
+    def respond(self, requests: list[dict[str, str]]) -> bytes:
+        """The replies to requests that arrived together, in order; each decision is
+        logged (one line per decided request)."""
+        answers = self._answers
+        replies = []
+        stamp = pid = None
+        for request in requests:
+            key = decision_key(request)
+            answer = answers.get(key)
+            if answer is None:
+                answer = self._decide(request, key)
+            replies.append(answer.wire)
+            if answer.logged is not None:
+                if stamp is None:
+                    stamp, pid = self.log.stamp(self.clock()), os.getpid()
+                get = request.get
+                self.log.write(
+                    f'{{"time":"{stamp}","event":"decision","pid":{pid},'
+                    f'"client":{_json_text(get("client_address"))},'
+                    f'"sender":{_json_text(get("sender"))},'
+                    f'"recipient":{_json_text(get("recipient"))},'
+                    f'"queue_id":{_json_text(get("queue_id"))},'
+                    f"{answer.logged},"
+                    f'"ccert_subject":{_json_text(get("ccert_subject"))},'
+                    f'"ccert_fingerprint":{_json_text(get("ccert_fingerprint"))}}}'
+                )
+        return b"".join(replies)
+
+    def _decide(self, request: dict[str, str], key: tuple[str | None, ...]) -> _Answer:
+        """Decide (never raising; never failing open) and remember the answer."""
         try:
             result = decide_request(self.policy, request, at=self.clock())
         except Exception as exc:  # decide_request already maps errors; never fail open
-            decision = InboundDecision.tempfail(f"internal error: {type(exc).__name__}: {exc}")
-            result = PolicyAnswer(reply_for(decision), decision)
-        if result.decision is not None:
-            self.log.emit("decision", **decision_record(request, result))
-        return result.reply
+            failed = InboundDecision.tempfail(f"internal error: {type(exc).__name__}: {exc}")
+            result = PolicyAnswer(reply_for(failed), failed)
+        answer = _answer_of(result)
+        decision = result.decision
+        if decision is None or decision.action is not InboundAction.TEMPFAIL:
+            answers = self._answers
+            if len(answers) >= self.max_answers:
+                del answers[next(iter(answers))]
+            answers[key] = answer
+        return answer
 
     def reload(self) -> None:
         """Load the policy file again; keep the current policy when the new one is invalid."""
@@ -214,72 +344,23 @@ class PolicyServer:
             message="policy reloaded",
         )
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One Postfix connection: requests in, answers out, until EOF or an error."""
-        peer = _peer(writer)
+    def connection(self) -> _Connection:
+        """A protocol instance for one new connection (the event loop's factory)."""
+        return _Connection(self)
+
+    def _opened(self, connection: _Connection) -> bool:
         if len(self._connections) >= self.max_connections:
             # Bounded memory: a flood of connections cannot grow the service without
             # limit. Closing makes Postfix use its default action (a 4xx).
-            self.log.emit("too-many-connections", peer=peer, limit=self.max_connections)
-            writer.close()
-            return
-        task = asyncio.current_task()
-        if task is not None:
-            self._connections.add(task)
-        try:
-            await self._converse(reader, writer, peer)
-        except TimeoutError:
-            self.log.emit("idle-timeout", peer=peer, seconds=self.idle_timeout)
-        except (ConnectionError, OSError) as exc:
-            self.log.emit("connection-error", peer=peer, message=str(exc))
-        except asyncio.CancelledError:
-            pass  # the server is stopping
-        except Exception as exc:  # never crash the server because of one connection
-            self.log.emit("error", peer=peer, message=f"{type(exc).__name__}: {exc}")
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
-            if task is not None:
-                self._connections.discard(task)
+            self.log.emit("too-many-connections", peer=connection.peer, limit=self.max_connections)
+            return False
+        self._connections.add(connection)
+        return True
 
-    async def _converse(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
-    ) -> None:
-        parser = RequestParser()
-        loop = asyncio.get_running_loop()
-        # One timeout for the whole connection, moved forward for every request rather
-        # than a new one per request (cheaper on the per-request path).
-        async with asyncio.timeout(None) as deadline:
-            while True:
-                # A whole request must arrive within the idle timeout: this bounds both
-                # an idle connection and one that trickles a request byte by byte.
-                deadline.reschedule(loop.time() + self.idle_timeout)
-                requests: list[dict[str, str]] = []
-                while not requests and parser.error is None:
-                    data = await reader.read(READ_CHUNK)
-                    if not data:
-                        if parser.pending:
-                            self.log.emit(
-                                "protocol-error",
-                                peer=peer,
-                                message="connection closed in the middle of a request",
-                            )
-                        return
-                    requests = parser.feed(data)
-                for request in requests:
-                    writer.write(format_reply(self.answer(request)))
-                # The answers must leave within the idle timeout too; drain() only
-                # waits when the socket's buffer is over its high-water mark.
-                deadline.reschedule(loop.time() + self.idle_timeout)
-                await writer.drain()
-                if parser.error is not None:
-                    self.log.emit(
-                        "protocol-error",
-                        peer=peer,
-                        message=f"{parser.error}; closing the connection",
-                    )
-                    return
+    def _closed(self, connection: _Connection) -> None:
+        self._connections.discard(connection)
+        if not self._connections and self._all_closed is not None:
+            self._all_closed.set()
 
     async def run(self, sock: socket.socket, *, announce: Callable[[], None] | None) -> None:
         """Serve on a listening socket until SIGTERM or SIGINT; reload on SIGHUP.
@@ -287,24 +368,147 @@ class PolicyServer:
         ``announce`` is called once the signal handlers are in place (the ready line).
         """
         loop = asyncio.get_running_loop()
+        self.log.attach(loop)
+        try:
+            await self._run(loop, sock, announce)
+        finally:
+            self.log.detach()
+
+    async def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        announce: Callable[[], None] | None,
+    ) -> None:
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         for signum in _STOP_SIGNALS:
             loop.add_signal_handler(signum, stop.set)
         # The signals were blocked until the handlers existed (serve_postfix).
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _ALL_SIGNALS)
-        server = await asyncio.start_server(self.handle, sock=sock, limit=READ_CHUNK)
+        server = await loop.create_server(self.connection, sock=sock)
         if announce is not None:
             announce()
+            self.log.flush()
         await stop.wait()
         self.log.emit("stopping", connections=len(self._connections))
         server.close()
-        for task in list(self._connections):
-            task.cancel()
         if self._connections:
-            await asyncio.wait(list(self._connections), timeout=STOP_GRACE)
+            # Answers already written still go out; then each connection closes.
+            self._all_closed = asyncio.Event()
+            for connection in list(self._connections):
+                connection.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), timeout=STOP_GRACE)
+            for connection in list(self._connections):
+                connection.abort()
         await server.wait_closed()
         self.log.emit("stopped")
+
+
+class _Connection(asyncio.Protocol):
+    """One Postfix connection: requests in, answers out, until EOF or an error.
+
+    A whole request must arrive within the idle timeout after the previous answer:
+    this bounds both an idle connection and one that trickles a request byte by
+    byte. A peer that does not read its answers is not read from either (and is
+    closed when the idle timeout passes).
+    """
+
+    def __init__(self, server: PolicyServer) -> None:
+        self.server = server
+        self.parser = RequestParser()
+        self.peer = "?"
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = _peer(transport)
+        if not self.server._opened(self):
+            transport.close()
+            return
+        self._last = self._loop.time()
+        self._schedule(self._last + self.server.idle_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        server = self.server
+        try:
+            parser = self.parser
+            requests = parser.feed(data)
+            if requests:
+                transport.write(server.respond(requests))
+                self._last = self._loop.time()
+            if parser.error is not None:
+                server.log.emit(
+                    "protocol-error",
+                    peer=self.peer,
+                    message=f"{parser.error}; closing the connection",
+                )
+                transport.close()
+        except Exception as exc:  # never crash the server because of one connection
+            server.log.emit("error", peer=self.peer, message=f"{type(exc).__name__}: {exc}")
+            transport.abort()
+
+    def eof_received(self) -> bool:
+        if self.parser.pending and self.parser.error is None:
+            self.server.log.emit(
+                "protocol-error",
+                peer=self.peer,
+                message="connection closed in the middle of a request",
+            )
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if exc is not None:
+            self.server.log.emit("connection-error", peer=self.peer, message=str(exc))
+        self.server._closed(self)
+
+    def pause_writing(self) -> None:
+        # The peer is not reading its answers: stop reading its requests meanwhile.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _schedule(self, when: float) -> None:
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._idle)
+
+    def _idle(self) -> None:
+        # One timer per connection, moved only when it fires: an answer just records
+        # its time (cheaper than rescheduling a timer for every request).
+        self._timer = None
+        deadline = self._last + self.server.idle_timeout
+        if deadline > self._timer_at:
+            self._schedule(deadline)
+            return
+        self.server.log.emit("idle-timeout", peer=self.peer, seconds=self.server.idle_timeout)
+        if self.transport is not None:
+            if self.transport.get_write_buffer_size():
+                self.transport.abort()  # answers that cannot leave are not waited for
+            else:
+                self.transport.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:

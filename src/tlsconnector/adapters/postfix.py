@@ -51,6 +51,7 @@ from .._model import Policy
 from ._replies import MAX_REPLY_TEXT, refusal_line
 
 __all__ = [
+    "DECISION_ATTRIBUTES",
     "MAX_ATTRIBUTES",
     "MAX_LINE_BYTES",
     "MAX_REQUEST_BYTES",
@@ -58,6 +59,7 @@ __all__ = [
     "ProtocolError",
     "RequestParser",
     "decide_request",
+    "decision_key",
     "decision_record",
     "decode_xtext",
     "facts_from_postfix",
@@ -318,9 +320,7 @@ def _tls(request: Mapping[str, str]) -> TLSFacts | None:
         # verified against smtpd_tls_CAfile (section 7: facts verified by the MTA).
         cn = decode_xtext(subject, field="ccert_subject")
         try:
-            verified = MtaVerifiedCertificate(
-                (cn,), verified=True, fingerprint=fingerprint or None
-            )
+            verified = MtaVerifiedCertificate((cn,), verified=True, fingerprint=fingerprint or None)
         except InvalidValue as exc:  # e.g. a CN over the fact bound
             raise FactsError("ccert_subject", subject, exc.reason) from None
         return TLSFacts(verified)
@@ -359,6 +359,37 @@ def facts_from_postfix(request: Mapping[str, str], *, at: dt.datetime) -> Inboun
     except FactsError as exc:
         field = _FIELD_NAMES.get(exc.field, exc.field)
         raise FactsError(field, exc.value, exc.message) from None
+
+
+#: Every attribute :func:`decide_request` reads. Its answer is a function of the
+#: policy and of these values alone: Postfix sends facts it verified itself (a CN,
+#: a fingerprint), never a chain, so no certificate is validated and the clock
+#: plays no part. A service may therefore reuse an answer for a request whose
+#: :func:`decision_key` is equal, under the same policy (tests/test_postfix_adapter.py
+#: checks that no other attribute and no time changes an answer).
+DECISION_ATTRIBUTES = (
+    "protocol_state",
+    "client_address",
+    "sender",
+    "recipient",
+    "encryption_protocol",
+    "ccert_subject",
+    "ccert_fingerprint",
+)
+
+
+def decision_key(request: Mapping[str, str]) -> tuple[str | None, ...]:
+    """The values of :data:`DECISION_ATTRIBUTES` (None when absent), in that order."""
+    get = request.get
+    return (
+        get("protocol_state"),
+        get("client_address"),
+        get("sender"),
+        get("recipient"),
+        get("encryption_protocol"),
+        get("ccert_subject"),
+        get("ccert_fingerprint"),
+    )
 
 
 @attrs.frozen
