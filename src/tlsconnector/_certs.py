@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import re
 import threading
 import warnings
@@ -29,7 +30,7 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.name import _ASN1Type
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -69,6 +70,8 @@ CODE_NOT_TRUSTED = "certificate-not-trusted"
 _SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
 _CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
 _ANY_EKU = ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE
+_EKU_OID = ExtensionOID.EXTENDED_KEY_USAGE
+_NAME_CONSTRAINTS_OID = ExtensionOID.NAME_CONSTRAINTS
 
 # Both the traditional "CERTIFICATE" and OpenSSL's "X509 CERTIFICATE" labels: counted
 # before decoding so an oversized chain is refused without parsing it.
@@ -112,9 +115,26 @@ class Purpose(enum.Enum):
         return frozenset({_SERVER_AUTH})
 
 
+@functools.lru_cache(maxsize=1024)
 def _describe(cert: x509.Certificate) -> str:
-    """A certificate's subject for a message: escaped and bounded (never raw bytes)."""
-    return show(cert.subject.rfc4514_string())
+    """A certificate's subject for a message: escaped and bounded (never raw bytes).
+
+    Memoised (a trust anchor is described in every verdict it ends). Never raises:
+    a subject that cannot be rendered is described as such.
+    """
+    try:
+        with _quiet():
+            return show(cert.subject.rfc4514_string())
+    except Exception as exc:  # a message must not fail a decision
+        return f"(subject not renderable: {type(exc).__name__})"
+
+
+@functools.lru_cache(maxsize=8192)
+def _extensions(cert: x509.Certificate) -> dict[x509.ObjectIdentifier, x509.ExtensionType]:
+    """The certificate's extension values by OID (decoded by :func:`_check_certificate`
+    or at trust store load). Memoised: a CA's extensions are read in every chain it
+    ends, and a dictionary lookup costs less than ``get_extension_for_class``."""
+    return {extension.oid: extension.value for extension in cert.extensions}
 
 
 # ASN.1 types a name attribute value may carry that are not character strings.
@@ -180,8 +200,7 @@ def _check_certificate(cert: x509.Certificate, what: str) -> bytes:
             subject = cert.subject
             issuer = cert.issuer
         cns = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        subject.rfc4514_string()
-        issuer.rfc4514_string()
+        _ = issuer
         for extension in cert.extensions:
             _ = extension.value
         _ = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -536,10 +555,10 @@ def _effective_usages(
     """The purpose's usages every certificate of the verified path allows (EKU chaining)."""
     allowed = purpose.usages
     for cert in path:
-        try:
-            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        except x509.ExtensionNotFound:
+        eku = _extensions(cert).get(_EKU_OID)
+        if eku is None:
             continue
+        assert isinstance(eku, x509.ExtendedKeyUsage)
         if _ANY_EKU not in eku:
             allowed = allowed.intersection(eku)
     return allowed
@@ -626,10 +645,10 @@ def _name_constraint_failure(cns: Sequence[str], path: Sequence[x509.Certificate
     name fails: it cannot be shown to be inside them (fail closed).
     """
     for ca in path:
-        try:
-            constraints = ca.extensions.get_extension_for_class(x509.NameConstraints).value
-        except x509.ExtensionNotFound:
+        constraints = _extensions(ca).get(_NAME_CONSTRAINTS_OID)
+        if constraints is None:
             continue
+        assert isinstance(constraints, x509.NameConstraints)
         permitted = [
             _constraint(n)
             for n in constraints.permitted_subtrees or ()
