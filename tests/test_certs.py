@@ -11,7 +11,7 @@ import attrs
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from hypothesis import given
@@ -713,3 +713,16 @@ def test_an_expired_intermediate_that_issued_the_leaf_still_counts(root: CA, tru
     chain = PresentedChain.from_pem(leaf.chain_pem())
     verdict = validate_chain(chain, trust=trust, at=NOW, purpose=Purpose.INBOUND)
     assert "certificate-expired" == verdict.code
+
+
+def test_an_rsa_hierarchy_validates_like_an_ec_one() -> None:
+    """Public CAs mostly sign with RSA: such a chain is validated the same way."""
+    root = CA("RSA Root", key_type="rsa-2048")
+    issuing = root.intermediate("RSA Issuing CA", key_type="rsa-2048")
+    chain = PresentedChain.from_pem(issuing.issue("server1.fabrikam.com").chain_pem())
+    trust = TrustStore.from_pem(root.cert_pem())
+    verdict = validate_chain(chain, trust=trust, at=NOW, purpose=Purpose.INBOUND)
+    assert (True, "verified to trust anchor 'CN=RSA Root'") == (verdict.trusted, verdict.detail)
+    assert isinstance(issuing.cert.public_key(), rsa.RSAPublicKey)
+    with pytest.raises(ValueError, match="key_type must be one of"):
+        CA("DSA Root", key_type="dsa-1024")

@@ -11,7 +11,9 @@ A small, trustme-like toolkit shared by the test suite::
 Speed: leaves share one pooled EC P-256 key (a leaf key never signs a certificate
 here). Every CA gets its own fresh key: EC P-256 key generation costs tens of
 microseconds, and sharing a CA key would let an "unknown" CA with the same name
-silently validate against a trusted one.
+silently validate against a trusted one. ``CA(key_type="rsa-2048")`` gives a CA an
+RSA key instead (as most public CAs have): its certificates are then signed with
+RSA, which costs more to sign and less to verify.
 
 Default validity is 2026-01-01T00:00Z .. 2027-12-31T00:00Z; tests evaluate at
 :data:`NOW` (2026-11-26T12:00Z).
@@ -26,7 +28,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "DEFAULT_EKU",
     "DEFAULT_NOT_AFTER",
     "DEFAULT_NOT_BEFORE",
+    "KEY_TYPES",
     "NOW",
     "Leaf",
     "pem",
@@ -48,11 +51,17 @@ DEFAULT_EKU: list[x509.ObjectIdentifier] = [
     ExtendedKeyUsageOID.CLIENT_AUTH,
 ]
 
-_Key = ec.EllipticCurvePrivateKey
+_Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 _leaf_key: _Key | None = None
+#: The key types a CA may have.
+KEY_TYPES = ("ec-p256", "rsa-2048")
 
 
-def _new_key() -> _Key:
+def _new_key(key_type: str = "ec-p256") -> _Key:
+    if key_type == "rsa-2048":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if key_type != "ec-p256":
+        raise ValueError(f"key_type must be one of {KEY_TYPES}, not {key_type!r}")
     return ec.generate_private_key(ec.SECP256R1())
 
 
@@ -192,7 +201,8 @@ class CA:
     """A certificate authority: a self-signed root, or an intermediate when ``parent`` is set.
 
     ``permitted_dns``/``excluded_dns`` add a critical NameConstraints extension;
-    ``eku`` (an addition to the core API) puts an EKU extension on the CA certificate.
+    ``eku`` (an addition to the core API) puts an EKU extension on the CA certificate;
+    ``key_type`` is ``"ec-p256"`` (default) or ``"rsa-2048"``.
     """
 
     def __init__(
@@ -206,10 +216,11 @@ class CA:
         parent: CA | None = None,
         path_length: int | None = None,
         eku: Sequence[x509.ObjectIdentifier] | None = None,
+        key_type: str = "ec-p256",
     ) -> None:
         self.name = name
         self.parent = parent
-        self.key: _Key = _new_key()
+        self.key: _Key = _new_key(key_type)
         subject = x509.Name(_name_attributes(name))
         # Our own Name objects, so a hostile (overlong) CA name never re-parses and warns.
         self.subject = subject
@@ -260,6 +271,7 @@ class CA:
         excluded_dns: list[str] | None = None,
         path_length: int | None = None,
         eku: Sequence[x509.ObjectIdentifier] | None = None,
+        key_type: str = "ec-p256",
     ) -> CA:
         """A CA signed by this one; keyword arguments as for :class:`CA`."""
         return CA(
@@ -271,6 +283,7 @@ class CA:
             parent=self,
             path_length=path_length,
             eku=eku,
+            key_type=key_type,
         )
 
     def issue(
