@@ -24,11 +24,16 @@ def connector_for_leaf(n: int, connectors: int) -> int:
 
 class BenchPKI:
     """A root, an intermediate, and leaves minted on demand (each one distinct: its own
-    serial number and signature, even when its CN repeats)."""
+    serial number and signature, even when its CN repeats). ``key_type``: the CAs'
+    keys, ``"ec-p256"`` or ``"rsa-2048"`` (what signs, and so what validation checks,
+    every certificate of a chain)."""
 
-    def __init__(self) -> None:
-        self.root = CA("tlsconnector Bench Root")
-        self.intermediate = self.root.intermediate("tlsconnector Bench Issuing CA")
+    def __init__(self, key_type: str = "ec-p256") -> None:
+        self.key_type = key_type
+        self.root = CA("tlsconnector Bench Root", key_type=key_type)
+        self.intermediate = self.root.intermediate(
+            "tlsconnector Bench Issuing CA", key_type=key_type
+        )
 
     def trust_pem(self) -> str:
         """The trust anchor, as the policy's ``[trust] ca_file`` holds it."""
