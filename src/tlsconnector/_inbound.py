@@ -5,6 +5,7 @@ Pure: the policy and the session facts in, a decision out. No clock, no files.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from ._assess import CertificateAssessment, assess_certificate
@@ -57,19 +58,7 @@ def evaluate_inbound(
     for connector in candidates:  # sorted by name: the first satisfied one decides
         failed = checker.check(connector)
         if not failed:
-            return InboundDecision(
-                action=InboundAction.ACCEPT,
-                connector=connector.name,
-                reasons=(
-                    Reason(
-                        ReasonCode.CONNECTOR_SATISFIED,
-                        f"every check of connector {printable(connector.name)!r} holds",
-                        connector.name,
-                    ),
-                ),
-                smtp=None,
-                chain_verified_by=checker.verified_by,
-            )
+            return _accepted(connector.name, checker.verified_by)
         failures.append((connector, failed))
     first_connector, first_failed = failures[0]
     reply_reason = first_failed[0]
@@ -79,6 +68,25 @@ def evaluate_inbound(
         reasons=tuple(reason for _, failed in failures for reason in failed),
         smtp=render_reply(reply_reason.code, first_connector.name, reply_reason.detail, replies),
         chain_verified_by=checker.verified_by,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _accepted(connector: str, verified_by: str | None) -> InboundDecision:
+    """The accept decision of a satisfied connector: a frozen value, built once per
+    connector name and verifier (speed: most sessions are accepted)."""
+    return InboundDecision(
+        action=InboundAction.ACCEPT,
+        connector=connector,
+        reasons=(
+            Reason(
+                ReasonCode.CONNECTOR_SATISFIED,
+                f"every check of connector {printable(connector)!r} holds",
+                connector,
+            ),
+        ),
+        smtp=None,
+        chain_verified_by=verified_by,
     )
 
 
