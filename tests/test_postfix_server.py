@@ -608,3 +608,22 @@ def test_an_attached_log_writes_the_lines_of_one_loop_turn_together() -> None:
     assert "" == before
     assert ["one", "two", "three"] == [json.loads(line)["event"] for line in after.splitlines()]
     assert 2 == stream.flushes
+
+
+def test_an_unusually_long_request_is_decided_every_time(
+    policy_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounded memory: answers to requests with very long deciding attributes are not
+    kept (a hostile client could otherwise fill the memory with large entries)."""
+    calls = _counting_decisions(monkeypatch)
+    server, _ = _server(policy_file)
+    long = {
+        **GOOD,
+        "sender": "s" * 1000 + "@fabrikam.com",
+        "recipient": "r" * 1000 + "@contoso.com",
+    }
+    assert [b"action=DUNNO\n\n"] * 3 == [server.respond([long]) for _ in range(3)]
+    assert 3 == len(calls)
+    server.respond([GOOD])
+    server.respond([GOOD])
+    assert 4 == len(calls)  # an ordinary request is still remembered

@@ -61,8 +61,12 @@ DEFAULT_IDLE_TIMEOUT = 300.0
 MAX_CONNECTIONS = 1000
 MAX_WORKERS = 64
 LISTEN_BACKLOG = 128
-#: Answers remembered per policy (see :class:`PolicyServer`); about 1 KiB each.
-MAX_REMEMBERED_ANSWERS = 65_536
+#: Answers remembered per policy (see :class:`PolicyServer`), and the longest
+#: request (its deciding attributes, in characters) whose answer is remembered:
+#: Postfix's are a few hundred, so the memory stays within a few tens of MiB even
+#: when a hostile client fills it.
+MAX_REMEMBERED_ANSWERS = 16_384
+MAX_REMEMBERED_KEY_CHARS = 2_048
 #: How long a stopping server waits for its connections to finish.
 STOP_GRACE = 5.0
 
@@ -219,8 +223,9 @@ class PolicyServer:
     Answers are remembered per policy: a request whose :func:`decision_key` was
     answered before under the same policy gets the same answer without deciding
     again (every attribute the decision reads is in the key, and Postfix's facts
-    make it independent of the time). Temporary failures are never remembered. The
-    memory is bounded (the oldest answer goes first) and emptied on every reload.
+    make it independent of the time). Temporary failures, and the answers to requests
+    whose deciding attributes are unusually long, are never remembered. The memory is
+    bounded (the oldest answer goes first) and emptied on every reload.
     Every decided request is still logged, with its own time and attributes.
     """
 
@@ -254,10 +259,6 @@ class PolicyServer:
     def policy(self, policy: Policy) -> None:
         self._policy = policy
         self._answers = {}  # answers were decided under the previous policy
-
-    def answer(self, request: dict[str, str]) -> str:
-        """Decide one request and log the decision; the reply text after ``action=``."""
-        return self._decide(request, decision_key(request)).wire[len(b"action=") : -2].decode()
 
     def respond(self, requests: list[dict[str, str]]) -> bytes:
         """The replies to requests that arrived together, in order; each decision is
@@ -296,7 +297,8 @@ class PolicyServer:
             result = PolicyAnswer(reply_for(failed), failed)
         answer = _answer_of(result)
         decision = result.decision
-        if decision is None or decision.action is not InboundAction.TEMPFAIL:
+        remember = decision is None or decision.action is not InboundAction.TEMPFAIL
+        if remember and sum(len(v) for v in key if v is not None) <= MAX_REMEMBERED_KEY_CHARS:
             answers = self._answers
             if len(answers) >= self.max_answers:
                 del answers[next(iter(answers))]
