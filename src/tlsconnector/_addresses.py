@@ -28,6 +28,13 @@ _MAX_ENTRY_TEXT = 2 * _MAX_ADDRESS_TEXT + 1
 _PREFIX = re.compile(r"0|[1-9][0-9]{0,2}")
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _DOTTED_QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+# The fast path of IPRange.parse(): an IPv4 entry written the canonical way (dotted
+# quads as _DOTTED_QUAD, a prefix length of 0-32 as _PREFIX allows): an address, a
+# CIDR block or a range.
+_IPV4_ENTRY = re.compile(
+    rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
+    rf"(?:/(3[0-2]|[12]?[0-9])|-{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET})?"
+)
 
 
 def _unmap(address: IPAddress) -> IPAddress:
@@ -111,6 +118,16 @@ class IPRange:
     @classmethod
     def parse(cls, text: str) -> IPRange:
         """Parse a single address, a CIDR block or an inclusive range ``a-b`` (section 4)."""
+        # A subclass of str takes the general path (the fast one keeps ``text`` itself).
+        if type(text) is str:
+            found = cls._parse_ipv4_fast(text)
+            if found is not None:
+                return found
+        return cls._parse_general(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> IPRange:
+        """:meth:`parse` without its fast path (the reference it must agree with)."""
         if not isinstance(text, str):
             raise InvalidValue(text, "an IP address entry must be a string")
         if not text:
@@ -130,6 +147,30 @@ class IPRange:
                 text, "not an IP address, a CIDR block (a.b.c.d/n) or a range (a-b)"
             ) from None
         return cls(address, address, str(address))
+
+    @classmethod
+    def _parse_ipv4_fast(cls, text: str) -> IPRange | None:
+        """Speed: a valid IPv4 entry written the canonical way (what the general path
+        would print is then ``text`` itself), computed on integers; None for any other
+        entry, left to the general path (which also words the errors)."""
+        match = _IPV4_ENTRY.fullmatch(text)
+        if match is None:
+            return None
+        a, b, c, d, prefix, e, f, g, h = match.groups()
+        first = (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+        if prefix is not None:
+            host_mask = (1 << (32 - int(prefix))) - 1
+            if first & host_mask:
+                return None  # host bits set: an error
+            last = first | host_mask
+        elif e is not None:
+            last = (int(e) << 24) | (int(f) << 16) | (int(g) << 8) | int(h)
+            if first > last:
+                return None  # start above end: an error
+        else:
+            address = ipaddress.IPv4Address(first)
+            return cls(address, address, text)
+        return cls(ipaddress.IPv4Address(first), ipaddress.IPv4Address(last), text)
 
     @classmethod
     def _parse_cidr(cls, text: str) -> IPRange:
@@ -203,8 +244,8 @@ class IPRange:
 _Intervals = tuple[tuple[int, ...], tuple[int, ...]]
 
 
-def _merge(ranges: Sequence[IPRange], version: int) -> _Intervals:
-    spans = sorted((int(r.first), int(r.last)) for r in ranges if r.first.version == version)
+def _merge(spans: list[tuple[int, int]]) -> _Intervals:
+    spans.sort()
     starts: list[int] = []
     ends: list[int] = []
     for start, end in spans:
@@ -233,7 +274,10 @@ class IPSet:
     _index: dict[int, _Intervals] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        index = {4: _merge(self.ranges, 4), 6: _merge(self.ranges, 6)}
+        spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        for entry in self.ranges:
+            spans[entry.first.version].append((int(entry.first), int(entry.last)))
+        index = {4: _merge(spans[4]), 6: _merge(spans[6])}
         object.__setattr__(self, "_index", index)
 
     @classmethod

@@ -33,13 +33,16 @@ class DomainIndex(Generic[C]):
         subtree: dict[str, list[C]] = {}
         anywhere: list[C] = []
         for connector in connectors:
-            for pattern in dict.fromkeys(patterns(connector)):
-                if pattern.kind is PatternKind.ANY:
+            for pattern in patterns(connector):
+                kind = pattern.kind
+                if kind is PatternKind.ANY:
                     bucket = anywhere
                 else:
-                    table = exact if pattern.kind is PatternKind.EXACT else subtree
+                    table = exact if kind is PatternKind.EXACT else subtree
                     # Not None for EXACT and SUBTREE (a DomainPattern invariant).
                     bucket = table.setdefault(cast(str, pattern.domain), [])
+                # A connector's patterns are added one after another, so a repeated
+                # pattern finds the connector last in its bucket: once per level.
                 if not bucket or bucket[-1] is not connector:
                     bucket.append(connector)
         self._exact = {domain: tuple(found) for domain, found in exact.items()}

@@ -12,7 +12,8 @@ import enum
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from operator import attrgetter
+from typing import Any, TypeGuard, TypeVar
 
 import attrs
 
@@ -20,7 +21,7 @@ from ._addresses import IPRange, IPSet
 from ._certs import TrustStore
 from ._errors import InvalidValue, PolicyError, Problem
 from ._index import DomainIndex
-from ._names import CertificateName, DomainPattern, canonical_domain
+from ._names import CertificateName, DomainPattern, PatternKind, canonical_domain
 
 __all__ = [
     "ConnectorType",
@@ -44,6 +45,12 @@ class ConnectorType(enum.StrEnum):
 
 def _name_key(name: str) -> tuple[str, str]:
     """Order connectors by name so no answer depends on file order (section 5.5)."""
+    return (name.casefold(), name)
+
+
+def _sort_key(connector: InboundConnector | OutboundConnector) -> tuple[str, str]:
+    """``connector.sort_key`` (speed: one call per connector instead of three)."""
+    name = connector.name
     return (name.casefold(), name)
 
 
@@ -252,19 +259,19 @@ class Policy:
     )
 
     def __attrs_post_init__(self) -> None:
-        inbound = tuple(sorted(self.inbound, key=lambda c: c.sort_key))
-        outbound = tuple(sorted(self.outbound, key=lambda c: c.sort_key))
+        inbound = tuple(sorted(self.inbound, key=_sort_key))
+        outbound = tuple(sorted(self.outbound, key=_sort_key))
         object.__setattr__(self, "inbound", inbound)
         object.__setattr__(self, "outbound", outbound)
         # Disabled and on-premises connectors are dropped before specificity is
         # compared (sections 2 and 5.6); outbound, only selectable ones (6.2).
         partners = (c for c in inbound if c.enabled and c.type is ConnectorType.PARTNER)
         object.__setattr__(
-            self, "_inbound_index", DomainIndex(partners, lambda c: c.sender_domains)
+            self, "_inbound_index", DomainIndex(partners, attrgetter("sender_domains"))
         )
         selectable = (c for c in outbound if c.selectable_by_domain)
         object.__setattr__(
-            self, "_outbound_index", DomainIndex(selectable, lambda c: c.recipient_domains)
+            self, "_outbound_index", DomainIndex(selectable, attrgetter("recipient_domains"))
         )
         by_name: dict[str, OutboundConnector] = {}
         for connector in outbound:
@@ -307,51 +314,82 @@ class Policy:
                     problems.append(Problem(None, f"trust.{key}", value, "unknown key"))
                 elif not isinstance(value, str):
                     problems.append(Problem(None, "trust.ca_file", value, "must be a string"))
-        # Speed: each distinct pattern text is parsed once per load, also when the tie
-        # check reads it again (patterns are immutable values).
-        parse_pattern = _pattern_parser()
-        inbound: list[InboundConnector] = []
+        parsers = _Parsers.for_one_load()
         raw_inbound = data.get("inbound", [])
         if not isinstance(raw_inbound, list):
             problems.append(Problem(None, "inbound", raw_inbound, "must be an array of tables"))
             raw_inbound = []
+        # Speed: a table the fast reader accepts is built without the general reader's
+        # bookkeeping; any other table, valid or not, takes the general path, which
+        # words every problem. Both build the same connector (a property test checks).
+        built_inbound: list[InboundConnector | None] = []
         for index, raw in enumerate(raw_inbound):
-            connector = _inbound_from_mapping(raw, index, problems, parse_pattern)
-            if connector is not None:
-                inbound.append(connector)
-        _check_duplicate_names(raw_inbound, "inbound", problems)
-        outbound: list[OutboundConnector] = []
+            connector = _inbound_fast(raw, parsers)
+            if connector is None:
+                connector = _inbound_from_mapping(raw, index, problems, parsers)
+            built_inbound.append(connector)
+        _check_duplicate_names(raw_inbound, built_inbound, "inbound", problems)
         raw_outbound = data.get("outbound", [])
         if not isinstance(raw_outbound, list):
             problems.append(Problem(None, "outbound", raw_outbound, "must be an array of tables"))
             raw_outbound = []
+        built_outbound: list[OutboundConnector | None] = []
         for index, raw in enumerate(raw_outbound):
-            out = _outbound_from_mapping(raw, index, problems, parse_pattern)
-            if out is not None:
-                outbound.append(out)
-        _check_duplicate_names(raw_outbound, "outbound", problems)
-        _check_outbound_ties(raw_outbound, problems, parse_pattern)
+            out = _outbound_fast(raw, parsers)
+            if out is None:
+                out = _outbound_from_mapping(raw, index, problems, parsers)
+            built_outbound.append(out)
+        _check_duplicate_names(raw_outbound, built_outbound, "outbound", problems)
+        _check_outbound_ties(raw_outbound, built_outbound, problems, parsers.pattern)
         if problems:
             raise PolicyError(problems)
-        return cls(inbound=tuple(inbound), outbound=tuple(outbound), trust=trust)
+        # Without problems every table was built (a table that is not is a problem).
+        inbound = tuple(c for c in built_inbound if c is not None)
+        outbound = tuple(c for c in built_outbound if c is not None)
+        return cls(inbound=inbound, outbound=outbound, trust=trust)
 
 
 _TOP_LEVEL_KEYS = ("trust", "inbound", "outbound")
 
 
-def _pattern_parser() -> Callable[[str], DomainPattern]:
-    """:meth:`DomainPattern.parse`, remembering what it returned (not its errors)."""
-    seen: dict[str, DomainPattern] = {}
+def _remembering(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``parse``, remembering what it returned for each text (not its errors)."""
+    seen: dict[str, T] = {}
 
-    def parse(text: str) -> DomainPattern:
+    def parse_once(text: str) -> T:
         if not isinstance(text, str):
-            return DomainPattern.parse(text)  # raises InvalidValue, naming the type
-        pattern = seen.get(text)
-        if pattern is None:
-            pattern = seen[text] = DomainPattern.parse(text)
-        return pattern
+            return parse(text)  # raises InvalidValue, naming the type
+        value = seen.get(text)
+        if value is None:
+            value = seen[text] = parse(text)
+        return value
 
-    return parse
+    return parse_once
+
+
+@attrs.frozen
+class _Parsers:
+    """The value parsers of one load.
+
+    Speed: each distinct text is parsed once per load, however often it recurs (a
+    partner's domain and certificate name inbound and outbound, a shared smart host,
+    the tie check reading patterns again). The values are immutable, so one stands
+    for every equal text; errors are not remembered, so each bad entry is reported.
+    """
+
+    pattern: Callable[[str], DomainPattern]
+    address: Callable[[str], IPRange]
+    host: Callable[[str], SmartHost]
+    certificate_name: Callable[[str], CertificateName]
+
+    @classmethod
+    def for_one_load(cls) -> _Parsers:
+        return cls(
+            pattern=_remembering(DomainPattern.parse),
+            address=_remembering(IPRange.parse),
+            host=_remembering(SmartHost.parse),
+            certificate_name=_remembering(CertificateName.parse),
+        )
 
 
 def _unknown_key_message(key: object, allowed: Sequence[str] = _TOP_LEVEL_KEYS) -> str:
@@ -367,10 +405,12 @@ class _Reader:
         connector: str,
         problems: list[Problem],
         allowed: Sequence[str],
+        parsers: _Parsers,
     ) -> None:
         self.raw = raw
         self.connector = connector
         self.problems = problems
+        self.parsers = parsers
         self._first_problem = len(problems)
         for key, value in raw.items():
             if key not in allowed:
@@ -388,7 +428,7 @@ class _Reader:
         if text is None:
             return None, None
         try:
-            return text, CertificateName.parse(text)
+            return text, self.parsers.certificate_name(text)
         except InvalidValue as exc:
             self.problem(field, text, exc.reason)
             return text, None
@@ -471,10 +511,15 @@ def _name_problem(raw: Mapping[str, Any]) -> str:
     return "must be a non-empty string of printable characters (at most 256)"
 
 
+def _valid_name(name: object) -> TypeGuard[str]:
+    """A connector name: a non-empty string of printable characters (at most 256)."""
+    return isinstance(name, str) and bool(name.strip()) and name.isprintable() and len(name) <= 256
+
+
 def _connector_name(raw: Mapping[str, Any], direction: str, index: int) -> tuple[str, bool]:
     """The connector's name for messages, and whether it is a valid name."""
     name = raw.get("name")
-    if isinstance(name, str) and name.strip() and name.isprintable() and len(name) <= 256:
+    if _valid_name(name):
         return name, True
     return f"{direction}[{index}]", False
 
@@ -490,7 +535,12 @@ class _Common:
 
 
 def _open_table(
-    raw: object, index: int, direction: str, keys: Sequence[str], problems: list[Problem]
+    raw: object,
+    index: int,
+    direction: str,
+    keys: Sequence[str],
+    problems: list[Problem],
+    parsers: _Parsers,
 ) -> tuple[_Reader, _Common] | None:
     """Start reading one ``[[inbound]]``/``[[outbound]]`` table: its shape, unknown keys
     and the keys both directions share. None when it is not a table at all."""
@@ -498,7 +548,7 @@ def _open_table(
         problems.append(Problem(None, f"{direction}[{index}]", raw, "must be a table"))
         return None
     name, name_ok = _connector_name(raw, direction, index)
-    r = _Reader(raw, name, problems, keys)
+    r = _Reader(raw, name, problems, keys, parsers)
     if not name_ok:
         r.problem("name", raw.get("name"), _name_problem(raw))
     common = _Common(
@@ -514,17 +564,17 @@ def _inbound_from_mapping(
     raw: object,
     index: int,
     problems: list[Problem],
-    parse_pattern: Callable[[str], DomainPattern] = DomainPattern.parse,
+    parsers: _Parsers,
 ) -> InboundConnector | None:
-    opened = _open_table(raw, index, "inbound", _INBOUND_KEYS, problems)
+    opened = _open_table(raw, index, "inbound", _INBOUND_KEYS, problems, parsers)
     if opened is None:
         return None
     r, common = opened
     raw = r.raw
-    domains = r.items("sender_domains", parse_pattern, required=True)
+    domains = r.items("sender_domains", parsers.pattern, required=True)
     if raw.get("sender_domains") == []:
         r.problem("sender_domains", [], "must list at least one domain pattern")
-    ranges = r.items("sender_ip_addresses", IPRange.parse, required=False)
+    ranges = r.items("sender_ip_addresses", parsers.address, required=False)
     require_tls = r.boolean("require_tls", True)
     _, cert_name = r.certificate_name("tls_sender_certificate_name")
     restrict_cert = r.boolean("restrict_domains_to_certificate", False)
@@ -563,17 +613,28 @@ def _inbound_from_mapping(
 
 
 def _check_duplicate_names(
-    tables: Sequence[object], direction: str, problems: list[Problem]
+    tables: Sequence[object],
+    built: Sequence[InboundConnector | OutboundConnector | None],
+    direction: str,
+    problems: list[Problem],
 ) -> None:
     """Names identify connectors in decisions: two connectors of one direction may not
-    share a name (compared case-insensitively, as EOP identities are)."""
+    share a name (compared case-insensitively, as EOP identities are).
+
+    ``built[i]`` is the connector read from ``tables[i]``, or None; a built connector's
+    name is valid (speed: not read from its table again).
+    """
     seen: dict[str, str] = {}
     for index, raw in enumerate(tables):
-        if not isinstance(raw, Mapping):
+        connector = built[index]
+        if connector is not None:
+            name = connector.name
+        elif not isinstance(raw, Mapping):
             continue
-        name, valid = _connector_name(raw, direction, index)
-        if not valid:
-            continue
+        else:
+            name, valid = _connector_name(raw, direction, index)
+            if not valid:
+                continue
         key = name.casefold()
         if key in seen:
             problems.append(
@@ -610,9 +671,9 @@ def _outbound_from_mapping(
     raw: object,
     index: int,
     problems: list[Problem],
-    parse_pattern: Callable[[str], DomainPattern] = DomainPattern.parse,
+    parsers: _Parsers,
 ) -> OutboundConnector | None:
-    opened = _open_table(raw, index, "outbound", _OUTBOUND_KEYS, problems)
+    opened = _open_table(raw, index, "outbound", _OUTBOUND_KEYS, problems, parsers)
     if opened is None:
         return None
     r, common = opened
@@ -620,7 +681,7 @@ def _outbound_from_mapping(
     rule_scoped = r.boolean("is_transport_rule_scoped", False)
     test_mode = r.boolean("test_mode", False)
     # A rule-scoped connector is chosen by name, so it may serve no domain (section 9).
-    domains = r.items("recipient_domains", parse_pattern, required=False)
+    domains = r.items("recipient_domains", parsers.pattern, required=False)
     if not rule_scoped and raw.get("recipient_domains", []) == []:
         missing = "recipient_domains" not in raw
         r.problem(
@@ -630,7 +691,7 @@ def _outbound_from_mapping(
             + " (only a connector with is_transport_rule_scoped = true may serve no domain)",
         )
     use_mx = r.boolean("use_mx_record", True)
-    hosts = r.items("smart_hosts", SmartHost.parse, required=False)
+    hosts = r.items("smart_hosts", parsers.host, required=False)
     if not use_mx and not raw.get("smart_hosts"):
         r.problem(
             "use_mx_record, smart_hosts",
@@ -673,44 +734,202 @@ def _outbound_from_mapping(
     )
 
 
+# --------------------------------------------------------------------------------------
+# Speed: the fast readers. Nearly every table of a real policy is a plain dict whose
+# values all have their exact types and are valid. For such a table the fast reader
+# builds the connector with a handful of checks and no per-field bookkeeping; for any
+# other table (one with a problem, but also, say, a Mapping that is not a dict or a
+# subclass of str) it returns None and the general reader above, the reference, reads
+# the table and words every problem. A fast reader never records a problem, and builds
+# a connector only where the general reader builds an equal one without a problem
+# (tests/test_load_speed_equivalence.py checks this).
+
+_INBOUND_KEY_SET = frozenset(_INBOUND_KEYS)
+_OUTBOUND_KEY_SET = frozenset(_OUTBOUND_KEYS)
+_CONNECTOR_TYPES = {m.value: m for m in ConnectorType}
+_TLS_MODES = {m.value: m for m in TLSMode}
+_NOT_GIVEN: list[Any] = []  # an absent list setting (read only, never changed)
+
+
+def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
+    """:func:`_inbound_from_mapping` for a plain, valid table; None for any other."""
+    if type(raw) is not dict or not raw.keys() <= _INBOUND_KEY_SET:
+        return None
+    get = raw.get
+    name = get("name")
+    kind = get("type", "partner")
+    comment = get("comment", "")
+    enabled = get("enabled", True)
+    require_tls = get("require_tls", True)
+    restrict_cert = get("restrict_domains_to_certificate", False)
+    restrict_ip = get("restrict_domains_to_ip_addresses", False)
+    domain_texts = get("sender_domains")
+    address_texts = get("sender_ip_addresses", _NOT_GIVEN)
+    cert_text = get("tls_sender_certificate_name")
+    if not (
+        type(name) is str
+        and _valid_name(name)
+        and type(kind) is str
+        and kind in _CONNECTOR_TYPES
+        and type(comment) is str
+        and type(enabled) is bool
+        and type(require_tls) is bool
+        and type(restrict_cert) is bool
+        and type(restrict_ip) is bool
+        and type(domain_texts) is list
+        and domain_texts  # section 9: required, non-empty
+        and type(address_texts) is list
+        and (address_texts or not restrict_ip)
+        # restrict_domains_to_certificate needs a certificate name.
+        and (type(cert_text) is str or (cert_text is None and not restrict_cert))
+    ):
+        return None
+    try:
+        # Each parser refuses a non-string with InvalidValue, as it refuses bad text.
+        domains = tuple(map(parsers.pattern, domain_texts))
+        ranges = tuple(map(parsers.address, address_texts))
+        cert_name = None if cert_text is None else parsers.certificate_name(cert_text)
+    except InvalidValue:
+        return None
+    return InboundConnector(
+        name=name,
+        enabled=enabled,
+        type=_CONNECTOR_TYPES[kind],
+        comment=comment,
+        sender_domains=domains,
+        sender_ip_addresses=IPSet(ranges) if ranges else _NO_ADDRESSES,
+        require_tls=require_tls,
+        tls_sender_certificate_name=cert_name,
+        restrict_domains_to_certificate=restrict_cert,
+        restrict_domains_to_ip_addresses=restrict_ip,
+    )
+
+
+def _outbound_fast(raw: object, parsers: _Parsers) -> OutboundConnector | None:
+    """:func:`_outbound_from_mapping` for a plain, valid table; None for any other."""
+    if type(raw) is not dict or not raw.keys() <= _OUTBOUND_KEY_SET:
+        return None
+    get = raw.get
+    name = get("name")
+    kind = get("type", "partner")
+    comment = get("comment", "")
+    enabled = get("enabled", True)
+    rule_scoped = get("is_transport_rule_scoped", False)
+    test_mode = get("test_mode", False)
+    use_mx = get("use_mx_record", True)
+    domain_texts = get("recipient_domains", _NOT_GIVEN)
+    host_texts = get("smart_hosts", _NOT_GIVEN)
+    mode = get("tls_settings", "opportunistic")
+    tls_domain_text = get("tls_domain")
+    if not (
+        type(name) is str
+        and _valid_name(name)
+        and type(kind) is str
+        and kind in _CONNECTOR_TYPES
+        and type(comment) is str
+        and type(enabled) is bool
+        and type(rule_scoped) is bool
+        and type(test_mode) is bool
+        and type(use_mx) is bool
+        and type(domain_texts) is list
+        and (domain_texts or rule_scoped)  # section 9
+        and type(host_texts) is list
+        and (host_texts or use_mx)
+        and type(mode) is str
+        and mode in _TLS_MODES
+        # tls_domain (a string) exactly with domain_validation.
+        and (
+            type(tls_domain_text) is str
+            if mode == "domain_validation"
+            else tls_domain_text is None
+        )
+    ):
+        return None
+    try:
+        domains = tuple(map(parsers.pattern, domain_texts))
+        hosts = tuple(map(parsers.host, host_texts))
+        tls_domain = (
+            None if tls_domain_text is None else parsers.certificate_name(tls_domain_text)
+        )
+    except InvalidValue:
+        return None
+    return OutboundConnector(
+        name=name,
+        recipient_domains=domains,
+        enabled=enabled,
+        type=_CONNECTOR_TYPES[kind],
+        comment=comment,
+        use_mx_record=use_mx,
+        smart_hosts=hosts,
+        tls_settings=_TLS_MODES[mode],
+        tls_domain=tls_domain,
+        is_transport_rule_scoped=rule_scoped,
+        test_mode=test_mode,
+    )
+
+
+def _table_claim(
+    raw: object, index: int, parse_pattern: Callable[[str], DomainPattern]
+) -> tuple[str, list[DomainPattern]] | None:
+    """The name and valid patterns of an outbound table that would be chosen by domain
+    (section 6.2), read from the table itself whatever its other problems; None for a
+    table that would not be (or is not a table)."""
+    if not isinstance(raw, Mapping):
+        return None
+    name, _ = _connector_name(raw, "outbound", index)
+    # A flag of the wrong type is reported elsewhere and counts as its default.
+    flags = (
+        raw.get("enabled", True) is not False,
+        raw.get("is_transport_rule_scoped", False) is True,
+        raw.get("test_mode", False) is True,
+    )
+    if not flags[0] or flags[1] or flags[2]:
+        return None
+    patterns: list[DomainPattern] = []
+    entries = raw.get("recipient_domains", [])
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            patterns.append(parse_pattern(entry))
+        except InvalidValue:
+            continue  # reported by the connector's own checks
+    return name, patterns
+
+
 def _check_outbound_ties(
     tables: Sequence[object],
+    built: Sequence[OutboundConnector | None],
     problems: list[Problem],
-    parse_pattern: Callable[[str], DomainPattern] = DomainPattern.parse,
+    parse_pattern: Callable[[str], DomainPattern],
 ) -> None:
     """Two selectable connectors tying at one specificity for a domain is an error (6.2).
 
     Two patterns tie for some domain exactly when they are equal (two different
     exact names, or suffixes of different lengths, never tie), so comparing the
-    canonical patterns finds every tie. Read from the raw tables, so a tie is
-    reported even beside other problems of the same connectors (section 8).
+    canonical patterns finds every tie. A table whose connector was not built is read
+    raw, so a tie is reported even beside other problems of the same connectors
+    (section 8); ``built[i]`` is the connector read from ``tables[i]``, or None.
     """
-    claims: list[tuple[tuple[str, str], str, list[DomainPattern]]] = []
+    claims: list[tuple[tuple[str, str], str, Sequence[DomainPattern]]] = []
     for index, raw in enumerate(tables):
-        if not isinstance(raw, Mapping):
+        connector = built[index]
+        if connector is not None:
+            # Speed: a built connector holds what its table says (valid flags, every
+            # pattern parsed), so its table is not read again: the claim is the one
+            # _table_claim() would read (a property test checks).
+            if connector.selectable_by_domain:
+                name = connector.name
+                claims.append((_name_key(name), name, connector.recipient_domains))
             continue
-        name, _ = _connector_name(raw, "outbound", index)
-        # Only connectors that would be chosen by domain take part (section 6.2); a
-        # flag of the wrong type is reported elsewhere and counts as its default.
-        flags = (
-            raw.get("enabled", True) is not False,
-            raw.get("is_transport_rule_scoped", False) is True,
-            raw.get("test_mode", False) is True,
-        )
-        if not flags[0] or flags[1] or flags[2]:
-            continue
-        patterns: list[DomainPattern] = []
-        entries = raw.get("recipient_domains", [])
-        for entry in entries if isinstance(entries, list) else []:
-            try:
-                patterns.append(parse_pattern(entry))
-            except InvalidValue:
-                continue  # reported by the connector's own checks
-        claims.append((_name_key(name), name, patterns))
-    owners: dict[DomainPattern, str] = {}
+        claim = _table_claim(raw, index, parse_pattern)
+        if claim is not None:
+            claims.append((_name_key(claim[0]), *claim))
+    # Speed: patterns are keyed by (is a subtree, domain), equal exactly when the
+    # patterns are (only "*" has no domain), and cheaper to hash than the pattern.
+    owners: dict[tuple[bool, str | None], str] = {}
     for _, name, patterns in sorted(claims, key=lambda claim: claim[0]):
-        for pattern in dict.fromkeys(patterns):
-            other = owners.setdefault(pattern, name)
+        distinct = {(p.kind is PatternKind.SUBTREE, p.domain): p for p in patterns}
+        for key, pattern in distinct.items():
+            other = owners.setdefault(key, name)
             if other != name:
                 problems.append(
                     Problem(
