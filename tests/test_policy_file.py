@@ -9,6 +9,7 @@ import pytest
 
 from tlsconnector import (
     ConnectorType,
+    Policy,
     PolicyError,
     Problem,
     load_policy,
@@ -236,3 +237,49 @@ def test_problems_spell_values_the_toml_way(tmp_path: Path) -> None:
         tmp_path, '[[inbound]]\nname = "C"\nsender_domains = ["x.com"]\nrequire_tsl = true\n'
     )
     assert "require_tsl = true:" in str(problem)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "problem"),
+    [
+        (
+            {
+                "inbound": [
+                    {
+                        "name": "a",
+                        "sender_domains": ["fabrikam.com"],
+                        "tls_sender_certificate_name": None,
+                        "restrict_domains_to_certificate": True,
+                    }
+                ]
+            },
+            "connector 'a': tls_sender_certificate_name = None: must be a string",
+        ),
+        (
+            {
+                "outbound": [
+                    {
+                        "name": "b",
+                        "recipient_domains": ["fabrikam.com"],
+                        "tls_settings": "domain_validation",
+                        "tls_domain": None,
+                    }
+                ]
+            },
+            "connector 'b': tls_domain = None: must be a string",
+        ),
+        (
+            {"inbound": [{"name": "c", "sender_domains": ["fabrikam.com"], "comment": None}]},
+            "connector 'c': comment = None: must be a string",
+        ),
+    ],
+)
+def test_none_from_python_is_a_problem_not_an_absent_key(
+    mapping: dict[str, object], problem: str
+) -> None:
+    """TOML has no null, but Policy.from_mapping takes Python values: a setting given
+    as None must not silently mean "not set" (a certificate name would be dropped
+    while the connector still claims to restrict by it)."""
+    with pytest.raises(PolicyError) as caught:
+        Policy.from_mapping(mapping, trust=None)
+    assert [problem] == [str(p) for p in caught.value.problems]

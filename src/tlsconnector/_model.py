@@ -444,8 +444,12 @@ class _Reader:
         return value
 
     def string(self, field: str, default: str | None) -> str | None:
-        value = self.raw.get(field, default)
-        if value is not None and not isinstance(value, str):
+        if field not in self.raw:
+            return default
+        value = self.raw[field]
+        # A key given as None (possible from Python, not from TOML) is not a string:
+        # taking it for "absent" would, say, drop a required certificate name.
+        if not isinstance(value, str):
             self.problem(field, value, "must be a string")
             return default
         return value
@@ -749,6 +753,7 @@ _OUTBOUND_KEY_SET = frozenset(_OUTBOUND_KEYS)
 _CONNECTOR_TYPES = {m.value: m for m in ConnectorType}
 _TLS_MODES = {m.value: m for m in TLSMode}
 _NOT_GIVEN: list[Any] = []  # an absent list setting (read only, never changed)
+_ABSENT: Any = object()  # an absent string setting (None is a value, and a problem)
 
 
 def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
@@ -765,7 +770,7 @@ def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
     restrict_ip = get("restrict_domains_to_ip_addresses", False)
     domain_texts = get("sender_domains")
     address_texts = get("sender_ip_addresses", _NOT_GIVEN)
-    cert_text = get("tls_sender_certificate_name")
+    cert_text = get("tls_sender_certificate_name", _ABSENT)
     if not (
         type(name) is str
         and _valid_name(name)
@@ -781,14 +786,14 @@ def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
         and type(address_texts) is list
         and (address_texts or not restrict_ip)
         # restrict_domains_to_certificate needs a certificate name.
-        and (type(cert_text) is str or (cert_text is None and not restrict_cert))
+        and (type(cert_text) is str or (cert_text is _ABSENT and not restrict_cert))
     ):
         return None
     try:
         # Each parser refuses a non-string with InvalidValue, as it refuses bad text.
         domains = tuple(map(parsers.pattern, domain_texts))
         ranges = tuple(map(parsers.address, address_texts))
-        cert_name = None if cert_text is None else parsers.certificate_name(cert_text)
+        cert_name = None if cert_text is _ABSENT else parsers.certificate_name(cert_text)
     except InvalidValue:
         return None
     return InboundConnector(
@@ -820,7 +825,7 @@ def _outbound_fast(raw: object, parsers: _Parsers) -> OutboundConnector | None:
     domain_texts = get("recipient_domains", _NOT_GIVEN)
     host_texts = get("smart_hosts", _NOT_GIVEN)
     mode = get("tls_settings", "opportunistic")
-    tls_domain_text = get("tls_domain")
+    tls_domain_text = get("tls_domain", _ABSENT)
     if not (
         type(name) is str
         and _valid_name(name)
@@ -841,7 +846,7 @@ def _outbound_fast(raw: object, parsers: _Parsers) -> OutboundConnector | None:
         and (
             type(tls_domain_text) is str
             if mode == "domain_validation"
-            else tls_domain_text is None
+            else tls_domain_text is _ABSENT
         )
     ):
         return None
@@ -849,7 +854,7 @@ def _outbound_fast(raw: object, parsers: _Parsers) -> OutboundConnector | None:
         domains = tuple(map(parsers.pattern, domain_texts))
         hosts = tuple(map(parsers.host, host_texts))
         tls_domain = (
-            None if tls_domain_text is None else parsers.certificate_name(tls_domain_text)
+            None if tls_domain_text is _ABSENT else parsers.certificate_name(tls_domain_text)
         )
     except InvalidValue:
         return None
