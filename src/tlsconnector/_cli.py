@@ -566,8 +566,6 @@ class _BatchCollector:
     (``gc.freeze``). Everything is restored afterwards, also on error.
     """
 
-    chunks = 0
-
     def __enter__(self) -> _BatchCollector:
         self.enabled = gc.isenabled()
         gc.disable()
