@@ -756,15 +756,35 @@ _NOT_GIVEN: list[Any] = []  # an absent list setting (read only, never changed)
 _ABSENT: Any = object()  # an absent string setting (None is a value, and a problem)
 
 
-def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
-    """:func:`_inbound_from_mapping` for a plain, valid table; None for any other."""
-    if type(raw) is not dict or not raw.keys() <= _INBOUND_KEY_SET:
-        return None
+def _common_fast(raw: dict[str, Any]) -> tuple[str, ConnectorType, str, bool] | None:
+    """A plain table's name, type, comment and enabled flag, or None unless all four
+    have their exact types and valid values (then the general reader words why)."""
     get = raw.get
     name = get("name")
     kind = get("type", "partner")
     comment = get("comment", "")
     enabled = get("enabled", True)
+    if (
+        type(name) is str
+        and _valid_name(name)
+        and type(kind) is str
+        and kind in _CONNECTOR_TYPES
+        and type(comment) is str
+        and type(enabled) is bool
+    ):
+        return name, _CONNECTOR_TYPES[kind], comment, enabled
+    return None
+
+
+def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
+    """:func:`_inbound_from_mapping` for a plain, valid table; None for any other."""
+    if type(raw) is not dict or not raw.keys() <= _INBOUND_KEY_SET:
+        return None
+    common = _common_fast(raw)
+    if common is None:
+        return None
+    name, kind, comment, enabled = common
+    get = raw.get
     require_tls = get("require_tls", True)
     restrict_cert = get("restrict_domains_to_certificate", False)
     restrict_ip = get("restrict_domains_to_ip_addresses", False)
@@ -772,13 +792,7 @@ def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
     address_texts = get("sender_ip_addresses", _NOT_GIVEN)
     cert_text = get("tls_sender_certificate_name", _ABSENT)
     if not (
-        type(name) is str
-        and _valid_name(name)
-        and type(kind) is str
-        and kind in _CONNECTOR_TYPES
-        and type(comment) is str
-        and type(enabled) is bool
-        and type(require_tls) is bool
+        type(require_tls) is bool
         and type(restrict_cert) is bool
         and type(restrict_ip) is bool
         and type(domain_texts) is list
@@ -799,7 +813,7 @@ def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
     return InboundConnector(
         name=name,
         enabled=enabled,
-        type=_CONNECTOR_TYPES[kind],
+        type=kind,
         comment=comment,
         sender_domains=domains,
         sender_ip_addresses=IPSet(ranges) if ranges else _NO_ADDRESSES,
@@ -814,11 +828,11 @@ def _outbound_fast(raw: object, parsers: _Parsers) -> OutboundConnector | None:
     """:func:`_outbound_from_mapping` for a plain, valid table; None for any other."""
     if type(raw) is not dict or not raw.keys() <= _OUTBOUND_KEY_SET:
         return None
+    common = _common_fast(raw)
+    if common is None:
+        return None
+    name, kind, comment, enabled = common
     get = raw.get
-    name = get("name")
-    kind = get("type", "partner")
-    comment = get("comment", "")
-    enabled = get("enabled", True)
     rule_scoped = get("is_transport_rule_scoped", False)
     test_mode = get("test_mode", False)
     use_mx = get("use_mx_record", True)
@@ -827,13 +841,7 @@ def _outbound_fast(raw: object, parsers: _Parsers) -> OutboundConnector | None:
     mode = get("tls_settings", "opportunistic")
     tls_domain_text = get("tls_domain", _ABSENT)
     if not (
-        type(name) is str
-        and _valid_name(name)
-        and type(kind) is str
-        and kind in _CONNECTOR_TYPES
-        and type(comment) is str
-        and type(enabled) is bool
-        and type(rule_scoped) is bool
+        type(rule_scoped) is bool
         and type(test_mode) is bool
         and type(use_mx) is bool
         and type(domain_texts) is list
@@ -862,7 +870,7 @@ def _outbound_fast(raw: object, parsers: _Parsers) -> OutboundConnector | None:
         name=name,
         recipient_domains=domains,
         enabled=enabled,
-        type=_CONNECTOR_TYPES[kind],
+        type=kind,
         comment=comment,
         use_mx_record=use_mx,
         smart_hosts=hosts,
