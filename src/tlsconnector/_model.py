@@ -756,9 +756,14 @@ _NOT_GIVEN: list[Any] = []  # an absent list setting (read only, never changed)
 _ABSENT: Any = object()  # an absent string setting (None is a value, and a problem)
 
 
-def _common_fast(raw: dict[str, Any]) -> tuple[str, ConnectorType, str, bool] | None:
-    """A plain table's name, type, comment and enabled flag, or None unless all four
-    have their exact types and valid values (then the general reader words why)."""
+def _common_fast(
+    raw: object, keys: frozenset[str]
+) -> tuple[str, ConnectorType, str, bool] | None:
+    """A plain table's name, type, comment and enabled flag; None unless the table is
+    a dict of known ``keys`` and all four have their exact types and valid values
+    (then the general reader words why)."""
+    if type(raw) is not dict or not raw.keys() <= keys:
+        return None
     get = raw.get
     name = get("name")
     kind = get("type", "partner")
@@ -778,11 +783,10 @@ def _common_fast(raw: dict[str, Any]) -> tuple[str, ConnectorType, str, bool] | 
 
 def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
     """:func:`_inbound_from_mapping` for a plain, valid table; None for any other."""
-    if type(raw) is not dict or not raw.keys() <= _INBOUND_KEY_SET:
-        return None
-    common = _common_fast(raw)
+    common = _common_fast(raw, _INBOUND_KEY_SET)
     if common is None:
         return None
+    assert type(raw) is dict
     name, kind, comment, enabled = common
     get = raw.get
     require_tls = get("require_tls", True)
@@ -826,11 +830,10 @@ def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
 
 def _outbound_fast(raw: object, parsers: _Parsers) -> OutboundConnector | None:
     """:func:`_outbound_from_mapping` for a plain, valid table; None for any other."""
-    if type(raw) is not dict or not raw.keys() <= _OUTBOUND_KEY_SET:
-        return None
-    common = _common_fast(raw)
+    common = _common_fast(raw, _OUTBOUND_KEY_SET)
     if common is None:
         return None
+    assert type(raw) is dict
     name, kind, comment, enabled = common
     get = raw.get
     rule_scoped = get("is_transport_rule_scoped", False)
