@@ -107,11 +107,10 @@ class TLSFacts:
     ) -> TLSFacts:
         """Decode the ``tls`` object of section 9: ``{}``, ``{"peer_chain_pem": ...}``
         or ``{"peer_cn": [...], "peer_verified": bool}``."""
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise FactsError(field, value, "must be an object or null")
-        allowed = {"peer_chain_pem", "peer_cn", "peer_verified", "peer_fingerprint"}
         for key in value:
-            if key not in allowed:
+            if key not in _TLS_KEYS:
                 raise FactsError(f"{field}.{key}", value[key], "unknown key")
         if "peer_chain_pem" in value:
             if "peer_cn" in value or "peer_verified" in value:
@@ -152,6 +151,11 @@ class TLSFacts:
         return cls(None)
 
 
+#: The keys of a session's JSON object and of its ``tls`` object (section 9).
+_INBOUND_KEYS = frozenset({"peer_ip", "mail_from", "rcpt_to", "tls", "at", "helo"})
+_TLS_KEYS = frozenset({"peer_chain_pem", "peer_cn", "peer_verified", "peer_fingerprint"})
+
+
 @functools.lru_cache(maxsize=2048)
 def _chain_from_pem(pem: str) -> PresentedChain:
     """Parse a presented chain once per distinct PEM text (a chain is immutable).
@@ -163,6 +167,8 @@ def _chain_from_pem(pem: str) -> PresentedChain:
 
 def parse_time(value: object, *, field: str = "at") -> dt.datetime:
     """An ISO 8601 time with a UTC offset (``Z`` allowed), as a UTC datetime."""
+    if type(value) is dt.datetime and value.tzinfo is dt.UTC:
+        return value  # speed: already what this returns (a session's time, parsed)
     if isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, str) and len(value) <= 64:
@@ -292,7 +298,9 @@ class InboundSession:
             except InvalidValue as exc:
                 raise FactsError("peer_ip", peer_ip, exc.reason) from None
         sender, domain = parse_address(mail_from, field="mail_from", allow_null=True)
-        if isinstance(rcpt_to, str) or not isinstance(rcpt_to, Sequence):
+        if type(rcpt_to) is not list and type(rcpt_to) is not tuple and (
+            isinstance(rcpt_to, str) or not isinstance(rcpt_to, Sequence)
+        ):
             raise FactsError("rcpt_to", rcpt_to, "must be an array of addresses")
         if len(rcpt_to) > MAX_RECIPIENTS:
             raise FactsError("rcpt_to", len(rcpt_to), f"more than {MAX_RECIPIENTS} recipients")
@@ -324,11 +332,10 @@ class InboundSession:
         ``at`` falls back to ``default_at`` (the caller's clock: the CLI reads it, the
         core never does); without either, the session is malformed.
         """
-        if not isinstance(obj, Mapping):
+        if type(obj) is not dict and not isinstance(obj, Mapping):
             raise FactsError("(session)", obj, "must be a JSON object")
-        allowed = {"peer_ip", "mail_from", "rcpt_to", "tls", "at", "helo"}
         for key in obj:
-            if key not in allowed:
+            if key not in _INBOUND_KEYS:
                 raise FactsError(str(key), obj[key], "unknown key")
         for key in ("peer_ip", "mail_from"):
             if key not in obj:
