@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import queue
 import signal
 import socket
@@ -627,3 +628,112 @@ def test_an_unusually_long_request_is_decided_every_time(
     server.respond([GOOD])
     server.respond([GOOD])
     assert 4 == len(calls)  # an ordinary request is still remembered
+
+
+class _SlowReaderTransport(asyncio.Transport):
+    """A transport whose peer reads nothing until told to: like asyncio's, it calls
+    ``pause_writing`` once more than ``limit`` bytes wait to be sent."""
+
+    def __init__(self, protocol: asyncio.Protocol, limit: int) -> None:
+        super().__init__()
+        self.protocol, self.limit = protocol, limit
+        self.waiting = bytearray()
+        self.sent = bytearray()
+        self.reading = True
+        self.closing = False
+        self.paused = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.waiting += data
+        if len(self.waiting) > self.limit and not self.paused:
+            self.paused = True
+            self.protocol.pause_writing()
+
+    def peer_reads_everything(self) -> None:
+        self.sent += self.waiting
+        self.waiting.clear()
+        if self.paused:
+            self.paused = False
+            self.protocol.resume_writing()
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+
+def test_a_peer_that_sends_many_requests_but_reads_no_answer_is_served_a_piece_at_a_time(
+    policy_file: Path,
+) -> None:
+    """Bounded buffers: once the answers waiting for the peer pass the transport's
+    limit, no further request is answered (and reading stops) until the peer reads;
+    then every request gets its answer, in order."""
+    server, stream = _server(policy_file)
+    requests = [{**(GOOD if n % 2 else WRONG_CN), "queue_id": f"Q{n}"} for n in range(3000)]
+    data = b"".join(wire(r) for r in requests)
+
+    async def scenario() -> tuple[int, bool, list[str]]:
+        connection = server.connection()
+        transport = _SlowReaderTransport(connection, limit=4096)
+        connection.connection_made(transport)
+        connection.data_received(data)
+        answered_before_reading = len(stream.getvalue().splitlines())
+        paused = not transport.reading
+        for _ in range(1000):  # bounded: each round answers at least one piece
+            transport.peer_reads_everything()
+            if not transport.paused and not connection._backlog:
+                break
+        transport.peer_reads_everything()
+        answers = transport.sent.decode().split("\n\n")[:-1]
+        return answered_before_reading, paused, answers
+
+    answered_before_reading, paused, answers = asyncio.run(scenario())
+    assert paused
+    assert 0 < answered_before_reading < 3000
+    expected = ["action=DUNNO" if n % 2 else f"action={MISMATCH}" for n in range(3000)]
+    assert expected == answers
+    logged = [line["queue_id"] for line in _lines(stream)]
+    assert [f"Q{n}" for n in range(3000)] == logged
+
+
+def test_log_lines_are_written_whole_in_writes_of_at_most_pipe_buf(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Workers share standard error: a write of at most PIPE_BUF bytes to a pipe is
+    never interleaved with another process's, so lines go in such writes; a short
+    write (a signal during a blocked write) is continued, never dropped."""
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def short_write(fd: int, data: Any) -> int:
+        chunk = bytes(data)[: max(1, len(data) // 2)]  # every write half done
+        writes.append(chunk)
+        return real_write(fd, chunk)
+
+    monkeypatch.setattr(serve_module.os, "write", short_write)
+    path = tmp_path / "log"
+    with open(path, "w", encoding="utf-8") as stream:
+        log = JsonLog(stream)
+
+        async def scenario() -> None:
+            log.attach(asyncio.get_running_loop())
+            for n in range(200):
+                log.emit("decision", n=n, padding="x" * 100)
+            log.detach()
+
+        asyncio.run(scenario())
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert list(range(200)) == [json.loads(line)["n"] for line in lines]
+    # Every requested write (a run of whole lines) fitted in PIPE_BUF.
+    assert all(len(w) <= serve_module.PIPE_BUF for w in writes)
+    assert len(writes) > 200 * 170 // serve_module.PIPE_BUF  # several writes, all continued

@@ -19,6 +19,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -63,10 +64,14 @@ MAX_WORKERS = 64
 LISTEN_BACKLOG = 128
 #: Answers remembered per policy (see :class:`PolicyServer`), and the longest
 #: request (its deciding attributes, in characters) whose answer is remembered:
-#: Postfix's are a few hundred, so the memory stays within a few tens of MiB even
-#: when a hostile client fills it.
-MAX_REMEMBERED_ANSWERS = 16_384
-MAX_REMEMBERED_KEY_CHARS = 2_048
+#: Postfix's are a few hundred characters, so the memory stays within a few MiB,
+#: and within about 40 MiB per worker even when a hostile client fills it with keys
+#: of four-byte characters.
+MAX_REMEMBERED_ANSWERS = 8_192
+MAX_REMEMBERED_KEY_CHARS = 1_024
+#: Bytes of received requests handled at a time: between two pieces, a connection
+#: whose answers are not being read is no longer served (bounded buffers).
+PIECE_BYTES = 16 * 1024
 #: How long a stopping server waits for its connections to finish.
 STOP_GRACE = 5.0
 
@@ -147,9 +152,7 @@ class JsonLog:
     def write(self, line: str) -> None:
         """Write one line (a JSON object, without its newline)."""
         if self._loop is None:
-            with contextlib.suppress(OSError, ValueError):
-                self.stream.write(line + "\n")
-                self.stream.flush()
+            self._write_lines([line])
             return
         if not self._pending:
             self._loop.call_soon(self.flush)
@@ -160,9 +163,36 @@ class JsonLog:
         if not self._pending:
             return
         lines, self._pending = self._pending, []
+        self._write_lines(lines)
+
+    def _write_lines(self, lines: list[str]) -> None:
+        """Write whole lines. To a file descriptor (standard error as a pipe or a file),
+        the bytes go with ``os.write`` in writes of whole lines of at most
+        :data:`PIPE_BUF` bytes where possible: such a write to a pipe is never
+        interleaved with another process's (the workers share standard error), and a
+        short write (a signal during a blocked write) is continued, never dropped."""
         with contextlib.suppress(OSError, ValueError):
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
+            fd = self._fd()
+            if fd is None:
+                self.stream.write("".join(line + "\n" for line in lines))
+                self.stream.flush()
+                return
+            self.stream.flush()  # what went through the text layer goes first
+            batch = bytearray()
+            for line in lines:
+                data = (line + "\n").encode("utf-8", "backslashreplace")
+                if batch and len(batch) + len(data) > PIPE_BUF:
+                    _write_all(fd, batch)
+                    batch.clear()
+                batch += data
+            if batch:
+                _write_all(fd, batch)
+
+    def _fd(self) -> int | None:
+        try:
+            return self.stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.StringIO and the like
+            return None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -170,6 +200,16 @@ class JsonLog:
     def detach(self) -> None:
         self.flush()
         self._loop = None
+
+
+#: The largest write to a pipe that POSIX keeps in one piece (Linux: 4096).
+PIPE_BUF = getattr(select, "PIPE_BUF", 512)
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _connectors(policy: Policy) -> int:
@@ -223,9 +263,10 @@ class PolicyServer:
     Answers are remembered per policy: a request whose :func:`decision_key` was
     answered before under the same policy gets the same answer without deciding
     again (every attribute the decision reads is in the key, and Postfix's facts
-    make it independent of the time). Temporary failures, and the answers to requests
-    whose deciding attributes are unusually long, are never remembered. The memory is
-    bounded (the oldest answer goes first) and emptied on every reload.
+    make it independent of the time). Only decisions (``protocol_state=RCPT``) are
+    remembered; temporary failures, and the answers to requests whose deciding
+    attributes are unusually long, never are. The memory is bounded (the oldest answer
+    goes first) and emptied on every reload.
     Every decided request is still logged, with its own time and attributes.
     """
 
@@ -297,7 +338,9 @@ class PolicyServer:
             result = PolicyAnswer(reply_for(failed), failed)
         answer = _answer_of(result)
         decision = result.decision
-        remember = decision is None or decision.action is not InboundAction.TEMPFAIL
+        # Only decisions are remembered (any other state is answered DUNNO at once),
+        # never a temporary failure, and only for keys of a bounded size.
+        remember = decision is not None and decision.action is not InboundAction.TEMPFAIL
         if remember and sum(len(v) for v in key if v is not None) <= MAX_REMEMBERED_KEY_CHARS:
             answers = self._answers
             if len(answers) >= self.max_answers:
@@ -426,6 +469,8 @@ class _Connection(asyncio.Protocol):
         self._last = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._backlog = bytearray()
+        self._writing_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -441,22 +486,37 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        self._backlog += data
+        self._serve_backlog()
+
+    def _serve_backlog(self) -> None:
+        """Answer the received requests, a piece at a time, while the peer reads the
+        answers; what is left waits (with reading paused) until it does."""
+        transport = self.transport
+        assert transport is not None
         server = self.server
+        parser = self.parser
         try:
-            parser = self.parser
-            requests = parser.feed(data)
-            if requests:
-                transport.write(server.respond(requests))
-                self._last = self._loop.time()
-            if parser.error is not None:
-                server.log.emit(
-                    "protocol-error",
-                    peer=self.peer,
-                    message=f"{parser.error}; closing the connection",
-                )
-                transport.close()
+            while self._backlog and not self._writing_paused and not transport.is_closing():
+                piece = bytes(self._backlog[:PIECE_BYTES])
+                del self._backlog[:PIECE_BYTES]
+                requests = parser.feed(piece)
+                if requests:
+                    # Writing past the buffer's limit calls pause_writing (below).
+                    transport.write(server.respond(requests))
+                    self._last = self._loop.time()
+                if parser.error is not None:
+                    server.log.emit(
+                        "protocol-error",
+                        peer=self.peer,
+                        message=f"{parser.error}; closing the connection",
+                    )
+                    self._backlog.clear()
+                    transport.close()
+                    return
         except Exception as exc:  # never crash the server because of one connection
             server.log.emit("error", peer=self.peer, message=f"{type(exc).__name__}: {exc}")
+            self._backlog.clear()
             transport.abort()
 
     def eof_received(self) -> bool:
@@ -478,12 +538,18 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The peer is not reading its answers: stop reading its requests meanwhile.
+        self._writing_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        self._writing_paused = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._serve_backlog()
+        if not self._writing_paused and not transport.is_closing():
+            transport.resume_reading()
 
     def close(self) -> None:
         if self.transport is not None:
