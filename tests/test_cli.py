@@ -9,12 +9,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from tlsconnector import InboundSession, evaluate_inbound, load_policy
-from tlsconnector._cli import CHUNK_LINES, _decide_lines, main
+from tlsconnector._cli import CHUNK_LINES, _chunks, _decide_lines, main
 
 from certmint import CA
 
@@ -288,6 +289,7 @@ def test_at_is_the_default_time_for_lines_without_one(
 # --- --jobs N: batches decided by worker processes, answered exactly as by one --------
 
 PARTNER = ROOT.intermediate("CLI Test Issuing CA")
+WAIT_SECONDS = 30.0  # the bound on every wait
 
 
 def mixed_lines(count: int) -> list[bytes]:
@@ -350,15 +352,53 @@ def test_jobs_zero_means_one_worker_per_available_core(
     )
 
 
-@pytest.mark.parametrize("jobs", ["-1", "65"])
-def test_a_jobs_count_out_of_range_is_a_usage_error(
-    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: str
+@pytest.mark.parametrize(
+    ("jobs", "message"),
+    [
+        ("-1", "must be from 0 to 64, not -1"),
+        ("65", "must be from 0 to 64, not 65"),
+        ("two", "must be a whole number, not 'two'"),
+    ],
+)
+def test_a_bad_jobs_count_is_a_usage_error_with_sessions_or_flags(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: str, message: str
 ) -> None:
     sessions = tmp_path / "sessions.jsonl"
     sessions.write_bytes(b"")
     status, out, err = run(policy, sessions, capsys, "--jobs", jobs)
     assert (2, "") == (status, out)
-    assert f"--jobs must be from 0 to 64, not {jobs}" in err
+    assert f"argument --jobs: {message}" in err
+    flags = ["--peer-ip", "198.51.100.7", "--mail-from", "a@fabrikam.com", "--no-tls"]
+    assert 2 == main(["inbound", "--policy", str(policy), *flags, "--jobs", jobs])
+    assert f"argument --jobs: {message}" in capsys.readouterr().err
+
+
+def test_chunks_for_workers_are_bounded_in_lines_and_in_bytes() -> None:
+    big = b"x" * (400 * 1024) + b"\n"
+    sizes = [len(chunk) for chunk in _chunks(io.BytesIO(big * 5))]
+    assert [2, 2, 1] == sizes  # a third 400 KiB line would pass 1 MiB
+    small = b"{}\n" * (2 * CHUNK_LINES + 3)
+    assert [CHUNK_LINES, CHUNK_LINES, 3] == [len(c) for c in _chunks(io.BytesIO(small))]
+
+
+def test_a_threaded_caller_gets_one_process_and_the_same_answers(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Forking while another thread holds a lock could hang a worker forever: a
+    caller with threads is answered by one process, and told so."""
+    sessions = tmp_path / "sessions.jsonl"
+    sessions.write_bytes(b"".join(line + b"\n" for line in mixed_lines(40)))
+    alone = run(policy, sessions, capsys, "--json")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, args=(WAIT_SECONDS,))
+    other.start()
+    try:
+        status, out, err = run(policy, sessions, capsys, "--json", "--jobs", "2")
+    finally:
+        stop.set()
+        other.join(WAIT_SECONDS)
+    assert (alone[0], alone[1]) == (status, out)
+    assert "--jobs needs a single-threaded process; deciding in one" in err
 
 
 def test_a_worker_that_dies_leaves_its_lines_undecided_never_accepted(policy: Path) -> None:
@@ -418,3 +458,11 @@ def test_the_garbage_collector_is_left_as_it_was(
     run(policy, sessions, capsys, "--json", "--jobs", "2")
     assert gc.isenabled()
     assert 0 == gc.get_freeze_count()
+    gc.freeze()  # a caller that froze its own objects keeps them frozen
+    try:
+        frozen = gc.get_freeze_count()
+        run(policy, sessions, capsys, "--json", "--jobs", "2")
+        # Still frozen (unfreezing would empty it; a few frozen objects may be freed).
+        assert gc.get_freeze_count() > frozen - 100
+    finally:
+        gc.unfreeze()

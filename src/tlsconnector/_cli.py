@@ -20,7 +20,9 @@ import importlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import IO, Any
@@ -191,12 +193,23 @@ def _batch_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
     )
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=_jobs_count,
         default=1,
         metavar="N",
         help="with --sessions: decide in N worker processes (0: one per available core); "
         "answers keep the input's order (default: 1)",
     )
+
+
+def _jobs_count(text: str) -> int:
+    """``--jobs``: a whole number from 0 to :data:`MAX_JOBS`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 0 <= value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_JOBS}, not {value}")
+    return value
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -271,13 +284,15 @@ def _decide_file(
 ) -> int:
     """Decide every line of a JSON Lines file; ``at`` (from ``--at``) is the time for
     lines without one, else the clock is read once for the whole run (section 9)."""
-    if not 0 <= jobs <= MAX_JOBS:
-        _err(f"tlsconnector {command}: --jobs must be from 0 to {MAX_JOBS}, not {jobs}")
-        return EXIT_USAGE
     if jobs == 0:
         jobs = _available_cores()
     if jobs > 1 and "fork" not in multiprocessing.get_all_start_methods():
         _err(f"tlsconnector {command}: --jobs needs fork(); deciding in one process")
+        jobs = 1
+    if jobs > 1 and threading.active_count() > 1:
+        # A process forked while another thread holds a lock (a cache's) could wait
+        # for it forever: only a single-threaded caller (the command itself) forks.
+        _err(f"tlsconnector {command}: --jobs needs a single-threaded process; deciding in one")
         jobs = 1
     try:
         default_at = parse_time(at, field="--at") if at is not None else _now()
@@ -563,20 +578,26 @@ class _BatchCollector:
     after every :data:`FULL_COLLECTION_CHUNKS` of those, so cyclic garbage (an
     exception and its traceback) lives at most that long. The objects alive when
     the batch starts (the policy) are moved out of the collector's way
-    (``gc.freeze``). Everything is restored afterwards, also on error.
+    (``gc.freeze``), unless the caller froze objects itself (they stay as they
+    are). Everything is restored afterwards, also on error.
     """
 
     def __enter__(self) -> _BatchCollector:
+        global _chunks_done
+        _chunks_done = 0
         self.enabled = gc.isenabled()
+        self.froze = gc.get_freeze_count() == 0
         gc.disable()
-        gc.freeze()
+        if self.froze:
+            gc.freeze()
         return self
 
     def collect(self) -> None:
         _collect_after_chunk()
 
     def __exit__(self, *_: object) -> None:
-        gc.unfreeze()
+        if self.froze:
+            gc.unfreeze()
         if self.enabled:
             gc.enable()
 
@@ -594,8 +615,10 @@ def _collect_after_chunk() -> None:
 
 # --- --jobs N: lines decided by forked worker processes, answers in input order -------
 
-#: Lines handed to a worker at a time, and pieces of work in flight per worker.
+#: Lines handed to a worker at a time (at most this many, and no more lines once
+#: this many bytes are reached), and pieces of work in flight per worker.
 CHUNK_LINES = 256
+CHUNK_BYTES = 1024 * 1024
 CHUNKS_AHEAD = 4
 MAX_JOBS = 64
 
@@ -622,22 +645,36 @@ def _decide_chunk(chunk: Chunk) -> tuple[str, str]:
     return "".join(outs), "".join(errors)
 
 
-def _chunks(stream: IO[bytes], size: int) -> Iterator[Chunk]:
+def _chunks(stream: IO[bytes]) -> Iterator[Chunk]:
+    """Consecutive lines, at most :data:`CHUNK_LINES` and, but for one overlong
+    line, :data:`CHUNK_BYTES` at a time."""
     chunk: Chunk = []
+    size = 0
     for item in _lines(stream):
-        chunk.append(item)
-        if len(chunk) >= size:
+        line_size = len(item[1]) if item[1] is not None else 0
+        if chunk and size + line_size > CHUNK_BYTES:
             yield chunk
-            chunk = []
+            chunk, size = [], 0
+        chunk.append(item)
+        size += line_size
+        if len(chunk) >= CHUNK_LINES:
+            yield chunk
+            chunk, size = [], 0
     if chunk:
         yield chunk
 
 
-def _lost_chunk(chunk: Chunk, *, as_json: bool) -> tuple[str, str]:
+def _lost_lines(numbers: list[int], *, as_json: bool) -> tuple[str, str]:
     """Every line of a chunk whose worker process died: undecided, never accepted."""
     message = "internal error while deciding: the worker process deciding this line stopped"
-    results = [_line_error(number, None, message, as_json=as_json) for number, _ in chunk]
+    results = [_line_error(number, None, message, as_json=as_json) for number in numbers]
     return "".join(out for out, _ in results), "".join(error for _, error in results)
+
+
+def _ignore_interrupts() -> None:
+    """In a worker: Ctrl-C is the main process's to handle (one message, not one per
+    worker); the pool stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _decide_lines_in_workers(
@@ -652,12 +689,14 @@ def _decide_lines_in_workers(
 
     The answers come out in input order, the same as with one process. Reading stays
     at most ``CHUNKS_AHEAD`` chunks per worker ahead of writing (bounded memory). If a
-    worker dies, the lines it held are undecided (an error each, exit status 1) and
-    the rest are decided in this process.
+    worker dies, the pool stops: every line of the chunks in flight is undecided (an
+    error each, exit status 1) and the rest are decided in this process.
     """
     global _BATCH
     status = EXIT_OK
-    pending: collections.deque[tuple[Chunk, concurrent.futures.Future[tuple[str, str]]]]
+    # Only the line numbers of a chunk in flight are kept here (its bytes went to the
+    # pool): enough to report its lines if its worker dies.
+    pending: collections.deque[tuple[list[int], concurrent.futures.Future[tuple[str, str]]]]
     pending = collections.deque()
 
     def emit(result: tuple[str, str]) -> None:
@@ -668,23 +707,26 @@ def _decide_lines_in_workers(
             sys.stderr.write(errors)
         sys.stdout.write(out)
 
-    def finish(chunk: Chunk, future: concurrent.futures.Future[tuple[str, str]]) -> None:
+    def finish(numbers: list[int], future: concurrent.futures.Future[tuple[str, str]]) -> None:
         try:
             emit(future.result())
         except BrokenProcessPool:
-            emit(_lost_chunk(chunk, as_json=as_json))
+            emit(_lost_lines(numbers, as_json=as_json))
 
     _BATCH = (decide, as_json, default_at)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
         context = multiprocessing.get_context("fork")
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_ignore_interrupts
+        ) as pool:
             broken = False
-            for chunk in _chunks(stream, CHUNK_LINES):
+            for chunk in _chunks(stream):
                 if not broken:
                     try:
-                        pending.append((chunk, pool.submit(_decide_chunk, chunk)))
+                        future = pool.submit(_decide_chunk, chunk)
+                        pending.append(([number for number, _ in chunk], future))
                     except BrokenProcessPool:
                         broken = True
                 if broken:
