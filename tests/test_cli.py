@@ -7,6 +7,7 @@ import gc
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -466,3 +467,24 @@ def test_the_garbage_collector_is_left_as_it_was(
         assert gc.get_freeze_count() > frozen - 100
     finally:
         gc.unfreeze()
+
+
+def test_ctrl_c_stops_quietly_with_status_130(policy: Path) -> None:
+    """An interrupted batch ends with 130 (128 + SIGINT) and no traceback."""
+    command = ["inbound", "--policy", str(policy), "--sessions", "-", "--json"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tlsconnector", *command],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write(session() + b"\n")
+    process.stdin.flush()
+    assert b'"action"' in process.stdout.readline()  # it is running and waiting
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=WAIT_SECONDS)
+    assert 130 == process.returncode
+    assert b"interrupted" in err
+    assert b"Traceback" not in err

@@ -7,6 +7,7 @@ Written as a testable ``main(argv) -> int``. Exit statuses:
 * 1: the policy is invalid, or ``check --strict`` found lint warnings; some session
   or domain could not be decided;
 * 2: usage error, unreadable input, or an invalid policy for the other commands.
+* 130: interrupted (Ctrl-C), without a traceback.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ Decision = InboundDecision | OutboundDecision
 EXIT_OK = 0
 EXIT_UNDECIDED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 #: A session line longer than this is refused (section 8: overlong lines).
 MAX_LINE_BYTES = 8 * 1024 * 1024
@@ -79,6 +81,10 @@ def run() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         status = EXIT_UNDECIDED
+    except KeyboardInterrupt:
+        # Ctrl-C: stop quietly, as shells expect (128 + SIGINT), without a traceback.
+        sys.stderr.write("tlsconnector: interrupted\n")
+        status = EXIT_INTERRUPTED
     sys.exit(status)
 
 
