@@ -189,16 +189,18 @@ class RequestParser:
             return None
         if _WHOLE_REQUEST.fullmatch(block) is None:
             return None
-        lines = block[:-1].split(b"\n")
-        if len(lines) > self.max_attributes:
-            return None
-        if max(map(len, lines)) >= self.max_line_bytes:
-            return None
+        # Speed: a block shorter than the line bound cannot hold an overlong line.
+        if len(block) >= self.max_line_bytes:
+            if max(map(len, block[:-1].split(b"\n"))) >= self.max_line_bytes:
+                return None
         # "\n" and "=" never occur inside a multi-byte UTF-8 sequence, so decoding the
-        # block at once gives each value exactly as decoding it alone would.
+        # block at once gives each value exactly as decoding it alone would, and its
+        # lines are the block's lines.
         pairs = block[:-1].decode("utf-8", "surrogateescape").split("\n")
-        request: Request = dict(pair.split("=", 1) for pair in pairs)
-        return request if len(request) == len(lines) else None
+        if len(pairs) > self.max_attributes:
+            return None
+        request: Request = dict([pair.split("=", 1) for pair in pairs])
+        return request if len(request) == len(pairs) else None
 
     def _check_partial(self, size: int) -> None:
         if size >= self.max_line_bytes:
