@@ -190,9 +190,10 @@ class RequestParser:
         if _WHOLE_REQUEST.fullmatch(block) is None:
             return None
         # Speed: a block shorter than the line bound cannot hold an overlong line.
-        if len(block) >= self.max_line_bytes:
-            if max(map(len, block[:-1].split(b"\n"))) >= self.max_line_bytes:
-                return None
+        if len(block) >= self.max_line_bytes and (
+            max(map(len, block[:-1].split(b"\n"))) >= self.max_line_bytes
+        ):
+            return None
         # "\n" and "=" never occur inside a multi-byte UTF-8 sequence, so decoding the
         # block at once gives each value exactly as decoding it alone would, and its
         # lines are the block's lines.
