@@ -315,31 +315,12 @@ class Policy:
                 elif not isinstance(value, str):
                     problems.append(Problem(None, "trust.ca_file", value, "must be a string"))
         parsers = _Parsers.for_one_load()
-        raw_inbound = data.get("inbound", [])
-        if not isinstance(raw_inbound, list):
-            problems.append(Problem(None, "inbound", raw_inbound, "must be an array of tables"))
-            raw_inbound = []
-        # Speed: a table the fast reader accepts is built without the general reader's
-        # bookkeeping; any other table, valid or not, takes the general path, which
-        # words every problem. Both build the same connector (a property test checks).
-        built_inbound: list[InboundConnector | None] = []
-        for index, raw in enumerate(raw_inbound):
-            connector = _inbound_fast(raw, parsers)
-            if connector is None:
-                connector = _inbound_from_mapping(raw, index, problems, parsers)
-            built_inbound.append(connector)
-        _check_duplicate_names(raw_inbound, built_inbound, "inbound", problems)
-        raw_outbound = data.get("outbound", [])
-        if not isinstance(raw_outbound, list):
-            problems.append(Problem(None, "outbound", raw_outbound, "must be an array of tables"))
-            raw_outbound = []
-        built_outbound: list[OutboundConnector | None] = []
-        for index, raw in enumerate(raw_outbound):
-            out = _outbound_fast(raw, parsers)
-            if out is None:
-                out = _outbound_from_mapping(raw, index, problems, parsers)
-            built_outbound.append(out)
-        _check_duplicate_names(raw_outbound, built_outbound, "outbound", problems)
+        _, built_inbound = _read_tables(
+            data, "inbound", _inbound_fast, _inbound_from_mapping, problems, parsers
+        )
+        raw_outbound, built_outbound = _read_tables(
+            data, "outbound", _outbound_fast, _outbound_from_mapping, problems, parsers
+        )
         _check_outbound_ties(raw_outbound, built_outbound, problems, parsers.pattern)
         if problems:
             raise PolicyError(problems)
@@ -350,6 +331,38 @@ class Policy:
 
 
 _TOP_LEVEL_KEYS = ("trust", "inbound", "outbound")
+
+
+C = TypeVar("C", "InboundConnector", "OutboundConnector")
+
+
+def _read_tables(
+    data: Mapping[str, Any],
+    direction: str,
+    fast: Callable[[object, _Parsers], C | None],
+    general: Callable[[object, int, list[Problem], _Parsers], C | None],
+    problems: list[Problem],
+    parsers: _Parsers,
+) -> tuple[list[object], list[C | None]]:
+    """One direction's tables and the connector built from each (None where a table
+    has a problem, which is recorded); names are checked for duplicates.
+
+    Speed: a table the fast reader accepts is built without the general reader's
+    bookkeeping; any other table, valid or not, takes the general path, which words
+    every problem. Both build the same connector (a property test checks).
+    """
+    raw_tables = data.get(direction, [])
+    if not isinstance(raw_tables, list):
+        problems.append(Problem(None, direction, raw_tables, "must be an array of tables"))
+        raw_tables = []
+    built: list[C | None] = []
+    for index, raw in enumerate(raw_tables):
+        connector = fast(raw, parsers)
+        if connector is None:
+            connector = general(raw, index, problems, parsers)
+        built.append(connector)
+    _check_duplicate_names(raw_tables, built, direction, problems)
+    return raw_tables, built
 
 
 def _remembering(parse: Callable[[str], T]) -> Callable[[str], T]:
