@@ -320,6 +320,22 @@ def bench_decisions(results: Results, *, quick: bool) -> None:
 # 3. Certificates: warm decisions, first against repeated chains, the CN check
 
 
+def first_and_repeated(
+    pki: BenchPKI, policy: Policy, count: int, connectors: int, *, repeat: int
+) -> tuple[float, float, set[str]]:
+    """Seconds per inbound decision from JSON facts for ``count`` sessions each with a
+    chain never seen before (best of three cold runs), then for the same sessions
+    again (every chain cached), and the actions decided."""
+    distinct = chain_facts(pki, count, connectors=connectors)
+
+    def from_facts(facts: dict[str, Any]) -> object:
+        return evaluate_inbound(policy, InboundSession.from_json(facts))
+
+    first = best_cold(lambda: [from_facts(f) for f in distinct], repeat=3) / count
+    actions = {str(evaluate_inbound(policy, InboundSession.from_json(f)).action) for f in distinct}
+    return first, per_decision(from_facts, distinct, repeat=repeat), actions
+
+
 def bench_certificates(results: Results, pki: BenchPKI, *, quick: bool) -> None:
     large = 20_000 if quick else LARGE
     trust = TrustStore.from_pem(pki.trust_pem())
@@ -359,11 +375,9 @@ def bench_certificates(results: Results, pki: BenchPKI, *, quick: bool) -> None:
     # 4. A chain's first decision against a repeated one: decoding the PEM text,
     # extracting the CNs and validating the chain are all cached.
     _log("first against repeated chains")
-    distinct = chain_facts(pki, 100 if quick else 400, connectors=large)
-    first = best_cold(lambda: [from_facts(f) for f in distinct], repeat=3) / len(distinct)
-    actions = {str(evaluate_inbound(policy, InboundSession.from_json(f)).action) for f in distinct}
+    count = 100 if quick else 400
+    first, repeated, actions = first_and_repeated(pki, policy, count, large, repeat=repeat)
     results.figure("cert.first_chain_actions", sorted(actions), "", "actions of those sessions")
-    repeated = per_decision(from_facts, distinct, repeat=repeat)
     results.figure(
         "cert.first_chain_us",
         first * 1e6,
@@ -397,15 +411,9 @@ def bench_certificates(results: Results, pki: BenchPKI, *, quick: bool) -> None:
     other_policy = Policy.from_mapping(
         policy_mapping(large), trust=TrustStore.from_pem(other.trust_pem())
     )
-    other_distinct = chain_facts(other, 100 if quick else 400, connectors=large)
-
-    def other_from_facts(facts: dict[str, Any]) -> object:
-        return evaluate_inbound(other_policy, InboundSession.from_json(facts))
-
-    other_first = best_cold(
-        lambda: [other_from_facts(f) for f in other_distinct], repeat=3
-    ) / len(other_distinct)
-    other_repeated = per_decision(other_from_facts, other_distinct, repeat=repeat)
+    other_first, other_repeated, _ = first_and_repeated(
+        other, other_policy, count, large, repeat=repeat
+    )
     results.figure(
         f"cert.{other.key_type}.first_chain_us",
         other_first * 1e6,
