@@ -362,14 +362,36 @@ def test_restrict_beats_allow() -> None:
 
 
 def test_restricting_an_allow_only_connector_can_let_it_accept() -> None:
-    """The one way a check added turns a reject into an accept (docs/inbound.md): an
-    allow-only connector loses to restricting ones (5.3); once restricted, it is a
-    candidate, and a satisfied candidate accepts (5.5)."""
+    """The one way a check added turns a reject into an accept (docs/inbound.md): a
+    connector that does not restrict loses to restricting ones (5.3); once restricted,
+    it is a candidate, and a satisfied candidate accepts (5.5)."""
+    by_other_ip = dict(IP_ONLY, name="A by ip", sender_ip_addresses=["198.51.100.1"])
+    allow = {"name": "B allow", "sender_domains": ["fabrikam.com"], "require_tls": False}
+    assert InboundAction.REJECT == decide(None, by_other_ip, allow, peer_ip="192.0.2.1").action
+    by_ip = dict(allow, restrict_domains_to_ip_addresses=True, sender_ip_addresses=["192.0.2.1"])
+    decision = decide(None, by_other_ip, by_ip, peer_ip="192.0.2.1")
+    assert InboundAction.ACCEPT == decision.action
+    assert "B allow" == decision.connector
+
+
+def test_a_tls_only_connector_never_switches_off_a_certificate_check() -> None:
+    """Section 5.3: require_tls alone does not restrict. A second connector for the
+    partner's domain with only require_tls (a "DR site") is dropped when a restricting
+    connector governs the domain, so the certificate name is still enforced."""
+    dr_site = {"name": "A Fabrikam DR site", "sender_domains": ["fabrikam.com"], "require_tls": True}
+    wrong_name = chain(INTER.issue("server1.woodgrove.com"))
+    decision = decide(wrong_name, dr_site, FABRIKAM)
+    assert InboundAction.REJECT == decision.action
+    assert "Fabrikam Bank inbound" == decision.connector
+    assert ("certificate-name-mismatch",) == decision.codes
+    assert InboundAction.ACCEPT == decide(chain(INTER.issue("server1.fabrikam.com")), dr_site, FABRIKAM).action
+
+
+def test_tls_only_connectors_do_not_restrict_each_other() -> None:
+    """Without a restricting candidate, every candidate decides: one satisfied is enough."""
     tls = {"name": "A tls", "sender_domains": ["fabrikam.com"], "require_tls": True}
     allow = {"name": "B allow", "sender_domains": ["fabrikam.com"], "require_tls": False}
-    assert InboundAction.REJECT == decide(None, tls, allow, peer_ip="192.0.2.1").action
-    by_ip = dict(allow, restrict_domains_to_ip_addresses=True, sender_ip_addresses=["192.0.2.1"])
-    decision = decide(None, tls, by_ip, peer_ip="192.0.2.1")
+    decision = decide(None, tls, allow)
     assert InboundAction.ACCEPT == decision.action
     assert "B allow" == decision.connector
 

@@ -355,12 +355,19 @@ def before_and_after(
 
 
 # The spec's "restrict beats allow" (5.3) bounds monotonicity (see docs/inbound.md):
-# the smallest counterexample to the unrestricted property: "A" requires TLS, "B" is
-# allow-only for the same domain and loses to "A" (5.3), so a plaintext session is
-# rejected. Restricting "B" to the peer's IP makes "B" a candidate, and it is satisfied.
+# the smallest counterexample to the unrestricted property: "A" restricts by IP, "B"
+# requires nothing for the same domain and loses to "A" (5.3), so a session from
+# another address is rejected. Restricting "B" to the peer's IP makes "B" a candidate,
+# and it is satisfied.
 _RESTRICT_BEATS_ALLOW = {
     "connectors": [
-        {"name": "A", "sender_domains": ["fabrikam.com"], "require_tls": True},
+        {
+            "name": "A",
+            "sender_domains": ["fabrikam.com"],
+            "require_tls": False,
+            "restrict_domains_to_ip_addresses": True,
+            "sender_ip_addresses": ["198.51.100.1"],
+        },
         {"name": "B", "sender_domains": ["fabrikam.com"], "require_tls": False},
     ],
     "index": 1,
@@ -377,16 +384,16 @@ def test_a_check_added_turns_a_reject_into_an_accept_only_through_restrict_beats
     strengthening: tuple[str, Any],
     session: InboundSession,
 ) -> None:
-    """Adding a check to a connector that already imposes one never turns a reject into
-    an accept. The only way a check added turns a reject into an accept is the
-    strengthened connector itself accepting after having been allow-only (5.3): then it
-    joins the restricting candidates that rejected before."""
+    """Adding a check to a connector that already restricts (by certificate name or IP)
+    never turns a reject into an accept. The only way a check added turns a reject into
+    an accept is the strengthened connector itself accepting after having not been
+    restricting (5.3): then it joins the restricting candidates that rejected before."""
     before, after, changed = before_and_after(connectors, index, *strengthening, session)
     assert InboundAction.TEMPFAIL not in (before.action, after.action)
     if before.action is InboundAction.REJECT and after.action is InboundAction.ACCEPT:
-        assert not changed.imposes_checks
+        assert not changed.restricts
         assert changed.name == after.connector
-    if changed.imposes_checks and before.action is InboundAction.REJECT:
+    if changed.restricts and before.action is InboundAction.REJECT:
         assert InboundAction.REJECT == after.action
 
 
@@ -406,7 +413,8 @@ def test_a_plaintext_session_is_never_accepted_by_a_connector_requiring_tls(
         assert not connector_named(policy, decision.connector).requires_tls
     if decision.action is InboundAction.REJECT:
         assert decision.connector is not None
-        assert connector_named(policy, decision.connector).imposes_checks
+        rejecting = connector_named(policy, decision.connector)
+        assert rejecting.requires_tls or rejecting.restricts
 
 
 # ======================================================================================

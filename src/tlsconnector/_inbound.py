@@ -94,7 +94,7 @@ def _candidates(policy: Policy, domain: str | None) -> list[InboundConnector]:
     """Enabled partner connectors matching ``domain`` at the most specific level
     (section 5.2), restricting ones beating allow-only ones (5.3), sorted by name."""
     candidates = policy.inbound_candidates(domain)
-    restricting = [c for c in candidates if c.imposes_checks]
+    restricting = [c for c in candidates if c.restricts]
     return restricting or list(candidates)
 
 

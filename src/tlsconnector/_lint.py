@@ -130,7 +130,7 @@ def _lint_inbound(
         shadowed = _shadowed(connector, connector.sender_domains, competing, "sender_domains")
         if shadowed is not None:
             found.append(shadowed)
-        if not connector.imposes_checks:
+        if not connector.restricts:
             found += _allow_only_overridden(connector, competing)
     found += _broad_wildcards(connector, connector.sender_domains, "sender_domains")
     name = connector.tls_sender_certificate_name
@@ -307,7 +307,7 @@ def _allow_only_overridden(
     found: list[LintWarning] = []
     mine = dict.fromkeys(connector.sender_domains)
     for other in competing:
-        if other is connector or not other.imposes_checks:
+        if other is connector or not other.restricts:
             continue
         shared = [p for p in dict.fromkeys(other.sender_domains) if p in mine]
         if not shared:

@@ -75,9 +75,16 @@ class InboundConnector:
         return self.require_tls or self.tls_sender_certificate_name is not None
 
     @property
-    def imposes_checks(self) -> bool:
-        """False for an allow-only connector, which loses to restricting ones (5.3)."""
-        return self.requires_tls or self.restrict_domains_to_ip_addresses
+    def restricts(self) -> bool:
+        """True when the connector restricts by certificate name or by IP (section 5.3).
+
+        Restricting candidates beat the others. ``require_tls`` alone does not make a
+        connector restricting: a TLS-only connector added for a partner's domain (a
+        "DR site") must never switch off another connector's certificate or IP check.
+        """
+        return (
+            self.tls_sender_certificate_name is not None or self.restrict_domains_to_ip_addresses
+        )
 
     @property
     def sort_key(self) -> tuple[str, str]:
