@@ -8,8 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tlsconnector import InboundAction, InboundSession, Policy, evaluate_inbound
 from tlsconnector._addresses import IPRange, IPSet, parse_peer_ip
 from tlsconnector._errors import InvalidValue
+
+from certmint import NOW
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
@@ -291,6 +294,61 @@ def test_overlapping_and_adjacent_entries_merge() -> None:
     assert V4("10.0.1.5") in ips
     assert V4("10.0.1.6") not in ips
     assert V4("9.255.255.255") not in ips
+
+
+@pytest.mark.parametrize(
+    ("entries", "gap"),
+    [
+        (["198.51.100.1", "198.51.100.3"], "198.51.100.2"),
+        (["198.51.100.0/31", "198.51.100.3-198.51.100.9"], "198.51.100.2"),
+        (["198.51.100.3", "198.51.100.1"], "198.51.100.2"),  # order does not matter
+        (["2001:db8::1", "2001:db8::3"], "2001:db8::2"),
+        (["2001:db8::/127", "2001:db8::3-2001:db8::ff"], "2001:db8::2"),
+    ],
+)
+def test_one_address_between_two_entries_is_not_a_member(entries: list[str], gap: str) -> None:
+    """Only overlapping or adjacent entries merge: the single address left between two
+    entries stays outside the set (merging entries two apart would let it in)."""
+    ips = IPSet.parse(entries)
+    assert parse_peer_ip(gap) not in ips
+    assert gap not in ips
+    below, above = ipaddress.ip_address(gap) - 1, ipaddress.ip_address(gap) + 1
+    assert below in ips
+    assert above in ips
+
+
+def test_the_address_between_two_allowed_addresses_is_rejected_by_the_connector() -> None:
+    """End to end (section 5.4): a connector restricted to 198.51.100.1 and
+    198.51.100.3 rejects a session from 198.51.100.2 (also as a mapped IPv6 peer)."""
+    policy = Policy.from_mapping(
+        {
+            "inbound": [
+                {
+                    "name": "Fabrikam by IP",
+                    "sender_domains": ["fabrikam.com"],
+                    "require_tls": False,
+                    "sender_ip_addresses": ["198.51.100.1", "198.51.100.3"],
+                    "restrict_domains_to_ip_addresses": True,
+                }
+            ]
+        },
+        trust=None,
+    )
+
+    def decide(peer: str) -> tuple[InboundAction, str | None, tuple[str, ...]]:
+        session = InboundSession.create(
+            peer_ip=peer, mail_from="a@fabrikam.com", tls=None, at=NOW, rcpt_to=["b@contoso.com"]
+        )
+        decision = evaluate_inbound(policy, session)
+        return decision.action, decision.connector, decision.codes
+
+    rejected = (InboundAction.REJECT, "Fabrikam by IP", ("ip-not-allowed",))
+    accepted = (InboundAction.ACCEPT, "Fabrikam by IP", ("connector-satisfied",))
+    assert rejected == decide("198.51.100.2")
+    assert rejected == decide("::ffff:198.51.100.2")
+    assert accepted == decide("198.51.100.1")
+    assert accepted == decide("198.51.100.3")
+    assert accepted == decide("::ffff:198.51.100.3")
 
 
 def test_set_keeps_entries_as_configured() -> None:
