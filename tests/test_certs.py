@@ -726,3 +726,152 @@ def test_an_rsa_hierarchy_validates_like_an_ec_one() -> None:
     assert isinstance(issuing.cert.public_key(), rsa.RSAPublicKey)
     with pytest.raises(ValueError, match="key_type must be one of"):
         CA("DSA Root", key_type="dsa-1024")
+
+
+# --- hardening (issue: close every fail-open path) ----------------------------------
+
+
+def _critical_eku_ca(parent: CA, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """An intermediate CA of ``parent`` whose EKU (serverAuth, clientAuth) is critical."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(parent.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(certmint.DEFAULT_NOT_BEFORE)
+        .not_valid_after(certmint.DEFAULT_NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([SERVER, CLIENT]), critical=True)
+        .sign(parent.key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _leaf_with_critical_eku(
+    issuer: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey, *, critical: bool
+) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "server1.fabrikam.com")]))
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(certmint.DEFAULT_NOT_BEFORE)
+        .not_valid_after(certmint.DEFAULT_NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([SERVER, CLIENT]), critical=critical)
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_a_critical_eku_on_the_leaf_is_refused_as_cryptography_refuses_it(
+    root: CA, trust: TrustStore, purpose: Purpose
+) -> None:
+    """Section 7: only the purpose check is replaced; the validator's criticality rule
+    for the EKU stays (the WebPKI defaults refuse a critical EKU)."""
+    for critical, expected in ((False, None), (True, NOT_TRUSTED)):
+        leaf = _leaf_with_critical_eku(root.cert, root.key, critical=critical)  # type: ignore[arg-type]
+        chain = PresentedChain.from_der(leaf.public_bytes(serialization.Encoding.DER))
+        verdict = validate_chain(chain, trust=trust, at=NOW, purpose=purpose)
+        assert expected == verdict.code
+
+
+def test_a_critical_eku_on_a_ca_is_refused(root: CA, trust: TrustStore) -> None:
+    ca_cert, ca_key = _critical_eku_ca(root, "Critical EKU Issuing CA")
+    leaf = _leaf_with_critical_eku(ca_cert, ca_key, critical=False)
+    chain = PresentedChain.from_der(
+        [c.public_bytes(serialization.Encoding.DER) for c in (leaf, ca_cert)]
+    )
+    verdict = validate_chain(chain, trust=trust, at=NOW, purpose=Purpose.INBOUND)
+    assert NOT_TRUSTED == verdict.code
+
+
+MALFORMED_CONSTRAINTS = ["woodgrove..com", "woodgrove.com.", " woodgrove.com", "wood\x00grove.com"]
+
+
+@pytest.mark.parametrize("constraint", MALFORMED_CONSTRAINTS)
+@pytest.mark.parametrize("cn", ["server1.woodgrove.com", "server1.fabrikam.com"])
+def test_a_malformed_excluded_dns_constraint_fails_closed(
+    root: CA, trust: TrustStore, constraint: str, cn: str
+) -> None:
+    """Section 7: a DNS constraint that cannot be parsed is never "no constraint"; the
+    CN check refuses every CN under that CA (the validator does the same for SANs)."""
+    ca = root.intermediate("Malformed exclusion CA", excluded_dns=[constraint])
+    verdict = check(ca.issue(cn), trust)
+    assert NOT_TRUSTED == verdict.code
+    assert "cannot be parsed" in verdict.detail
+    assert "\x00" not in verdict.detail
+
+
+@pytest.mark.parametrize("constraint", MALFORMED_CONSTRAINTS)
+def test_a_malformed_permitted_dns_constraint_fails_closed(
+    root: CA, trust: TrustStore, constraint: str
+) -> None:
+    ca = root.intermediate("Malformed permission CA", permitted_dns=[constraint])
+    verdict = check(ca.issue("server1.woodgrove.com"), trust)
+    assert NOT_TRUSTED == verdict.code
+    assert "cannot be parsed" in verdict.detail
+
+
+def test_well_formed_dns_constraints_still_apply_in_any_case(root: CA, trust: TrustStore) -> None:
+    ca = root.intermediate("Upper-case CA", permitted_dns=["FABRIKAM.com", ".eu.fabrikam.com"])
+    assert check(ca.issue("mx.fabrikam.com"), trust).trusted
+    assert check(ca.issue("mx.eu.fabrikam.com"), trust).trusted
+    assert NOT_TRUSTED == code_of(ca.issue("mx.woodgrove.com"), trust)
+
+
+def test_an_expired_leaf_from_an_unknown_ca_is_not_trusted(trust: TrustStore) -> None:
+    """Section 7: "expired" only for a chain that leads to a trust anchor."""
+    expired = {
+        "not_before": datetime(2020, 1, 1, tzinfo=UTC),
+        "not_after": datetime(2021, 1, 1, tzinfo=UTC),
+    }
+    stranger = CA("Unknown CA")
+    assert NOT_TRUSTED == code_of(stranger.issue("server1.fabrikam.com", **expired), trust)  # type: ignore[arg-type]
+    assert NOT_TRUSTED == code_of(certmint.self_signed("server1.fabrikam.com", **expired), trust)  # type: ignore[arg-type]
+    unknown_inter = stranger.intermediate("Unknown Issuing CA")
+    leaf = unknown_inter.issue("server1.fabrikam.com", **expired)  # type: ignore[arg-type]
+    assert NOT_TRUSTED == code_of(leaf, trust)
+
+
+def test_an_expired_leaf_with_a_forged_issuer_name_is_not_trusted(root: CA, trust: TrustStore) -> None:
+    """A stranger's CA with the trusted root's very name: the signature decides."""
+    impostor = CA(root.name)
+    leaf = impostor.issue(
+        "server1.fabrikam.com",
+        not_before=datetime(2020, 1, 1, tzinfo=UTC),
+        not_after=datetime(2021, 1, 1, tzinfo=UTC),
+    )
+    assert NOT_TRUSTED == code_of(leaf, trust)
+    genuine = root.issue(
+        "server1.fabrikam.com",
+        not_before=datetime(2020, 1, 1, tzinfo=UTC),
+        not_after=datetime(2021, 1, 1, tzinfo=UTC),
+    )
+    assert EXPIRED == code_of(genuine, trust)
+
+
+def test_the_trust_store_lists_its_name_constrained_cas(root: CA) -> None:
+    constrained = root.intermediate("Woodgrove CA", permitted_dns=["woodgrove.com"])
+    excluded = root.intermediate("No Fabrikam CA", excluded_dns=["fabrikam.com"])
+    store = TrustStore.from_pem(root.cert_pem() + constrained.cert_pem() + excluded.cert_pem())
+    assert (constrained.cert, excluded.cert) == store.name_constrained
+    assert () == TrustStore.from_pem(root.cert_pem()).name_constrained

@@ -261,6 +261,52 @@ def test_mta_unverified_cn_counts_as_untrusted() -> None:
     assert ("certificate-not-trusted",) == decide(facts).codes
 
 
+def test_an_unverified_certificate_whose_cn_the_mta_withheld_is_only_not_trusted() -> None:
+    """Postfix sends an empty ccert_subject for an untrusted client certificate: there
+    is no CN to compare, so the refusal says only why (docs/postfix.md)."""
+    facts = TLSFacts(MtaVerifiedCertificate((), verified=False, fingerprint="AA:BB"))
+    decision = decide(facts)
+    assert ("certificate-not-trusted",) == decision.codes
+    assert decision.smtp is not None
+    assert 550 == decision.smtp.code
+
+
+WOODGROVE_CA = ROOT.intermediate("Woodgrove CA", permitted_dns=["woodgrove.com"])
+NO_FABRIKAM_CA = ROOT.intermediate("Anything but Fabrikam CA", excluded_dns=["fabrikam.com"])
+
+
+@pytest.mark.parametrize("constrained", [WOODGROVE_CA, NO_FABRIKAM_CA], ids=["permitted", "excluded"])
+def test_an_mta_verified_cn_that_a_constrained_ca_of_the_store_excludes_is_not_trusted(
+    constrained: CA,
+) -> None:
+    """Section 7: an MTA (OpenSSL) applies DNS name constraints to the CN only when the
+    leaf has no DNS SAN, and a CN fact says nothing of the path: a CN that a
+    name-constrained CA of the trust store could exclude is refused."""
+    trust = TrustStore.from_pem(ROOT.cert_pem() + constrained.cert_pem())
+    pol = Policy.from_mapping({"inbound": [FABRIKAM]}, trust=trust)
+    facts = TLSFacts(MtaVerifiedCertificate(("server1.fabrikam.com",), verified=True))
+    decision = evaluate_inbound(pol, session(facts))
+    assert ("certificate-not-trusted",) == decision.codes
+    assert "does not apply DNS name constraints to the CN" in decision.reasons[0].detail
+    assert constrained.name in decision.reasons[0].detail
+    assert "mta" == decision.chain_verified_by
+
+
+def test_an_mta_verified_cn_inside_every_constraint_of_the_store_is_accepted() -> None:
+    fabrikam_only = ROOT.intermediate("Fabrikam-only CA", permitted_dns=["fabrikam.com"])
+    trust = TrustStore.from_pem(ROOT.cert_pem() + fabrikam_only.cert_pem())
+    pol = Policy.from_mapping({"inbound": [FABRIKAM]}, trust=trust)
+    facts = TLSFacts(MtaVerifiedCertificate(("server1.fabrikam.com",), verified=True))
+    assert InboundAction.ACCEPT == evaluate_inbound(pol, session(facts)).action
+
+
+def test_the_core_refuses_the_woodgrove_chain_that_openssl_accepts() -> None:
+    """The chain behind the MTA case above, judged by tlsconnector itself: a CN outside
+    the CA's permitted subtree, with a SAN inside it (which OpenSSL checks instead)."""
+    leaf = WOODGROVE_CA.issue("server1.fabrikam.com", san=["mail.woodgrove.com"])
+    assert ("certificate-not-trusted",) == decide(chain(leaf)).codes
+
+
 # --- IP restrictions ----------------------------------------------------------------
 
 IP_ONLY: dict[str, Any] = {

@@ -12,7 +12,14 @@ from collections import OrderedDict
 
 import attrs
 
-from ._certs import ChainVerdict, PresentedChain, Purpose, TrustStore, validate_chain
+from ._certs import (
+    ChainVerdict,
+    PresentedChain,
+    Purpose,
+    TrustStore,
+    mta_name_constraint_failure,
+    validate_chain,
+)
 from ._facts import MtaVerifiedCertificate, UndecodableCertificate
 
 __all__ = ["CHAIN_VERDICTS", "CertificateAssessment", "ChainVerdictCache", "assess_certificate"]
@@ -47,6 +54,12 @@ def assess_certificate(
         return CertificateAssessment((UNDECODABLE, detail), (), None)
     if isinstance(certificate, MtaVerifiedCertificate):
         if certificate.verified:
+            # Section 7: an MTA's "verified" does not cover the CA's DNS name
+            # constraints on the CN (OpenSSL skips them when the leaf has a DNS SAN).
+            cns = certificate.cns
+            excluded = None if trust is None else mta_name_constraint_failure(cns, trust)
+            if excluded is not None:
+                return CertificateAssessment((NOT_TRUSTED, excluded), certificate.cns, "mta")
             return CertificateAssessment(None, certificate.cns, "mta")
         detail = "the MTA did not verify the certificate chain"
         return CertificateAssessment((NOT_TRUSTED, detail), certificate.cns, None)

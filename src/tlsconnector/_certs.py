@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import itertools
 import re
 import threading
 import warnings
@@ -28,10 +29,12 @@ from typing import Any
 
 import attrs
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from cryptography.x509.verification import (
+    ClientVerifier,
     Criticality,
     ExtensionPolicy,
     Policy,
@@ -52,6 +55,8 @@ __all__ = [
     "PresentedChain",
     "Purpose",
     "TrustStore",
+    "describe",
+    "mta_name_constraint_failure",
     "validate_chain",
 ]
 
@@ -115,12 +120,10 @@ class Purpose(enum.Enum):
         return frozenset({_SERVER_AUTH})
 
 
-@functools.lru_cache(maxsize=1024)
-def _describe(cert: x509.Certificate) -> str:
+def describe(cert: x509.Certificate) -> str:
     """A certificate's subject for a message: escaped and bounded (never raw bytes).
 
-    Memoised (a trust anchor is described in every verdict it ends). Never raises:
-    a subject that cannot be rendered is described as such.
+    Never raises: a subject that cannot be rendered is described as such.
     """
     try:
         with _quiet():
@@ -129,12 +132,22 @@ def _describe(cert: x509.Certificate) -> str:
         return f"(subject not renderable: {type(exc).__name__})"
 
 
-@functools.lru_cache(maxsize=8192)
-def _extensions(cert: x509.Certificate) -> dict[x509.ObjectIdentifier, x509.ExtensionType]:
+#: :func:`describe`, memoised for trust anchors only (an anchor is described in every
+#: verdict it ends); a certificate a peer presented is never kept by this memory.
+_describe_anchor = functools.lru_cache(maxsize=256)(describe)
+
+
+def _leaf_extensions(cert: x509.Certificate) -> dict[x509.ObjectIdentifier, x509.ExtensionType]:
     """The certificate's extension values by OID (decoded by :func:`_check_certificate`
-    or at trust store load). Memoised: a CA's extensions are read in every chain it
-    ends, and a dictionary lookup costs less than ``get_extension_for_class``."""
+    or at trust store load)."""
     return {extension.oid: extension.value for extension in cert.extensions}
+
+
+#: :func:`_leaf_extensions`, memoised for CA certificates only: those of verified paths
+#: (signed by a trust anchor's hierarchy, so not an attacker's to multiply) and trust
+#: anchors. A CA's extensions are read in every chain it ends, and a dictionary lookup
+#: costs less than ``get_extension_for_class``.
+_extensions = functools.lru_cache(maxsize=1024)(_leaf_extensions)
 
 
 # ASN.1 types a name attribute value may carry that are not character strings.
@@ -458,10 +471,17 @@ class TrustStore:
     _store: Store = attrs.field(init=False, eq=False, repr=False)
     #: SHA-256 over the anchors' DER: identifies the store's content in cache keys.
     key: bytes = attrs.field(init=False, eq=False, repr=False)
+    #: The certificates of the store that carry DNS name constraints, in order. An
+    #: MTA that verified a chain itself does not apply them to the CN (spec section 7).
+    name_constrained: tuple[x509.Certificate, ...] = attrs.field(
+        init=False, eq=False, repr=False
+    )
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_store", Store(list(self.certificates)))
         object.__setattr__(self, "key", _digest(self.certificates))
+        constrained = tuple(c for c in self.certificates if _has_dns_constraints(c))
+        object.__setattr__(self, "name_constrained", constrained)
 
     @property
     def store(self) -> Store:
@@ -534,14 +554,17 @@ def _ca_eku_rule(purpose: Purpose) -> _EkuCallback:
 
 def _extension_policies(purpose: Purpose) -> tuple[ExtensionPolicy, ExtensionPolicy]:
     """(CA policy, end-entity policy) for the client verifier, for one purpose."""
+    # Only the purpose check is replaced: the EKU keeps the WebPKI defaults' criticality
+    # rule (RFC 5280 4.2.1.12 lets it be either; CA/B Forum BR 7.1.2 and cryptography's
+    # defaults refuse a critical one), so a critical EKU fails the path (spec section 7).
     ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
-        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _ca_eku_rule(purpose)
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, _ca_eku_rule(purpose)
     )
     ee_policy = (
         ExtensionPolicy.webpki_defaults_ee()
         # Spec section 3: the SAN is never read, so it need not be present.
         .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
-        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _leaf_eku_rule(purpose))
+        .may_be_present(x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, _leaf_eku_rule(purpose))
     )
     return ca_policy, ee_policy
 
@@ -554,8 +577,10 @@ def _effective_usages(
 ) -> frozenset[x509.ObjectIdentifier]:
     """The purpose's usages every certificate of the verified path allows (EKU chaining)."""
     allowed = purpose.usages
-    for cert in path:
-        eku = _extensions(cert).get(_EKU_OID)
+    for position, cert in enumerate(path):
+        # The leaf's extensions are read directly: only CAs of verified paths and
+        # trust anchors are kept in the memory of extensions (bounded, section 8).
+        eku = (_leaf_extensions(cert) if position == 0 else _extensions(cert)).get(_EKU_OID)
         if eku is None:
             continue
         assert isinstance(eku, x509.ExtendedKeyUsage)
@@ -586,17 +611,28 @@ def _dns_labels(name: str) -> list[str] | None:
     return labels
 
 
-def _constraint(name: x509.DNSName) -> tuple[list[str], bool]:
-    """A DNS subtree as (labels of its base, subdomains only?).
+def _constraint(name: x509.DNSName) -> tuple[list[str], bool] | None:
+    """A DNS subtree as (labels of its base, subdomains only?); None when malformed.
 
     RFC 5280 4.2.1.10: "example.com" is the domain and everything under it; the
-    leading-period form ".example.com" is only what is under it. An empty base
-    constrains every name.
+    leading-period form ".example.com" (OpenSSL's extension) is only what is under
+    it. An empty base constrains every name. Anything else that is not a DNS name
+    (an empty label, a trailing dot, a space, a NUL, a non-ASCII character, a
+    wildcard) is malformed: the caller fails closed (spec section 7), as the path
+    validator does when it meets such a constraint with a SAN.
     """
-    value = name.value.lower()
+    value = name.value
+    if not isinstance(value, str) or len(value) > 253 or not value.isascii():
+        return None
+    value = value.lower()
     subdomains_only = value.startswith(".")
-    base = value.lstrip(".") if subdomains_only else value
-    return ([] if not base else base.split(".")), subdomains_only
+    base = value[1:] if subdomains_only else value
+    if not base:
+        return (None if subdomains_only else ([], False))
+    labels = base.split(".")
+    if not all(_LDH_LABEL.fullmatch(label) for label in labels):
+        return None
+    return labels, subdomains_only
 
 
 def _under(labels: Sequence[str], base: Sequence[str], *, strictly: bool) -> bool:
@@ -636,40 +672,84 @@ def _touches(raw_cn: str, subtree: tuple[list[str], bool]) -> bool:
     return _under(labels, base, strictly=subdomains_only)
 
 
+def _dns_subtrees(
+    ca: x509.Certificate,
+) -> tuple[list[tuple[list[str], bool]], list[tuple[list[str], bool]]] | str:
+    """The CA's (permitted, excluded) DNS subtrees, or why they cannot be applied."""
+    constraints = _extensions(ca).get(_NAME_CONSTRAINTS_OID)
+    if constraints is None:
+        return [], []
+    assert isinstance(constraints, x509.NameConstraints)
+    subtrees: list[list[tuple[list[str], bool]]] = [[], []]
+    for kind, names in enumerate((constraints.permitted_subtrees, constraints.excluded_subtrees)):
+        for name in names or ():
+            if not isinstance(name, x509.DNSName):
+                continue
+            subtree = _constraint(name)
+            if subtree is None:
+                return (
+                    f"CA {describe(ca)} has a DNS name constraint that cannot be parsed "
+                    f"({show(name.value)}): no CN can be shown to respect it"
+                )
+            subtrees[kind].append(subtree)
+    return subtrees[0], subtrees[1]
+
+
 def _name_constraint_failure(cns: Sequence[str], path: Sequence[x509.Certificate]) -> str | None:
     """Why the leaf's CNs break a DNS name constraint of a CA on the path, or None.
 
     The validator applies name constraints to the SAN only; tlsconnector matches the
     CN, so it applies every CA's DNS subtrees (intermediates and the anchor) to every
     CN of the leaf. When a CA has permitted DNS subtrees, a CN that is not a DNS-like
-    name fails: it cannot be shown to be inside them (fail closed).
+    name fails: it cannot be shown to be inside them. A constraint that cannot be
+    parsed fails every CN (fail closed, spec section 7).
     """
     for ca in path:
-        constraints = _extensions(ca).get(_NAME_CONSTRAINTS_OID)
-        if constraints is None:
-            continue
-        assert isinstance(constraints, x509.NameConstraints)
-        permitted = [
-            _constraint(n)
-            for n in constraints.permitted_subtrees or ()
-            if isinstance(n, x509.DNSName)
-        ]
-        excluded = [
-            _constraint(n)
-            for n in constraints.excluded_subtrees or ()
-            if isinstance(n, x509.DNSName)
-        ]
+        subtrees = _dns_subtrees(ca)
+        if isinstance(subtrees, str):
+            return subtrees
+        permitted, excluded = subtrees
         for cn in cns:
             for subtree in excluded:
                 if _touches(cn, subtree):
-                    return f"CN {show(cn)} is inside a DNS subtree excluded by CA {_describe(ca)}"
+                    return f"CN {show(cn)} is inside a DNS subtree excluded by CA {describe(ca)}"
             if permitted:
                 labels = _dns_labels(cn)
                 if labels is None or not any(_inside(labels, s) for s in permitted):
                     return (
-                        f"CN {show(cn)} is outside the DNS subtrees permitted by CA {_describe(ca)}"
+                        f"CN {show(cn)} is outside the DNS subtrees permitted by CA {describe(ca)}"
                     )
     return None
+
+
+def _has_dns_constraints(cert: x509.Certificate) -> bool:
+    """The certificate carries a NameConstraints extension with a DNS subtree."""
+    constraints = _extensions(cert).get(_NAME_CONSTRAINTS_OID)
+    if constraints is None:
+        return False
+    assert isinstance(constraints, x509.NameConstraints)
+    names = [*(constraints.permitted_subtrees or ()), *(constraints.excluded_subtrees or ())]
+    return any(isinstance(name, x509.DNSName) for name in names)
+
+
+def mta_name_constraint_failure(cns: Sequence[str], trust: TrustStore) -> str | None:
+    """Why CNs an MTA verified cannot be trusted under ``trust``'s name constraints.
+
+    OpenSSL (Postfix, Python's ``ssl``) applies a CA's DNS name constraints to the CN
+    only when the leaf has no DNS SAN, and an MTA that hands over only a CN says
+    nothing of the path it built. So a CN is refused when any name-constrained CA of
+    the trust store could exclude it (spec section 7: the path cannot be known, so
+    fail closed).
+    """
+    if not trust.name_constrained:
+        return None
+    failure = _name_constraint_failure(cns, trust.name_constrained)
+    if failure is None:
+        return None
+    return (
+        f"the MTA verified the chain, but it does not apply DNS name constraints to the CN "
+        f"and the path it built is unknown: {failure}"
+    )
 
 
 # --- validation ---------------------------------------------------------------------
@@ -678,28 +758,47 @@ def _name_constraint_failure(cns: Sequence[str], path: Sequence[x509.Certificate
 def _expired(
     chain: PresentedChain, trust: TrustStore, at: datetime
 ) -> tuple[x509.Certificate, str] | None:
-    """The first certificate past its notAfter at ``at``: presented ones, then the anchor.
+    """The first certificate past its notAfter at ``at`` (presented ones, then the
+    anchor) on a chain that leads to a trust anchor, or None.
 
     RFC 5280 4.1.2.5: the validity period includes notAfter itself, so a certificate
-    is expired only strictly after it (the validator agrees). The anchor considered
-    is one whose subject is the issuer of the last presented certificate (and whose
-    key identifier matches, when both sides carry one).
+    is expired only strictly after it (the validator agrees).
+
+    Only called after the validator refused the chain, to choose between two refusals
+    (spec section 7: "an expired certificate from an unknown issuer is
+    certificate-not-trusted"): the chain leads to an anchor when each presented
+    certificate of the issuer path is signed by the next one and the last by an anchor
+    of the store (``verify_directly_issued_by``: issuer name and signature).
     """
     path = _issuer_path(chain.certificates)
+    anchor = _signing_anchor(path[-1], trust)
+    if anchor is None:
+        return None
+    try:
+        for cert, issuer in itertools.pairwise(path):
+            cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return None
     for cert in path:
         if at > cert.not_valid_after_utc:
             position = chain.certificates.index(cert)
             return cert, "leaf certificate" if position == 0 else f"certificate #{position + 1}"
-    last = path[-1]
-    wanted_key = _authority_key_id(last)
+    if at > anchor.not_valid_after_utc:
+        return anchor, "trust anchor"
+    return None
+
+
+def _signing_anchor(cert: x509.Certificate, trust: TrustStore) -> x509.Certificate | None:
+    """The trust anchor that issued and signed ``cert`` (``cert`` itself when it is an
+    anchor that signed itself), or None."""
     for anchor in trust.certificates:
-        if anchor.subject != last.issuer:
+        if anchor.subject != cert.issuer:
             continue
-        key = _subject_key_id(anchor)
-        if wanted_key is not None and key is not None and key != wanted_key:
+        try:
+            cert.verify_directly_issued_by(anchor)
+        except (ValueError, TypeError, InvalidSignature):
             continue
-        if at > anchor.not_valid_after_utc:
-            return anchor, "trust anchor"
+        return anchor
     return None
 
 
@@ -743,6 +842,23 @@ def _subject_key_id(cert: x509.Certificate) -> bytes | None:
         return None
 
 
+def _verifier(trust: TrustStore, at: datetime, purpose: Purpose) -> ClientVerifier:
+    """The validator for one trust store, time and purpose.
+
+    The client verifier for both directions: the server verifier insists on a SAN
+    (spec section 7). At most MAX_CHAIN_CERTIFICATES - 1 intermediates.
+    """
+    ca_policy, ee_policy = _POLICIES[purpose]
+    return (
+        PolicyBuilder()
+        .store(trust.store)
+        .time(at)
+        .max_chain_depth(MAX_CHAIN_CERTIFICATES - 1)
+        .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+        .build_client_verifier()
+    )
+
+
 def _not_trusted(detail: str) -> ChainVerdict:
     return ChainVerdict(trusted=False, code=CODE_NOT_TRUSTED, detail=detail)
 
@@ -759,19 +875,8 @@ def validate_chain(
         raise InvalidValue(at, "the validation time must be a timezone-aware datetime")
     # The validator works in whole seconds (X.509 times have no fractions); so do we.
     at = at.astimezone(UTC).replace(microsecond=0)
-    ca_policy, ee_policy = _POLICIES[purpose]
-    # The client verifier for both directions: the server verifier insists on a SAN
-    # (spec section 7). At most MAX_CHAIN_CERTIFICATES - 1 intermediates.
-    verifier = (
-        PolicyBuilder()
-        .store(trust.store)
-        .time(at)
-        .max_chain_depth(MAX_CHAIN_CERTIFICATES - 1)
-        .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
-        .build_client_verifier()
-    )
     try:
-        verified = verifier.verify(chain.leaf, list(chain.intermediates))
+        verified = _verifier(trust, at, purpose).verify(chain.leaf, list(chain.intermediates))
     except VerificationError as exc:
         # Spec section 7: "expired" is decided from the dates, since the validator
         # reports expired and not-yet-valid alike; anything else is "not trusted".
@@ -782,7 +887,7 @@ def validate_chain(
                 trusted=False,
                 code=CODE_EXPIRED,
                 detail=(
-                    f"{what} {_describe(cert)} expired at "
+                    f"{what} {describe(cert)} expired at "
                     f"{cert.not_valid_after_utc.isoformat()} (session time {at.isoformat()})"
                 ),
             )
@@ -799,7 +904,7 @@ def validate_chain(
     return ChainVerdict(
         trusted=True,
         code=None,
-        detail=f"verified to trust anchor {_describe(path[-1])}",
+        detail=f"verified to trust anchor {_describe_anchor(path[-1])}",
         valid_from=max(cert.not_valid_before_utc for cert in path),
         valid_until=min(cert.not_valid_after_utc for cert in path),
     )

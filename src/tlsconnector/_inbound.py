@@ -142,8 +142,16 @@ class _Checker:
                 if assessment.trust_failure is not None:
                     code, detail = assessment.trust_failure
                     failed.append(Reason(ReasonCode(code), detail, name))
-                # The name is enforced whenever it is set (section 5.4): CN only.
-                if not expected.matches_any(assessment.cns):
+                # The name is enforced whenever it is set (section 5.4): CN only. An
+                # MTA that did not verify the chain withholds its CN (Postfix sends an
+                # empty ccert_subject): there is no name to compare, and "not trusted"
+                # alone says why the session is refused.
+                withheld = (
+                    isinstance(certificate, MtaVerifiedCertificate)
+                    and not certificate.verified
+                    and not certificate.cns
+                )
+                if not withheld and not expected.matches_any(assessment.cns):
                     shown = ", ".join(printable(cn, 70) for cn in assessment.cns) or "no CN"
                     failed.append(
                         Reason(
