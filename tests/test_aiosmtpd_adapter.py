@@ -23,6 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+import tlsconnector.adapters.aiosmtpd as adapter
 from tlsconnector import InboundDecision, Policy, load_policy
 from tlsconnector._decisions import InboundAction, Reason, ReasonCode, SmtpReply
 from tlsconnector.adapters.aiosmtpd import (
@@ -193,7 +194,7 @@ def test_partner_certificate_is_accepted_and_delivered(policy: Policy, files: Fi
         decision.action,
         decision.connector,
     )
-    assert "mta" == decision.chain_verified_by  # the handshake verified it (docs)
+    assert "tlsconnector" == decision.chain_verified_by  # checked again (docs)
 
 
 def test_wrong_cn_from_the_partner_ca_is_refused_550(policy: Policy, files: Files) -> None:
@@ -245,6 +246,200 @@ def test_cn_outside_name_constraints_aborts_the_handshake(policy: Policy, files:
     with running(policy, files) as server, pytest.raises(HANDSHAKE_ABORTED):
         send(server, files, leaf=constrained.issue("server1.fabrikam.com", **VALID))
     assert ([], []) == (server.delivery.messages, server.decisions)
+
+
+# -- the chain is checked again with tlsconnector's rules (spec section 7) ------------
+
+
+def refusal(server: Server, files: Files, leaf: Leaf) -> tuple[int, tuple[str, ...]]:
+    """Send with ``leaf`` (refused, nothing delivered): the RCPT reply code and the
+    decision's reason codes."""
+    delivered = len(server.delivery.messages)
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
+        send(server, files, leaf=leaf)
+    assert delivered == len(server.delivery.messages)
+    code, _ = caught.value.recipients["finance@contoso.com"]
+    return code, server.decisions[-1].codes
+
+
+def test_cn_outside_permitted_subtree_with_a_permitted_san_is_refused(
+    policy: Policy, files: Files
+) -> None:
+    """Issue item 1: a CA constrained to woodgrove.com issues CN=server1.fabrikam.com
+    with SAN mail.woodgrove.com. OpenSSL checks the constraint on the SAN only (the
+    handshake succeeds); tlsconnector applies it to the CN: 550, not trusted."""
+    woodgrove = PARTNER_ROOT.intermediate("Woodgrove CA", permitted_dns=["woodgrove.com"], **VALID)
+    leaf = woodgrove.issue("server1.fabrikam.com", san=["mail.woodgrove.com"], **VALID)
+    with running(policy, files) as server:
+        assert (550, ("certificate-not-trusted",)) == refusal(server, files, leaf)
+    assert "tlsconnector" == server.decisions[0].chain_verified_by
+
+
+def test_cn_inside_excluded_subtree_with_an_unrelated_san_is_refused(
+    policy: Policy, files: Files
+) -> None:
+    """The excluded-subtree variant: a CA excluding fabrikam.com issues
+    CN=server1.fabrikam.com with SAN mail.example.net; the handshake succeeds, the
+    policy refuses it (550, not trusted)."""
+    no_fabrikam = PARTNER_ROOT.intermediate(
+        "Anything-but-Fabrikam CA", excluded_dns=["fabrikam.com"], **VALID
+    )
+    leaf = no_fabrikam.issue("server1.fabrikam.com", san=["mail.example.net"], **VALID)
+    with running(policy, files) as server:
+        assert (550, ("certificate-not-trusted",)) == refusal(server, files, leaf)
+
+
+def test_leaf_straight_from_the_root_is_accepted(policy: Policy, files: Files) -> None:
+    """A partner leaf issued by the trust anchor itself (no intermediate)."""
+    with running(policy, files) as server:
+        refused = send(server, files, leaf=PARTNER_ROOT.issue("server2.fabrikam.com", **VALID))
+    assert {} == refused
+    assert [("connector-satisfied", "tlsconnector")] == [
+        (d.codes[0], d.chain_verified_by) for d in server.decisions
+    ]
+
+
+def test_validity_is_checked_again_at_the_clock_time(policy: Policy, files: Files) -> None:
+    """The handshake checks dates at the real time; tlsconnector again at the session's
+    time: a handler clock past the partner's notAfter gives certificate-expired."""
+    later = NOW + dt.timedelta(days=60)
+    with running(policy, files, clock=lambda: later) as server:
+        assert (550, ("certificate-expired",)) == refusal(server, files, PARTNER)
+
+
+def test_the_policy_trust_store_decides_not_the_tls_context(files: Files) -> None:
+    """A policy without trust anchors, served with a context of your own that trusts
+    the partner CA: the handshake succeeds, tlsconnector finds no anchor and refuses
+    (never the "MTA verified" accept the context's own verification would give)."""
+    bare = Policy.from_mapping(
+        {
+            "inbound": [
+                {
+                    "name": "Fabrikam Bank inbound",
+                    "sender_domains": ["fabrikam.com"],
+                    "tls_sender_certificate_name": "*.fabrikam.com",
+                }
+            ]
+        },
+        trust=None,
+    )
+    context = server_tls_context(bare, certfile=files.server_cert, keyfile=files.server_key)
+    context.load_verify_locations(cadata=PARTNER_ROOT.cert_pem())
+    context.verify_mode = ssl.CERT_OPTIONAL
+    with running(bare, files, tls_context=context) as server:
+        assert (550, ("certificate-not-trusted",)) == refusal(server, files, PARTNER)
+    assert "no trust anchors" in server.decisions[0].reasons[0].detail
+
+
+def test_presented_chain_is_what_the_client_sent(policy: Policy, files: Files) -> None:
+    """The facts hold the client's leaf and intermediate, in its order, and never the
+    trust anchor the server's own store adds to the verified chain."""
+    seen: list[tuple[str, ...]] = []
+
+    def record(session: Session, *_: object) -> None:
+        facts = tls_facts(session)
+        assert facts is not None
+        assert facts.certificate is not None
+        seen.append(tuple(c.subject.rfc4514_string() for c in facts.certificate.certificates))
+
+    handler = TLSConnectorHandler(policy, delivery=Delivery(), clock=lambda: NOW)
+    handler.on_decision = record
+    kwargs = smtp_kwargs(policy, certfile=files.server_cert, keyfile=files.server_key)
+    thread = LoopThread(lambda loop: SMTP(handler, hostname="mx.test", loop=loop, **kwargs))
+    try:
+        assert {} == send(Server(thread.port, handler.delivery, []), files, leaf=PARTNER)
+    finally:
+        thread.stop()
+    assert [("CN=server1.fabrikam.com", "CN=Fabrikam Issuing CA")] == seen
+
+
+def test_without_a_chain_api_only_the_leaf_is_checked(
+    policy: Policy, files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Python exposing no chain at all: the leaf alone is validated. A leaf from the
+    anchor is still accepted; one from an intermediate has no path and fails closed
+    as not trusted (docs/aiosmtpd.md)."""
+    monkeypatch.setattr(adapter, "_presented_chain_der", lambda ssl_object: None)
+    with running(policy, files) as server:
+        assert {} == send(server, files, leaf=PARTNER_ROOT.issue("server2.fabrikam.com", **VALID))
+        assert (550, ("certificate-not-trusted",)) == refusal(server, files, PARTNER)
+
+
+@pytest.mark.parametrize(("sent", "code"), [(10, 250), (11, 451)])
+def test_chain_bound_applies_to_what_the_client_sent(
+    policy: Policy, files: Files, sent: int, code: int
+) -> None:
+    """At most MAX_CHAIN_CERTIFICATES (10) presented certificates: the partner's leaf
+    and intermediate padded with unrelated CA certificates verify in the handshake; 10
+    are accepted, 11 are malformed facts (451), never an accept."""
+    padding = tuple(CA(f"Unrelated CA {i}", **VALID).cert for i in range(sent - 2))
+    leaf = Leaf(PARTNER.cert, PARTNER.key, (*PARTNER.intermediates, *padding))
+    with running(policy, files) as server:
+        if code == 250:
+            assert {} == send(server, files, leaf=leaf)
+        else:
+            assert (code, ("malformed-facts",)) == refusal(server, files, leaf)
+            assert "more than 10 certificates" in server.decisions[0].reasons[0].detail
+
+
+class ResumingContext:
+    """A client context that offers the TLS session of its previous connection."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self.session: ssl.SSLSession | None = None
+        self.resumed: list[bool] = []
+        self.sockets: list[ssl.SSLSocket] = []
+
+    def wrap_socket(self, sock: socket.socket, server_hostname: str | None) -> ssl.SSLSocket:
+        wrapped = self.context.wrap_socket(
+            sock, server_hostname=server_hostname, session=self.session
+        )
+        self.resumed.append(wrapped.session_reused)
+        self.sockets.append(wrapped)
+        return wrapped
+
+
+def send_resuming(server: Server, client: ResumingContext) -> dict[str, tuple[int, bytes]]:
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=WAIT) as smtp:
+        smtp.ehlo("mail.fabrikam.com")
+        smtp.starttls(context=client)  # type: ignore[arg-type]  # duck-typed by smtplib
+        smtp.ehlo("mail.fabrikam.com")
+        try:
+            return smtp.sendmail("payments@fabrikam.com", ["finance@contoso.com"], MESSAGE)
+        finally:
+            client.session = client.sockets[-1].session  # TLS 1.3: known after the handshake
+
+
+def test_default_context_never_resumes_so_the_chain_is_always_known(
+    policy: Policy, files: Files
+) -> None:
+    """A resumed session has no peer chain: server_tls_context issues no tickets, so a
+    partner's second connection is a full handshake and is accepted again."""
+    client = ResumingContext(client_context(files, PARTNER))
+    with running(policy, files) as server:
+        assert ({}, {}) == (send_resuming(server, client), send_resuming(server, client))
+    assert [False, False] == client.resumed
+    assert 2 == len(server.delivery.messages)
+
+
+def test_resumed_session_without_chain_is_a_temporary_failure(policy: Policy, files: Files) -> None:
+    """A context of your own that allows resumption: the resumed session has the leaf
+    but not the intermediates, so the chain cannot be checked: 451, never an accept
+    and never a permanent refusal of a partner that would pass a full handshake."""
+    context = server_tls_context(policy, certfile=files.server_cert, keyfile=files.server_key)
+    context.options &= ~ssl.OP_NO_TICKET
+    context.num_tickets = 2
+    client = ResumingContext(client_context(files, PARTNER))
+    with running(policy, files, tls_context=context) as server:
+        assert {} == send_resuming(server, client)
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
+            send_resuming(server, client)
+    assert [False, True] == client.resumed
+    assert 451 == caught.value.recipients["finance@contoso.com"][0]
+    assert 1 == len(server.delivery.messages)
+    assert ("malformed-facts",) == server.decisions[-1].codes
+    assert "a resumed TLS session" in server.decisions[-1].reasons[0].detail
 
 
 def test_tls_without_client_certificate_is_refused_550(policy: Policy, files: Files) -> None:

@@ -9,11 +9,13 @@ SMTP server built on aiosmtpd (``pip install 'tlsconnector[aiosmtpd]'``).
   with :func:`~tlsconnector.evaluate_inbound` and answers with the decision's SMTP
   reply; accepted recipients go on to your handler, and ``DATA`` is yours.
 
-The client certificate comes from the TLS session. Python's ``ssl`` module verified it
-during the handshake against the same trust anchors, and shows only the leaf (not the
-intermediates the client sent), so the adapter hands the leaf's CNs to the core as
-facts verified by the MTA (spec section 7), exactly as the Postfix adapter does with
-``ccert_subject``. See docs/aiosmtpd.md for this choice and its limits.
+The client certificate is checked twice. Python's ``ssl`` module verifies it in the
+handshake against the policy's trust anchors (an untrusted certificate aborts the
+handshake); then the adapter hands the core the chain the client sent, leaf first
+(:class:`~tlsconnector.PresentedChain`), and the core validates it again with
+tlsconnector's own rules (spec section 7: path, dates at the session's time, EKU, and
+name constraints applied to the CN, which OpenSSL skips when the leaf has a DNS SAN).
+See docs/aiosmtpd.md for what each check decides.
 
 This module never imports aiosmtpd at run time (the handler is duck-typed), and
 ``import tlsconnector`` never imports this module.
@@ -21,7 +23,9 @@ This module never imports aiosmtpd at run time (the handler is duck-typed), and
 
 from __future__ import annotations
 
+import _ssl
 import datetime as dt
+import itertools
 import logging
 import os
 import ssl
@@ -30,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 
-from .._certs import PresentedChain
+from .._certs import MAX_CHAIN_CERTIFICATES, PresentedChain
 from .._decisions import (
     DEFAULT_REPLIES,
     InboundAction,
@@ -40,7 +44,7 @@ from .._decisions import (
     printable,
 )
 from .._errors import FactsError, InvalidValue
-from .._facts import InboundSession, MtaVerifiedCertificate, TLSFacts
+from .._facts import InboundSession, TLSFacts
 from .._inbound import evaluate_inbound
 from .._model import ConnectorType, Policy
 from ._replies import refusal_line
@@ -105,6 +109,10 @@ def server_tls_context(
     where a name is required), but a certificate it sends must verify against the
     anchors, or the ``ssl`` module aborts the handshake. A policy without trust
     anchors gets ``CERT_NONE``: no certificate could ever verify, so none is asked for.
+
+    TLS session resumption is switched off (no session tickets, ``OP_NO_TICKET``): a
+    resumed session carries the client's leaf but not the intermediates it sent, and
+    :func:`tls_facts` needs the chain to validate it again.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certfile, keyfile, password)
@@ -116,6 +124,10 @@ def server_tls_context(
             )
         )
         context.verify_mode = ssl.CERT_OPTIONAL
+        # A resumed session has no peer chain (OpenSSL keeps only the leaf in a
+        # session): no tickets (TLS 1.2 and 1.3), so every session is a full handshake.
+        context.options |= ssl.OP_NO_TICKET
+        context.num_tickets = 0
     else:
         context.verify_mode = ssl.CERT_NONE
     return context
@@ -150,12 +162,18 @@ def smtp_kwargs(
 def tls_facts(session: Session) -> TLSFacts | None:
     """The TLS facts of an aiosmtpd session: None without STARTTLS.
 
-    The client certificate is the leaf the ``ssl`` module verified in the handshake
-    (``getpeercert(binary_form=True)``); it becomes :class:`MtaVerifiedCertificate`
-    facts (its CNs, verified, its SHA-256 fingerprint). ``verified`` is true only when
-    the context asked for and verified certificates (``CERT_OPTIONAL`` or
-    ``CERT_REQUIRED``). Raises :class:`FactsError` when the session's TLS state cannot
-    be read or the certificate cannot be decoded.
+    The client certificate becomes a :class:`~tlsconnector.PresentedChain`: the leaf
+    (``getpeercert(binary_form=True)``), then the other certificates the client sent,
+    in its order (``_presented_chain_der``); never a certificate the server added
+    from its own store. :func:`~tlsconnector.evaluate_inbound` validates it against the
+    policy's trust anchors, so the decision's ``chain_verified_by`` is
+    ``"tlsconnector"``. Where the Python build exposes no chain, the chain is the leaf
+    alone (a leaf from an intermediate then has no path: ``certificate-not-trusted``).
+
+    Raises :class:`FactsError` (a temporary failure at the handler) when the session's
+    TLS state cannot be read, a certificate cannot be decoded or a bound is exceeded,
+    or when a chain API exists but gives no chain for a session with a certificate
+    (a resumed TLS session: OpenSSL keeps only the leaf).
     """
     info = session.ssl
     if info is None:
@@ -163,15 +181,76 @@ def tls_facts(session: Session) -> TLSFacts | None:
     ssl_object = info.get("ssl_object") if isinstance(info, Mapping) else None
     if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
         raise FactsError("tls", None, "the TLS session exposes no ssl_object")
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
+    leaf = ssl_object.getpeercert(binary_form=True)
+    if not leaf:
         return TLSFacts(None)
+    sent = _presented_chain_der(ssl_object)
+    if sent is None:
+        certificates = [leaf]  # no chain API in this Python: the leaf alone (docs)
+    elif not sent:
+        resumed = "a resumed TLS session" if ssl_object.session_reused else "unknown reason"
+        raise FactsError(
+            "tls.client_chain",
+            None,
+            f"the certificates the client sent are not available ({resumed}): "
+            "the chain cannot be validated",
+        )
+    else:
+        # The leaf first, then what the client sent after it; bounded: one more than
+        # the chain bound, so an overlong chain is reported as one, not cut short.
+        others = (der for der in sent if der != leaf)
+        certificates = [leaf, *itertools.islice(others, MAX_CHAIN_CERTIFICATES)]
     try:
-        leaf = PresentedChain.from_der(der)
+        chain = PresentedChain.from_der(certificates)
     except InvalidValue as exc:
-        raise FactsError("tls.client_certificate", "(DER)", exc.reason) from None
-    verified = ssl_object.context.verify_mode in (ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED)
-    return TLSFacts(MtaVerifiedCertificate(leaf.cns, verified, leaf.fingerprint))
+        field = "tls.client_certificate" if len(certificates) == 1 else "tls.client_chain"
+        raise FactsError(field, "(DER)", exc.reason) from None
+    return TLSFacts(chain)
+
+
+def _presented_chain_der(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> list[bytes] | None:
+    """The certificates the TLS peer sent, as DER, in its order (on a server, the
+    client's leaf first): ``[]`` when the session has none to give (a resumed session
+    keeps only the leaf), ``None`` when this Python exposes no chain at all.
+
+    Python 3.13 has ``get_unverified_chain()``; 3.11 and 3.12 have it on the private
+    ``_sslobj``. The *unverified* chain is what the peer sent; the verified one would
+    add the trust anchor from the server's own store. At most
+    ``MAX_CHAIN_CERTIFICATES + 1`` certificates are converted.
+    """
+    limit = MAX_CHAIN_CERTIFICATES + 1
+    public = getattr(ssl_object, "get_unverified_chain", None)
+    if callable(public):  # Python 3.13+: a list of DER bytes, [] when unknown
+        raw: object = public()
+    else:
+        private = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+        if not callable(private):
+            return None
+        raw = private()  # Python 3.11/3.12: _ssl.Certificate objects, or None
+    if raw is None:
+        return []
+    if not isinstance(raw, list | tuple):
+        raise FactsError("tls.client_chain", type(raw).__name__, "not a list of certificates")
+    ders: list[bytes] = []
+    for position, item in enumerate(itertools.islice(raw, limit)):
+        der = item if isinstance(item, bytes) else _certificate_der(item)
+        if der is None:
+            raise FactsError(
+                "tls.client_chain",
+                type(item).__name__,
+                f"certificate #{position + 1}: not a certificate",
+            )
+        ders.append(der)
+    return ders
+
+
+def _certificate_der(item: object) -> bytes | None:
+    """The DER of an ``_ssl.Certificate``; None for anything else."""
+    public_bytes = getattr(item, "public_bytes", None)
+    if not callable(public_bytes):
+        return None
+    der = public_bytes(_ssl.ENCODING_DER)
+    return der if isinstance(der, bytes) else None
 
 
 class TLSConnectorHandler:
