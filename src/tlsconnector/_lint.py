@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
@@ -87,13 +87,17 @@ def lint(policy: Policy) -> list[LintWarning]:
     >>> [(w.connector, w.code.value, w.severity.value) for w in lint(policy)]
     [('Fabrikam', 'certificate-name-outside-domains', 'warning')]
     """
+    # Near-linear (issue item 7): the rules that compare a connector with the others
+    # never scan every connector. "Claimed more specifically" asks the policy's own
+    # index (the candidates of the decisions, section 2); "shares a pattern" looks the
+    # pattern up in a table built once. The quadratic reference these must equal is
+    # kept in tests/test_lint.py.
     found: list[LintWarning] = []
-    competing_in = [c for c in policy.inbound if _takes_part_inbound(c)]
+    sharing = _RestrictingByPattern(c for c in policy.inbound if _takes_part_inbound(c))
     for connector in policy.inbound:
-        found += _lint_inbound(connector, competing_in)
-    competing_out = [c for c in policy.outbound if c.selectable_by_domain]
+        found += _lint_inbound(connector, policy, sharing)
     for out in policy.outbound:
-        found += _lint_outbound(out, competing_out)
+        found += _lint_outbound(out, policy)
     return found
 
 
@@ -113,7 +117,7 @@ def _warning(
 
 
 def _lint_inbound(
-    connector: InboundConnector, competing: Sequence[InboundConnector]
+    connector: InboundConnector, policy: Policy, sharing: _RestrictingByPattern
 ) -> list[LintWarning]:
     found: list[LintWarning] = []
     if not connector.enabled:
@@ -126,12 +130,14 @@ def _lint_inbound(
                 LintSeverity.INFO,
             )
         )
-    elif connector in competing:
-        shadowed = _shadowed(connector, connector.sender_domains, competing, "sender_domains")
+    elif _takes_part_inbound(connector):
+        shadowed = _shadowed(
+            connector, connector.sender_domains, policy.inbound_candidates, "sender_domains"
+        )
         if shadowed is not None:
             found.append(shadowed)
         if not connector.restricts:
-            found += _allow_only_overridden(connector, competing)
+            found += _allow_only_overridden(connector, sharing)
     found += _broad_wildcards(connector, connector.sender_domains, "sender_domains")
     name = connector.tls_sender_certificate_name
     if name is not None:
@@ -149,9 +155,7 @@ def _lint_inbound(
     return found
 
 
-def _lint_outbound(
-    connector: OutboundConnector, competing: Sequence[OutboundConnector]
-) -> list[LintWarning]:
+def _lint_outbound(connector: OutboundConnector, policy: Policy) -> list[LintWarning]:
     found: list[LintWarning] = []
     if not connector.enabled:
         found.append(
@@ -175,10 +179,12 @@ def _lint_outbound(
                 LintSeverity.INFO,
             )
         )
-    elif connector in competing:
+    elif connector.selectable_by_domain:
         # Section 6.2: ties between selectable connectors are load errors already, so
         # only a strictly more specific pattern can take a domain away.
-        shadowed = _shadowed(connector, connector.recipient_domains, competing, "recipient_domains")
+        shadowed = _shadowed(
+            connector, connector.recipient_domains, policy.outbound_candidates, "recipient_domains"
+        )
         if shadowed is not None:
             found.append(shadowed)
     found += _broad_wildcards(connector, connector.recipient_domains, "recipient_domains")
@@ -236,11 +242,16 @@ def _too_long(connector: Connector, name: CertificateName, field: str) -> list[L
 def _shadowed(
     connector: Connector,
     patterns: Sequence[DomainPattern],
-    competing: Sequence[Connector],
+    candidates: Callable[[str], Sequence[Connector]],
     field: str,
 ) -> LintWarning | None:
     """``connector-shadowed``: every domain the connector *names* is claimed, at a
     strictly higher specificity (section 2), by another connector that takes part.
+
+    ``candidates`` is the policy's index (``Policy.inbound_candidates`` or
+    ``outbound_candidates``): for a domain, the connectors that take part and match it
+    at the most specific level. Only those can be named as claiming the domain, and
+    they claim it exactly when that level is above the connector's own.
 
     What each pattern names, and when that name is taken away:
 
@@ -263,15 +274,13 @@ def _shadowed(
         # name: an exact one equals it, "*.suffix" includes its apex, section 2).
         own = connector.specificity_for(domain) or pattern.specificity
         # Only a strictly higher level takes the name away; equal levels tie (section 2).
-        stronger: list[tuple[tuple[int, int], str]] = []
-        for other in competing:
-            level = other.specificity_for(domain) if other is not connector else None
-            if level is not None and level > own:
-                stronger.append((level, other.name))
-        if not stronger:
+        # The connectors at the most specific level share one level; the connector
+        # itself is never among them when that level is above its own.
+        best = candidates(domain)
+        level = best[0].specificity_for(domain) if best else None
+        if level is None or level <= own:
             return None
-        best = max(level for level, _ in stronger)
-        winners = ", ".join(repr(printable(name)) for level, name in stronger if level == best)
+        winners = ", ".join(repr(printable(other.name)) for other in best)
         claims.append(f"{domain} by {winners}")
     if not claims:
         return None
@@ -292,8 +301,36 @@ def _first_domain(patterns: Sequence[DomainPattern]) -> str:
 # --- allow-only-overridden -------------------------------------------------------------
 
 
+class _RestrictingByPattern:
+    """The restricting connectors that take part, by sender pattern (built once).
+
+    Two patterns reach the same specificity for a domain only when they are identical
+    (section 2), so "ties with a restricting connector" is one lookup per pattern.
+    """
+
+    __slots__ = ("_by_pattern",)
+
+    def __init__(self, competing: Iterable[InboundConnector]) -> None:
+        by_pattern: dict[DomainPattern, list[tuple[int, InboundConnector]]] = {}
+        for position, connector in enumerate(competing):
+            if connector.restricts:
+                for pattern in dict.fromkeys(connector.sender_domains):
+                    by_pattern.setdefault(pattern, []).append((position, connector))
+        self._by_pattern = by_pattern
+
+    def sharing(self, connector: InboundConnector) -> list[InboundConnector]:
+        """The restricting connectors (other than ``connector``) sharing one of its
+        patterns, in the policy's order (by name), each once."""
+        found: dict[int, InboundConnector] = {}
+        for pattern in dict.fromkeys(connector.sender_domains):
+            for position, other in self._by_pattern.get(pattern, ()):
+                if other is not connector:
+                    found[position] = other
+        return [found[position] for position in sorted(found)]
+
+
 def _allow_only_overridden(
-    connector: InboundConnector, competing: Sequence[InboundConnector]
+    connector: InboundConnector, sharing: _RestrictingByPattern
 ) -> list[LintWarning]:
     """``allow-only-overridden``: an allow-only connector (no check at all) shares a
     pattern with a restricting connector.
@@ -306,12 +343,8 @@ def _allow_only_overridden(
     """
     found: list[LintWarning] = []
     mine = dict.fromkeys(connector.sender_domains)
-    for other in competing:
-        if other is connector or not other.restricts:
-            continue
+    for other in sharing.sharing(connector):
         shared = [p for p in dict.fromkeys(other.sender_domains) if p in mine]
-        if not shared:
-            continue
         listed = ", ".join(repr(str(p)) for p in shared)
         found.append(
             _warning(
