@@ -7,8 +7,6 @@ the MTA) and the CNs to match. Pure: the trust store and the time come in.
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections import OrderedDict
 
 import attrs
 
@@ -21,6 +19,7 @@ from ._certs import (
     validate_chain,
 )
 from ._facts import MtaVerifiedCertificate, UndecodableCertificate
+from ._memory import BoundedMemory
 
 __all__ = ["CHAIN_VERDICTS", "CertificateAssessment", "ChainVerdictCache", "assess_certificate"]
 
@@ -80,20 +79,28 @@ class ChainVerdictCache:
     A trusted verdict is reused at any time inside the validity window of its
     verified path (the validator's answer can only change when a certificate of
     the path becomes not yet valid or expired); any other verdict is reused only
-    for the very same second. Bounded: least recently used entries go first.
+    for the very same second. Bounded in entries and in bytes (keys are digests;
+    a verdict counts its detail text plus a fixed overhead): least recently used
+    entries go first.
     """
 
-    def __init__(self, maxsize: int = 8192) -> None:
+    #: Bytes counted for one entry besides its detail text (key tuple, verdict, times).
+    ENTRY_OVERHEAD = 512
+
+    def __init__(self, maxsize: int = 8192, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.maxsize = maxsize
-        self._entries: OrderedDict[tuple[object, ...], ChainVerdict] = OrderedDict()
-        self._lock = threading.Lock()
+        self._memory: BoundedMemory[tuple[object, ...], ChainVerdict]
+        self._memory = BoundedMemory(max_entries=maxsize, max_bytes=max_bytes)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._memory)
+
+    @property
+    def nbytes(self) -> int:
+        return self._memory.nbytes
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._memory.clear()
 
     def validate(
         self, chain: PresentedChain, *, trust: TrustStore, at: dt.datetime, purpose: Purpose
@@ -104,22 +111,16 @@ class ChainVerdictCache:
         # The purpose by its value: hashing a str is cheaper than hashing an enum member.
         trusted_key = (chain.key, trust.key, purpose.value)
         exact_key = (chain.key, trust.key, purpose.value, second)
-        with self._lock:
-            cached = self._entries.get(trusted_key)
-            if cached is not None and _inside(cached, second):
-                self._entries.move_to_end(trusted_key)
-                return cached
-            cached = self._entries.get(exact_key)
-            if cached is not None:
-                self._entries.move_to_end(exact_key)
-                return cached
+        memory = self._memory
+        cached = memory.get(trusted_key)
+        if cached is not None and _inside(cached, second):
+            return cached
+        cached = memory.get(exact_key)
+        if cached is not None:
+            return cached
         verdict = validate_chain(chain, trust=trust, at=at, purpose=purpose)
         key = trusted_key if verdict.trusted and verdict.valid_from is not None else exact_key
-        with self._lock:
-            self._entries[key] = verdict
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
+        memory.put(key, verdict, len(verdict.detail) + self.ENTRY_OVERHEAD)
         return verdict
 
 

@@ -20,9 +20,7 @@ import enum
 import functools
 import itertools
 import re
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +42,7 @@ from cryptography.x509.verification import (
 )
 
 from tlsconnector._errors import InvalidValue, show
+from tlsconnector._memory import BoundedMemory
 
 __all__ = [
     "MAX_CERTIFICATE_BYTES",
@@ -237,42 +236,45 @@ class _CheckedCertificates:
     The intermediates of a CA are presented again in every chain it issued: once one
     has been decoded and checked, a chain that presents it again gets that very
     object (equal certificates are equal DER), whose decoded fields are cached on
-    it, instead of decoding and checking it again. Only certificates that passed are
-    kept, so the answer is always what checking them would say. Bounded: the least
-    recently used go first. Thread-safe.
+    it, instead of decoding and checking it again; identical certificates are so held
+    once, whatever the number of chains that present them. Only certificates that
+    passed are kept, so the answer is always what checking them would say. Bounded in
+    entries and in DER bytes (:data:`MAX_CHECKED_CERTIFICATES`,
+    :data:`MAX_CHECKED_CERTIFICATE_BYTES`); the least recently used go first.
+    Thread-safe.
     """
 
-    def __init__(self, maxsize: int = 4096) -> None:
-        self.maxsize = maxsize
-        self._entries: OrderedDict[x509.Certificate, tuple[x509.Certificate, bytes]]
-        self._entries = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(
+        self,
+        maxsize: int = 4096,
+        max_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self._memory: BoundedMemory[x509.Certificate, tuple[x509.Certificate, bytes]]
+        self._memory = BoundedMemory(max_entries=maxsize, max_bytes=max_bytes)
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+    @property
+    def nbytes(self) -> int:
+        return self._memory.nbytes
 
     def checked(self, cert: x509.Certificate) -> x509.Certificate:
         """The checked certificate equal to ``cert``, or ``cert`` itself."""
-        with self._lock:
-            found = self._entries.get(cert)
-            if found is None:
-                return cert
-            self._entries.move_to_end(cert)
-            return found[0]
+        found = self._memory.get(cert)
+        return cert if found is None else found[0]
 
     def der(self, cert: x509.Certificate) -> bytes | None:
         """The DER of ``cert`` when this very object passed the checks, else None."""
-        with self._lock:
-            found = self._entries.get(cert)
+        found = self._memory.get(cert)
         return found[1] if found is not None and found[0] is cert else None
 
     def add(self, cert: x509.Certificate, der: bytes) -> None:
-        with self._lock:
-            self._entries[cert] = (cert, der)
-            self._entries.move_to_end(cert)
-            while len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
+        # The object is counted as twice its DER: the decoded certificate and the bytes.
+        self._memory.put(cert, (cert, der), 2 * len(der))
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._memory.clear()
 
 
 #: The process-wide memory of checked certificates.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ import attrs
 from ._addresses import IPAddress, parse_peer_ip
 from ._certs import PresentedChain
 from ._errors import FactsError, InvalidValue
+from ._memory import BoundedMemory
 from ._names import canonical_domain
 
 __all__ = [
@@ -156,13 +158,41 @@ _INBOUND_KEYS = frozenset({"peer_ip", "mail_from", "rcpt_to", "tls", "at", "helo
 _TLS_KEYS = frozenset({"peer_chain_pem", "peer_cn", "peer_verified", "peer_fingerprint"})
 
 
-@functools.lru_cache(maxsize=2048)
-def _chain_from_pem(pem: str) -> PresentedChain:
+#: Bounds on the memory of parsed PEM chains (section 8): entries, and the PEM text
+#: they were parsed from, in characters. Before, entries alone bounded it, and hostile
+#: batches of 1 MiB chains grew a worker to about 1.5 GiB.
+MAX_PEM_CHAINS = 2048
+MAX_PEM_CHAIN_BYTES = 32 * 1024 * 1024
+
+
+class _PemChains:
     """Parse a presented chain once per distinct PEM text (a chain is immutable).
 
-    Bounded; decoding failures are not cached and are raised again each time.
+    Keyed by the SHA-256 of the text, never by the text itself; bounded in entries and
+    in bytes (:data:`MAX_PEM_CHAINS`, :data:`MAX_PEM_CHAIN_BYTES`). The certificates
+    of the chains are shared with every other chain presenting them (see
+    ``PresentedChain.from_pem``). Decoding failures are not remembered and are raised
+    again each time.
     """
-    return PresentedChain.from_pem(pem)
+
+    def __init__(self) -> None:
+        self.memory: BoundedMemory[bytes, PresentedChain] = BoundedMemory(
+            max_entries=MAX_PEM_CHAINS, max_bytes=MAX_PEM_CHAIN_BYTES
+        )
+
+    def __call__(self, pem: str) -> PresentedChain:
+        key = hashlib.sha256(pem.encode("utf-8", "surrogatepass")).digest()
+        chain = self.memory.get(key)
+        if chain is None:
+            chain = PresentedChain.from_pem(pem)
+            self.memory.put(key, chain, len(pem))
+        return chain
+
+    def cache_clear(self) -> None:
+        self.memory.clear()
+
+
+_chain_from_pem = _PemChains()
 
 
 def parse_time(value: object, *, field: str = "at") -> dt.datetime:
