@@ -31,9 +31,13 @@ from tlsconnector._lint import (
     LintCode,
     LintSeverity,
     LintWarning,
+    _allow_only_message,
     _broad_wildcards,
+    _Check,
+    _checks,
     _first_domain,
     _name_outside,
+    _overlap_message,
     _smart_hosts,
     _takes_part_inbound,
     _too_long,
@@ -93,6 +97,14 @@ def only(policy: Policy, code: LintCode) -> list[LintWarning]:
 
 def inbound_session(sender: str, *, tls: None = None) -> InboundSession:
     return InboundSession.create(peer_ip="198.51.100.7", mail_from=sender, tls=tls, at=NOW)
+
+
+def verified_cn_session(sender: str, cn: str | None, *, peer_ip: str) -> InboundSession:
+    """A session over TLS with the CN an MTA verified (or no client certificate)."""
+    tls: dict[str, Any] = {} if cn is None else {"peer_cn": [cn], "peer_verified": True}
+    return InboundSession.from_json(
+        {"peer_ip": peer_ip, "mail_from": sender, "tls": tls, "at": "2026-11-26T12:00:00Z"}
+    )
 
 
 # --- clean policies ----------------------------------------------------------------------
@@ -217,14 +229,56 @@ def test_overridden_allow_only_connector_really_never_takes_part() -> None:
         (["fabrikam.com"], {**STRICT_INBOUND, "enabled": False}),
         (["fabrikam.com"], {**STRICT_INBOUND, "type": "on_premises"}),
         (["fabrikam.com"], inbound("Fabrikam allow too", require_tls=False)),
+        (["fabrikam.com"], inbound("Fabrikam TLS only", require_tls=True)),
     ],
-    ids=["other-domain", "restricting-disabled", "restricting-on-premises", "both-allow-only"],
+    ids=[
+        "other-domain",
+        "restricting-disabled",
+        "restricting-on-premises",
+        "both-allow-only",
+        "tls-only-does-not-restrict",
+    ],
 )
 def test_allow_only_connector_not_overridden(
     allow_domains: list[str], other: dict[str, Any]
 ) -> None:
     allow = inbound("Fabrikam allow", sender_domains=allow_domains, require_tls=False)
     assert [] == only(policy_of([allow, other]), LintCode.ALLOW_ONLY_OVERRIDDEN)
+
+
+def test_the_dr_site_tls_only_connector_is_said_never_to_decide() -> None:
+    """Section 5.3: a second connector for fabrikam.com with only require_tls (a "DR
+    site") does not restrict, so next to a certificate-name connector it never decides,
+    and the text says what it does and does not check (not "require_tls = false")."""
+    fabrikam = inbound("Fabrikam", tls_sender_certificate_name="*.fabrikam.com")
+    dr_site = inbound("Fabrikam DR site", require_tls=True)
+    policy = policy_of([fabrikam, dr_site])
+    assert [("allow-only-overridden", "inbound", "Fabrikam DR site")] == findings(policy)
+    (warning,) = lint(policy)
+    assert warning.message.startswith(
+        "it requires TLS but restricts neither by certificate name nor by IP, and shares "
+        "sender_domains 'fabrikam.com' with 'Fabrikam', which restricts by certificate name;"
+    )
+    assert "this connector never takes part (its TLS requirement included)" in warning.message
+    assert "require_tls = false" not in warning.message
+    # The claim, against the decisions: sessions the DR site alone would accept (TLS,
+    # with a certificate of the DR site or with none) are refused by 'Fabrikam'.
+    for cn in ("mail.fabrikam-dr.net", None):
+        decision = evaluate_inbound(
+            policy, verified_cn_session("a@fabrikam.com", cn, peer_ip="198.51.100.7")
+        )
+        assert ("reject", "Fabrikam") == (str(decision.action), decision.connector), cn
+
+
+def test_an_allow_only_connector_without_tls_is_said_to_impose_no_check() -> None:
+    allow = inbound("Fabrikam allow", require_tls=False)
+    (warning,) = only(policy_of([allow, STRICT_INBOUND]), LintCode.ALLOW_ONLY_OVERRIDDEN)
+    assert warning.message.startswith(
+        "it imposes no check (require_tls = false, no tls_sender_certificate_name, no IP "
+        "restriction), and shares sender_domains 'fabrikam.com' with 'Fabrikam Bank "
+        "inbound', which restricts by certificate name;"
+    )
+    assert "requires TLS" not in warning.message
 
 
 def test_ip_restricted_connector_counts_as_restricting() -> None:
@@ -236,7 +290,159 @@ def test_ip_restricted_connector_counts_as_restricting() -> None:
         restrict_domains_to_ip_addresses=True,
     )
     (warning,) = only(policy_of([allow, by_ip]), LintCode.ALLOW_ONLY_OVERRIDDEN)
-    assert "with 'Fabrikam by IP'" in warning.message
+    assert "with 'Fabrikam by IP', which restricts by IP;" in warning.message
+
+
+# --- restricting-overlap -------------------------------------------------------------------
+
+IP_RANGE = "198.51.100.0/24"
+
+
+def by_name_and_ip(name: str, **settings: Any) -> dict[str, Any]:
+    return inbound(
+        name,
+        tls_sender_certificate_name="*.fabrikam.com",
+        sender_ip_addresses=[IP_RANGE],
+        restrict_domains_to_ip_addresses=True,
+        **settings,
+    )
+
+
+@pytest.mark.parametrize("shared", ["fabrikam.com", "*.fabrikam.com", "*"])
+def test_the_weaker_of_two_restricting_connectors_is_named(shared: str) -> None:
+    """A checks the certificate name and the IP, B only the certificate name: either
+    satisfied is enough (section 5.3), so B is the weaker one and A's IP check is never
+    required of a session B accepts. One warning, on B, naming A."""
+    strong = by_name_and_ip("A strong", sender_domains=[shared])
+    weak = inbound("B weak", sender_domains=[shared], tls_sender_certificate_name="*.fabrikam.com")
+    policy = policy_of([weak, strong])
+    (warning,) = only(policy, LintCode.RESTRICTING_OVERLAP)
+    assert ("B weak", LintSeverity.WARNING) == (warning.connector, warning.severity)
+    assert warning.message.startswith(
+        f"it shares sender_domains {shared!r} with 'A strong', and both restrict; between "
+        "restricting connectors one satisfied is enough"
+    )
+    assert (
+        "so this connector is the weaker one: it lacks the IP restriction that 'A strong' "
+        "applies, and for those senders a session passing only its own checks (TLS and "
+        "certificate name '*.fabrikam.com') is accepted"
+    ) in warning.message
+    assert "give this connector restrict_domains_to_ip_addresses = true" in warning.message
+    assert f"remove {shared!r} from its sender_domains" in warning.message
+
+
+def test_a_weaker_restricting_connector_really_lets_its_sessions_in() -> None:
+    """The claim, against the decisions: the right certificate from outside A's IP
+    range is accepted, by B."""
+    policy = policy_of(
+        [
+            by_name_and_ip("A strong"),
+            inbound("B weak", tls_sender_certificate_name="*.fabrikam.com"),
+        ]
+    )
+    decision = evaluate_inbound(
+        policy, verified_cn_session("a@fabrikam.com", "mx.fabrikam.com", peer_ip="203.0.113.9")
+    )
+    assert ("accept", "B weak") == (str(decision.action), decision.connector)
+
+
+def test_a_restricting_connector_without_tls_is_weaker_than_one_with_it() -> None:
+    """Both restrict by IP; only one requires TLS: the other lets plaintext in."""
+    plain = inbound(
+        "A plain",
+        require_tls=False,
+        sender_ip_addresses=[IP_RANGE],
+        restrict_domains_to_ip_addresses=True,
+    )
+    tls = {**plain, "name": "B tls", "require_tls": True}
+    (warning,) = only(policy_of([plain, tls]), LintCode.RESTRICTING_OVERLAP)
+    assert "A plain" == warning.connector
+    assert "it lacks the TLS requirement that 'B tls' applies" in warning.message
+    assert "give this connector require_tls = true too" in warning.message
+    decision = evaluate_inbound(policy_of([plain, tls]), inbound_session("a@fabrikam.com"))
+    assert ("accept", "A plain") == (str(decision.action), decision.connector)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "first_checks", "second_checks"),
+    [
+        (
+            inbound("Site 1", tls_sender_certificate_name="mx1.fabrikam.com"),
+            inbound("Site 2", tls_sender_certificate_name="mx2.fabrikam.com"),
+            "TLS and certificate name 'mx1.fabrikam.com'",
+            "TLS and certificate name 'mx2.fabrikam.com'",
+        ),
+        (
+            inbound(
+                "Site 1",
+                require_tls=False,
+                sender_ip_addresses=[IP_RANGE],
+                restrict_domains_to_ip_addresses=True,
+            ),
+            inbound("Site 2", tls_sender_certificate_name="mx2.fabrikam.com"),
+            "the peer IP (sender_ip_addresses)",
+            "TLS and certificate name 'mx2.fabrikam.com'",
+        ),
+    ],
+    ids=["two-certificate-names", "ip-against-certificate"],
+)
+def test_when_neither_restricting_connector_is_weaker_both_are_named_once(
+    first: dict[str, Any], second: dict[str, Any], first_checks: str, second_checks: str
+) -> None:
+    """One warning for the pair, on the first by name, whatever the file order."""
+    for order in ([first, second], [second, first]):
+        (warning,) = only(policy_of(order), LintCode.RESTRICTING_OVERLAP)
+        assert "Site 1" == warning.connector
+        assert (
+            f"and neither is weaker: this connector checks {first_checks}; 'Site 2' checks "
+            f"{second_checks}; so for those senders either one suffices"
+        ) in warning.message
+        assert "put them in one connector" in warning.message
+
+
+def test_either_site_certificate_is_accepted_as_the_warning_says() -> None:
+    site_1 = inbound("Site 1", tls_sender_certificate_name="mx1.fabrikam.com")
+    site_2 = inbound("Site 2", tls_sender_certificate_name="mx2.fabrikam.com")
+    policy = policy_of([site_1, site_2])
+    for cn, site in (("mx1.fabrikam.com", "Site 1"), ("mx2.fabrikam.com", "Site 2")):
+        decision = evaluate_inbound(
+            policy, verified_cn_session("a@fabrikam.com", cn, peer_ip="203.0.113.9")
+        )
+        assert ("accept", site) == (str(decision.action), decision.connector)
+
+
+def test_every_overlapping_pair_is_reported_once_listing_every_shared_pattern() -> None:
+    a = inbound(
+        "A",
+        sender_domains=["fabrikam.com", "*.fabrikam.com", "fabrikam.de"],
+        tls_sender_certificate_name="*.fabrikam.com",
+    )
+    b = by_name_and_ip("B", sender_domains=["*.fabrikam.com", "fabrikam.com"])
+    c = inbound("C", sender_domains=["fabrikam.de"], tls_sender_certificate_name="*.fabrikam.de")
+    warnings = only(policy_of([c, b, a]), LintCode.RESTRICTING_OVERLAP)
+    assert [("A", "B"), ("A", "C")] == [
+        (w.connector, re.search(r"with '(\w)'", w.message).group(1))  # type: ignore[union-attr]
+        for w in warnings
+    ]
+    assert "shares sender_domains 'fabrikam.com', '*.fabrikam.com' with 'B'" in warnings[0].message
+    assert "shares sender_domains 'fabrikam.de' with 'C'" in warnings[1].message
+
+
+@pytest.mark.parametrize(
+    ("other_domains", "change"),
+    [
+        (["*.fabrikam.com"], {}),  # exact against subtree: shadowing, not a tie
+        (["fabrikam.de"], {}),
+        (["fabrikam.com"], {"enabled": False}),
+        (["fabrikam.com"], {"type": "on_premises"}),
+    ],
+    ids=["different-specificity", "other-domain", "disabled", "on-premises"],
+)
+def test_restricting_connectors_that_never_tie_are_not_reported(
+    other_domains: list[str], change: dict[str, Any]
+) -> None:
+    other = by_name_and_ip("Other", sender_domains=other_domains, **change)
+    assert [] == only(policy_of([STRICT_INBOUND, other]), LintCode.RESTRICTING_OVERLAP)
 
 
 # --- connector-disabled, connector-test-mode ---------------------------------------------
@@ -608,6 +814,8 @@ def _reference_inbound(
             found.append(shadowed)
         if not connector.restricts:
             found += _reference_allow_only_overridden(connector, competing)
+        else:
+            found += _reference_restricting_overlaps(connector, competing)
     found += _broad_wildcards(connector, connector.sender_domains, "sender_domains")
     name = connector.tls_sender_certificate_name
     if name is not None:
@@ -720,19 +928,34 @@ def _reference_allow_only_overridden(
         shared = [p for p in dict.fromkeys(other.sender_domains) if p in mine]
         if not shared:
             continue
-        listed = ", ".join(repr(str(p)) for p in shared)
-        found.append(
-            _warning(
-                connector,
-                LintCode.ALLOW_ONLY_OVERRIDDEN,
-                f"it imposes no check (require_tls = false, no "
-                f"tls_sender_certificate_name, no IP restriction) and shares sender_domains "
-                f"{listed} with {printable(other.name)!r}, which does impose checks; "
-                f"restrict beats allow, so for those senders this connector never takes "
-                f"part; remove {listed} from its sender_domains, or give it the checks "
-                f"it is meant to apply",
-            )
-        )
+        message = _allow_only_message(connector, other, shared)
+        found.append(_warning(connector, LintCode.ALLOW_ONLY_OVERRIDDEN, message))
+    return found
+
+
+def _reference_restricting_overlaps(
+    connector: InboundConnector, competing: Sequence[InboundConnector]
+) -> list[LintWarning]:
+    """Every other restricting connector sharing a pattern: the weaker one carries the
+    warning, or the first by name when neither is weaker."""
+    found: list[LintWarning] = []
+    position = next(i for i, c in enumerate(competing) if c is connector)
+    for other_position, other in enumerate(competing):
+        if other is connector or not other.restricts:
+            continue
+        shared = [p for p in dict.fromkeys(connector.sender_domains) if p in other.sender_domains]
+        if not shared:
+            continue
+        mine, theirs = _checks(connector), _checks(other)
+        missing: list[_Check] | None
+        if mine < theirs:
+            missing = [check for check in _Check if check in theirs and check not in mine]
+        elif theirs < mine or other_position < position:
+            continue
+        else:
+            missing = None
+        message = _overlap_message(connector, other, shared, missing)
+        found.append(_warning(connector, LintCode.RESTRICTING_OVERLAP, message))
     return found
 
 
@@ -801,16 +1024,23 @@ def test_lint_equals_the_quadratic_reference_on_random_policies() -> None:
     and the comparison is not vacuous: every competition rule fires many times."""
     rng = random.Random(7)  # noqa: S311 - reproducible inputs, not secrets
     seen: Counter[tuple[LintCode, str]] = Counter()
+    seen_overlaps: list[LintWarning] = []
     for _ in range(2_000):
         policy = random_policy(rng)
         warnings = lint(policy)
         assert reference_lint(policy) == warnings
         for warning in warnings:
             seen[(warning.code, str(warning.direction))] += 1
+            if warning.code is LintCode.RESTRICTING_OVERLAP:
+                seen_overlaps.append(warning)
+    overlaps = [w.message for w in seen_overlaps]
+    assert sum("so this connector is the weaker one" in m for m in overlaps) > 100
+    assert sum("and neither is weaker" in m for m in overlaps) > 100
     for key in (
         (LintCode.CONNECTOR_SHADOWED, "inbound"),
         (LintCode.CONNECTOR_SHADOWED, "outbound"),
         (LintCode.ALLOW_ONLY_OVERRIDDEN, "inbound"),
+        (LintCode.RESTRICTING_OVERLAP, "inbound"),
         (LintCode.CONNECTOR_DISABLED, "inbound"),
         (LintCode.CONNECTOR_TEST_MODE, "outbound"),
     ):

@@ -26,8 +26,12 @@ class LintCode(enum.StrEnum):
 
     #: Every domain the connector names is claimed more specifically by another one.
     CONNECTOR_SHADOWED = "connector-shadowed"
-    #: An allow-only inbound connector ties with a restricting one (section 5.3).
+    #: An inbound connector that restricts neither by certificate name nor by IP ties
+    #: with a restricting one, so it never takes part there (section 5.3).
     ALLOW_ONLY_OVERRIDDEN = "allow-only-overridden"
+    #: Two restricting inbound connectors tie on a sender pattern: either one satisfied
+    #: is enough (section 5.3), so the weaker one's missing checks are never required.
+    RESTRICTING_OVERLAP = "restricting-overlap"
     CONNECTOR_DISABLED = "connector-disabled"
     CONNECTOR_TEST_MODE = "connector-test-mode"
     CERTIFICATE_NAME_OUTSIDE_DOMAINS = "certificate-name-outside-domains"
@@ -138,6 +142,8 @@ def _lint_inbound(
             found.append(shadowed)
         if not connector.restricts:
             found += _allow_only_overridden(connector, sharing)
+        else:
+            found += _restricting_overlaps(connector, sharing)
     found += _broad_wildcards(connector, connector.sender_domains, "sender_domains")
     name = connector.tls_sender_certificate_name
     if name is not None:
@@ -308,15 +314,22 @@ class _RestrictingByPattern:
     (section 2), so "ties with a restricting connector" is one lookup per pattern.
     """
 
-    __slots__ = ("_by_pattern",)
+    __slots__ = ("_by_pattern", "_position")
 
     def __init__(self, competing: Iterable[InboundConnector]) -> None:
         by_pattern: dict[DomainPattern, list[tuple[int, InboundConnector]]] = {}
+        position_of: dict[int, int] = {}
         for position, connector in enumerate(competing):
             if connector.restricts:
+                position_of[id(connector)] = position
                 for pattern in dict.fromkeys(connector.sender_domains):
                     by_pattern.setdefault(pattern, []).append((position, connector))
         self._by_pattern = by_pattern
+        self._position = position_of
+
+    def comes_first(self, connector: InboundConnector, other: InboundConnector) -> bool:
+        """Whether restricting ``connector`` comes before ``other`` in the policy's order."""
+        return self._position[id(connector)] < self._position[id(other)]
 
     def sharing(self, connector: InboundConnector) -> list[InboundConnector]:
         """The restricting connectors (other than ``connector``) sharing one of its
@@ -332,33 +345,167 @@ class _RestrictingByPattern:
 def _allow_only_overridden(
     connector: InboundConnector, sharing: _RestrictingByPattern
 ) -> list[LintWarning]:
-    """``allow-only-overridden``: an allow-only connector (no check at all) shares a
-    pattern with a restricting connector.
+    """``allow-only-overridden``: a connector that does not restrict (no certificate
+    name, no IP restriction; ``require_tls`` alone does not restrict, section 5.3)
+    shares a pattern with a restricting connector.
 
     Two patterns reach the same level for a domain only when they are identical, and a
     shared pattern is always the most specific match for some of its domains (the
     exact name; the subdomains nobody else lists; every unlisted domain for ``*``).
     There both connectors are candidates and restrict beats allow (section 5.3), so
-    the allow-only connector never takes part for those domains.
+    the non-restricting connector, its TLS requirement included, never takes part for
+    those domains.
     """
     found: list[LintWarning] = []
     mine = dict.fromkeys(connector.sender_domains)
     for other in sharing.sharing(connector):
         shared = [p for p in dict.fromkeys(other.sender_domains) if p in mine]
-        listed = ", ".join(repr(str(p)) for p in shared)
         found.append(
             _warning(
                 connector,
                 LintCode.ALLOW_ONLY_OVERRIDDEN,
-                f"it imposes no check (require_tls = false, no "
-                f"tls_sender_certificate_name, no IP restriction) and shares sender_domains "
-                f"{listed} with {printable(other.name)!r}, which does impose checks; "
-                f"restrict beats allow, so for those senders this connector never takes "
-                f"part; remove {listed} from its sender_domains, or give it the checks "
-                f"it is meant to apply",
+                _allow_only_message(connector, other, shared),
             )
         )
     return found
+
+
+def _allow_only_message(
+    connector: InboundConnector, other: InboundConnector, shared: Sequence[DomainPattern]
+) -> str:
+    listed = ", ".join(repr(str(p)) for p in shared)
+    if connector.require_tls:
+        what = "it requires TLS but restricts neither by certificate name nor by IP"
+        dropped = "never takes part (its TLS requirement included)"
+    else:
+        what = (
+            "it imposes no check (require_tls = false, no tls_sender_certificate_name, "
+            "no IP restriction)"
+        )
+        dropped = "never takes part"
+    return (
+        f"{what}, and shares sender_domains {listed} with {printable(other.name)!r}, which "
+        f"restricts {_restricts_by(other)}; restrict beats allow, so for those senders this "
+        f"connector {dropped}: only the restricting connectors decide; remove {listed} from "
+        f"its sender_domains, or give it a certificate name or an IP restriction if it is "
+        f"meant to decide for them"
+    )
+
+
+def _restricts_by(connector: InboundConnector) -> str:
+    if connector.tls_sender_certificate_name is None:
+        return "by IP"
+    if connector.restrict_domains_to_ip_addresses:
+        return "by certificate name and by IP"
+    return "by certificate name"
+
+
+# --- restricting-overlap ---------------------------------------------------------------
+
+
+class _Check(enum.Enum):
+    """The kinds of check a restricting connector can configure (section 5.4)."""
+
+    TLS = "the TLS requirement", "require_tls = true"
+    CERTIFICATE = "the certificate name check", "a tls_sender_certificate_name"
+    IP = (
+        "the IP restriction",
+        "restrict_domains_to_ip_addresses = true (with sender_ip_addresses)",
+    )
+
+    def __init__(self, description: str, setting: str) -> None:
+        self.description = description
+        self.setting = setting
+
+
+def _checks(connector: InboundConnector) -> frozenset[_Check]:
+    checks: set[_Check] = set()
+    if connector.requires_tls:  # also implied by a certificate name (section 5.4)
+        checks.add(_Check.TLS)
+    if connector.tls_sender_certificate_name is not None:
+        checks.add(_Check.CERTIFICATE)
+    if connector.restrict_domains_to_ip_addresses:
+        checks.add(_Check.IP)
+    return frozenset(checks)
+
+
+def _describe_checks(connector: InboundConnector) -> str:
+    checks = _checks(connector)
+    parts = []
+    if _Check.TLS in checks:
+        parts.append("TLS")
+    name = connector.tls_sender_certificate_name
+    if name is not None:
+        parts.append(f"certificate name {str(name)!r}")
+    if _Check.IP in checks:
+        parts.append("the peer IP (sender_ip_addresses)")
+    return _and(parts)
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _restricting_overlaps(
+    connector: InboundConnector, sharing: _RestrictingByPattern
+) -> list[LintWarning]:
+    """``restricting-overlap``: a restricting connector shares a pattern with another
+    restricting connector, so for the senders where that pattern is the most specific
+    match both are candidates and one satisfied candidate is enough (section 5.3).
+
+    One warning per pair, on the weaker connector: the one whose kinds of check (TLS,
+    certificate name, IP restriction) are a strict subset of the other's; the other's
+    extra checks are never required of a session that satisfies it. When neither is
+    weaker (different kinds, or the same kinds with their own values), the warning is
+    on the first of the two by name and names both: either suffices.
+    """
+    found: list[LintWarning] = []
+    mine = _checks(connector)
+    patterns = dict.fromkeys(connector.sender_domains)
+    for other in sharing.sharing(connector):
+        theirs = _checks(other)
+        weaker = mine < theirs
+        if not weaker and (theirs < mine or not sharing.comes_first(connector, other)):
+            continue  # the warning is the other connector's
+        in_other = dict.fromkeys(other.sender_domains)
+        shared = [p for p in patterns if p in in_other]
+        missing = [check for check in _Check if check in theirs - mine] if weaker else None
+        message = _overlap_message(connector, other, shared, missing)
+        found.append(_warning(connector, LintCode.RESTRICTING_OVERLAP, message))
+    return found
+
+
+def _overlap_message(
+    connector: InboundConnector,
+    other: InboundConnector,
+    shared: Sequence[DomainPattern],
+    missing: Sequence[_Check] | None,
+) -> str:
+    """The ``restricting-overlap`` text; ``missing``: the checks the weaker
+    ``connector`` lacks, or None when neither connector is weaker."""
+    listed = ", ".join(repr(str(p)) for p in shared)
+    other_name = repr(printable(other.name))
+    head = (
+        f"it shares sender_domains {listed} with {other_name}, and both restrict; between "
+        f"restricting connectors one satisfied is enough (their checks do not add up, "
+        f"section 5.3), "
+    )
+    if missing is not None:
+        return (
+            f"{head}so this connector is the weaker one: it lacks "
+            f"{_and([c.description for c in missing])} that {other_name} applies, and for "
+            f"those senders a session passing only its own checks "
+            f"({_describe_checks(connector)}) is accepted; if the checks of {other_name} are "
+            f"meant to hold for them, give this connector {_and([c.setting for c in missing])} "
+            f"too, or remove {listed} from its sender_domains"
+        )
+    return (
+        f"{head}and neither is weaker: this connector checks {_describe_checks(connector)}; "
+        f"{other_name} checks {_describe_checks(other)}; so for those senders either one "
+        f"suffices; if every one of these checks must hold, put them in one connector; if "
+        f"either is meant to suffice (for example two sites, each with its own "
+        f"certificate), this is as intended"
+    )
 
 
 # --- certificate name outside the connector's domains ----------------------------------
