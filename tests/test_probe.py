@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import socket
 import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,16 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tlsconnector import load_policy
 from tlsconnector._cli import main
-from tlsconnector._probe import ProbeError, resolve_mx
+from tlsconnector._model import SmartHost
+from tlsconnector._probe import (
+    MAX_HOST_ADDRESSES,
+    MAX_HOSTS,
+    DeadlinePassed,
+    ProbeError,
+    probe_server,
+    resolve_mx,
+    run_probe,
+)
 
 from certmint import CA, Leaf, self_signed
 from loopthread import LoopThread
@@ -518,6 +529,9 @@ def test_hostile_server_replies_end_the_probe_cleanly(
     ("flags", "message"),
     [
         (["--timeout", "0"], "--timeout must be more than 0"),
+        (["--deadline", "0"], "--deadline must be more than 0 and at most 600, not 0.0"),
+        (["--deadline", "601"], "--deadline must be more than 0 and at most 600, not 601.0"),
+        (["--deadline", "nan"], "--deadline must be more than 0 and at most 600, not nan"),
         (["--host", "10.0.0.0/8"], "not a route"),
         (["--at", "2026-11-26T12:00:00"], "needs a UTC offset"),
         (["--helo", "bad name"], "--helo"),
@@ -552,3 +566,267 @@ def test_importing_the_probe_imports_no_optional_dependency() -> None:
 def test_policy_fixture_is_valid(policy: Path) -> None:
     """The fixture policy itself loads (so a failure above is about the probe)."""
     assert ["Fabrikam Bank outbound"] == [c.name for c in load_policy(policy).outbound]
+
+
+# -- one deadline for the whole probe; bounds on hosts, addresses, replies -----------
+
+
+def bounded(call: Callable[[], Any]) -> Any:
+    """Run ``call`` in a thread joined with a timeout, so a probe that does not stop
+    fails the test instead of hanging it; re-raise what it raised."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed back to the test
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(3 * WAIT)
+    assert not thread.is_alive(), "the probe did not stop"
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+def read_line(connection: socket.socket | ssl.SSLSocket) -> bytes:
+    line = b""
+    while not line.endswith(b"\n") and len(line) < 1000:
+        byte = connection.recv(1)
+        if not byte:
+            break
+        line += byte
+    return line
+
+
+#: What a stepping server answers, step by step (TLS marks the handshake).
+TLS = "<tls>"
+STEPS = ["220 mx.test.example ESMTP", "250-mx.test.example\r\n250 STARTTLS", "220 go ahead", TLS]
+STEPS += ["250 mx.test.example", "221 bye"]
+
+
+@contextlib.contextmanager
+def stepping_server(context: ssl.SSLContext, delays: Sequence[float | None]) -> Iterator[int]:
+    """A server that answers each step of the dialogue (greeting, EHLO, STARTTLS, the
+    handshake, EHLO, QUIT) correctly, each only after ``delays[i]`` seconds (None: it
+    stays silent until the client leaves); serves one connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        with contextlib.suppress(OSError), listener:
+            connection: socket.socket | ssl.SSLSocket
+            connection, _ = listener.accept()
+            connection.settimeout(WAIT)
+            for step, (answer, delay) in enumerate(zip(STEPS, delays, strict=True)):
+                if step and answer != TLS:
+                    read_line(connection)  # the command this step answers
+                if delay is None:
+                    connection.recv(1)  # silent until the client gives up
+                    break
+                time.sleep(delay)
+                if answer == TLS:
+                    connection = context.wrap_socket(connection, server_side=True)
+                else:
+                    connection.sendall(answer.encode() + b"\r\n")
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        thread.join(WAIT)
+
+
+def test_server_answering_each_step_just_in_time_stops_at_the_deadline(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every step answered correctly, 0.5 s after it starts, under the 1 s step time-out:
+    no step times out, but the whole probe ends at its 1.25 s deadline with no verdict
+    (exit 1), the error naming the deadline. Without the deadline it would deliver."""
+    context = tls_context(GOOD, tmp_path)
+    with stepping_server(context, [0.5] * len(STEPS)) as port:
+        argv = probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}")
+        argv += ["--timeout", "1", "--deadline", "1.25", "--json"]
+        started = time.monotonic()
+        status = bounded(lambda: main(argv))
+        elapsed = time.monotonic() - started
+    captured = capsys.readouterr()
+    assert 1 == status
+    error = json.loads(captured.out)["error"]
+    assert error["stage"] in {"greeting", "ehlo", "starttls", "tls-handshake"}
+    assert (f"127.0.0.1:{port}", 1.25, []) == (
+        error["target"],
+        error["deadline"],
+        error["not_tried"],
+    )
+    assert "the probe's deadline of 1.25 s passed" == error["message"]
+    assert "the probe's deadline of 1.25 s passed" in captured.err
+    assert elapsed < 10 * 1.25  # a safety bound only: the probe did stop
+
+
+def test_deadline_passing_in_the_ehlo_after_tls_gives_no_verdict(
+    tmp_path: Path,
+) -> None:
+    """The chain is in hand but the EHLO after STARTTLS is never answered: the deadline
+    passing there is no verdict (not a note beside a `deliver`)."""
+    context = tls_context(GOOD, tmp_path)
+    with (
+        stepping_server(context, [0, 0, 0, 0, None, 0]) as port,
+        pytest.raises(DeadlinePassed, match=r"deadline of 0\.5 s passed") as caught,
+    ):
+        bounded(lambda: probe_server(SmartHost("127.0.0.1", port), timeout=5, deadline=0.5))
+    assert ("ehlo", f"127.0.0.1:{port}") == (caught.value.stage, caught.value.target)
+
+
+@contextlib.contextmanager
+def stalling_listeners(count: int) -> Iterator[list[int]]:
+    """``count`` listeners whose accept queue is full: a connection attempt gets no
+    answer (the SYN is dropped) until the client gives up."""
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count):
+            listener = stack.enter_context(socket.socket())
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            ports.append(listener.getsockname()[1])
+            filler = stack.enter_context(socket.create_connection(listener.getsockname(), WAIT))
+            assert filler  # queued, never accepted: the queue is now full
+        yield ports
+
+
+def smart_host_policy(tmp_path: Path, hosts: list[str]) -> Path:
+    (tmp_path / "ca.pem").write_text(ROOT.cert_pem())
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        '[trust]\nca_file = "ca.pem"\n\n[[outbound]]\nname = "Woodgrove relay"\n'
+        'recipient_domains = ["woodgrove.example"]\nuse_mx_record = false\n'
+        f'smart_hosts = {json.dumps(hosts)}\ntls_settings = "certificate_validation"\n'
+    )
+    return path
+
+
+def test_many_stalling_smart_hosts_stop_at_the_deadline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ten smart hosts that never complete the TCP handshake: each attempt times out
+    after 0.5 s and is skipped, until the 1.25 s deadline; the hosts never reached are
+    reported as not tried, in route order (exit 1). Without the deadline: 10 x 0.5 s."""
+    with stalling_listeners(MAX_HOSTS) as ports:
+        hosts = [f"127.0.0.1:{port}" for port in ports]
+        argv = probe(smart_host_policy(tmp_path, hosts), "--recipient", "ap@woodgrove.example")
+        argv += ["--timeout", "0.5", "--deadline", "1.25", "--json"]
+        started = time.monotonic()
+        status = bounded(lambda: main(argv))
+        elapsed = time.monotonic() - started
+    captured = capsys.readouterr()
+    assert 1 == status
+    error = json.loads(captured.out)["error"]
+    not_tried = error["not_tried"]
+    assert 0 < len(not_tried) < MAX_HOSTS
+    assert hosts[MAX_HOSTS - len(not_tried) :] == not_tried
+    assert "connect" == error["stage"]
+    assert error["message"].startswith("the probe's deadline of 1.25 s passed; skipped: ")
+    assert error["message"].endswith("; not tried: " + ", ".join(not_tried))
+    assert f"{hosts[0]}: cannot connect: timed out" in error["message"]
+    assert elapsed < 10 * 1.25  # a safety bound only: the probe did stop
+
+
+def test_at_most_ten_routed_hosts_are_tried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Twelve smart hosts that refuse: the first ten are tried, the other two are not,
+    and the error says so."""
+    hosts = [f"127.0.0.1:{free_port()}" for _ in range(MAX_HOSTS + 2)]
+    status = main(probe(smart_host_policy(tmp_path, hosts), "--recipient", "ap@woodgrove.example"))
+    err = capsys.readouterr().err
+    assert 1 == status
+    assert all(f"{host}: cannot connect" in err for host in hosts[:MAX_HOSTS])
+    assert all(host not in err for host in hosts[MAX_HOSTS:])
+    assert err.endswith("; 2 more routed hosts not tried (at most 10 are tried)\n")
+
+
+def test_at_most_five_addresses_of_a_host_are_tried(
+    policy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host name with eight addresses: the first five (refusing) are tried, the sixth,
+    where a server listens, is not."""
+    listener = socket.create_server(("127.0.0.7", 0))
+    listener.settimeout(0)
+    port = listener.getsockname()[1]
+    addresses = [f"127.0.0.{n}" for n in range(2, 10)]  # .7 is the sixth
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "partner.test":
+            return real(host, *args, **kwargs)
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in addresses
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with listener:
+        status = main(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"partner.test:{port}")
+        )
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected to the sixth address
+    assert 1 == status
+    assert (
+        f"could not probe (connect): partner.test:{port}: cannot connect: Connection refused "
+        f"(first of {MAX_HOST_ADDRESSES} addresses tried; 3 more not tried, at most 5 are)"
+    ) in capsys.readouterr().err
+
+
+def test_a_resolver_that_does_not_answer_is_bounded_by_the_deadline(
+    policy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The system resolver has no time-out parameter: a name it sits on still ends the
+    probe at the deadline (stage connect, naming the host)."""
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "partner.test":
+            release.wait(WAIT)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        with pytest.raises(DeadlinePassed, match=r"deadline of 0\.5 s passed") as caught:
+            bounded(lambda: probe_server(SmartHost("partner.test", 2525), timeout=5, deadline=0.5))
+    finally:
+        release.set()
+    assert ("connect", "partner.test:2525") == (caught.value.stage, caught.value.target)
+
+
+def test_the_mx_lookup_gets_at_most_the_time_left(policy: Path) -> None:
+    """The MX lookup is a step too: it may wait min(step time-out, time left); a lookup
+    that runs out of it ends the probe at the deadline (stage resolve)."""
+    given: list[float] = []
+
+    def lookup(domain: str, timeout: float) -> list[tuple[int, str]]:
+        given.append(timeout)
+        time.sleep(min(timeout, 1.0))  # a resolver using up its lifetime
+        raise ProbeError("resolve", domain, "MX lookup failed: the lifetime expired")
+
+    with pytest.raises(DeadlinePassed, match=r"deadline of 0\.3 s passed") as caught:
+        bounded(
+            lambda: run_probe(
+                load_policy(policy),
+                "finance@fabrikam.com",
+                at=dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC),
+                timeout=5,
+                deadline=0.3,
+                mx_lookup=lookup,
+            )
+        )
+    assert ("resolve", "fabrikam.com") == (caught.value.stage, caught.value.target)
+    assert 1 == len(given)
+    assert 0 < given[0] <= 0.3

@@ -6,7 +6,7 @@ give, with its reasons. It sends no mail. Exit statuses:
 
 * 0: the verdict is ``deliver``;
 * 1: the probe could not reach a verdict (connection, SMTP, TLS handshake or MX lookup
-  failed; a dependency is missing);
+  failed; the ``--deadline`` passed; a dependency is missing);
 * 2: usage error (bad flags, bad recipient, invalid policy);
 * 3: the verdict is ``defer`` (or ``fail``): delivery would not happen now.
 """
@@ -26,10 +26,13 @@ from ._facts import parse_time
 from ._model import SmartHost
 from ._policy_file import load_policy
 from ._probe import (
+    DEFAULT_DEADLINE,
     DEFAULT_TIMEOUT,
+    MAX_DEADLINE,
     MAX_TIMEOUT,
     SMTP_PORT,
     CertificateSummary,
+    DeadlinePassed,
     ProbeError,
     ProbeReport,
     run_probe,
@@ -68,7 +71,16 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         type=float,
         default=DEFAULT_TIMEOUT,
         metavar="S",
-        help=f"seconds allowed for each step (default {DEFAULT_TIMEOUT:g})",
+        help=f"seconds allowed for each step (default {DEFAULT_TIMEOUT:g}, at most "
+        f"{MAX_TIMEOUT:g})",
+    )
+    probe.add_argument(
+        "--deadline",
+        type=float,
+        default=DEFAULT_DEADLINE,
+        metavar="S",
+        help="seconds allowed for the whole probe: MX lookup, every host and address, every "
+        f"step (default {DEFAULT_DEADLINE:g}, at most {MAX_DEADLINE:g})",
     )
     probe.add_argument(
         "--helo", metavar="NAME", help="the name to give in EHLO (default: this host's name)"
@@ -84,7 +96,16 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     if not 0 < args.timeout <= MAX_TIMEOUT:
-        _err(f"tlsconnector probe: --timeout must be more than 0 and at most {MAX_TIMEOUT:g}")
+        _err(
+            f"tlsconnector probe: --timeout must be more than 0 and at most {MAX_TIMEOUT:g}, "
+            f"not {args.timeout!r}"
+        )
+        return EXIT_USAGE
+    if not 0 < args.deadline <= MAX_DEADLINE:
+        _err(
+            f"tlsconnector probe: --deadline must be more than 0 and at most "
+            f"{MAX_DEADLINE:g}, not {args.deadline!r}"
+        )
         return EXIT_USAGE
     try:
         at = parse_time(args.at, field="--at") if args.at is not None else _now()
@@ -115,6 +136,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
             connector=args.connector,
             host=host,
             timeout=args.timeout,
+            deadline=args.deadline,
             helo=helo,
         )
     except FactsError as exc:
@@ -123,9 +145,15 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     except ProbeError as exc:
         _err(f"tlsconnector probe: could not probe ({exc.stage}): {exc}")
         if args.json:
-            _print_json(
-                {"error": {"stage": exc.stage, "target": exc.target, "message": exc.message}}
-            )
+            error: dict[str, Any] = {
+                "stage": exc.stage,
+                "target": exc.target,
+                "message": exc.message,
+            }
+            if isinstance(exc, DeadlinePassed):
+                error["deadline"] = exc.deadline
+                error["not_tried"] = [str(host) for host in exc.not_tried]
+            _print_json({"error": error})
         return EXIT_UNDECIDED
     if args.json:
         _print_json(_report_json(report))

@@ -2,7 +2,9 @@
 collect the certificate chain it presents and judge it with the policy (section 6).
 
 EOP's ``Validate-OutboundConnector`` counterpart. It sends no mail: after STARTTLS and
-the second EHLO it says QUIT. Every step has a deadline; every reply is bounded.
+the second EHLO it says QUIT. Every step has a time-out, the whole probe (MX lookup,
+every host, every address, every step) one overall deadline; every reply is bounded, and
+so is the number of hosts and addresses tried.
 
 The probe never verifies a certificate during the handshake: it accepts whatever the
 server presents and hands the whole chain to :func:`~tlsconnector.evaluate_outbound`,
@@ -22,6 +24,7 @@ import importlib
 import selectors
 import socket
 import ssl
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,9 +43,14 @@ from ._names import canonical_domain
 from ._outbound import evaluate_outbound, plan_outbound
 
 __all__ = [
+    "DEFAULT_DEADLINE",
     "DEFAULT_TIMEOUT",
+    "MAX_DEADLINE",
+    "MAX_HOSTS",
+    "MAX_HOST_ADDRESSES",
     "SMTP_PORT",
     "CertificateSummary",
+    "DeadlinePassed",
     "MxLookup",
     "ProbeError",
     "ProbeReport",
@@ -57,10 +65,20 @@ __all__ = [
 DEFAULT_TIMEOUT = 30.0
 #: RFC 5321 section 4.5.3.2 allows minutes per reply; a probe should not wait that long.
 MAX_TIMEOUT = 600.0
+#: Seconds allowed for the whole probe: the MX lookup, every host, every address, every
+#: step. Each step waits at most min(step time-out, time left), so neither many hosts
+#: nor a server answering each step just in time keeps a probe busy longer.
+DEFAULT_DEADLINE = 120.0
+MAX_DEADLINE = 600.0
 SMTP_PORT = 25
 #: Bounds on what a hostile server can make the probe hold (section 8).
 MAX_REPLY_LINE_BYTES = 4096
 MAX_REPLY_LINES = 100
+#: Routed hosts tried (smart hosts, or MX hosts in preference order); the rest are not.
+MAX_HOSTS = 10
+#: Addresses tried per host (its A/AAAA answers, in the resolver's order), as Postfix's
+#: smtp_mx_address_limit (5) bounds the addresses its SMTP client tries.
+MAX_HOST_ADDRESSES = 5
 PROBE_EXTRA = "pip install 'tlsconnector[probe]'"
 
 T = TypeVar("T")
@@ -79,6 +97,70 @@ class ProbeError(TLSConnectorError):
         self.stage = stage
         self.target = target
         self.message = message
+
+
+class DeadlinePassed(ProbeError):
+    """The probe's overall deadline passed before it reached a verdict.
+
+    ``stage`` is the step that ran out; ``not_tried`` the routed hosts (within
+    :data:`MAX_HOSTS`) it never got to. Like any :class:`ProbeError`, no verdict.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        target: str | None,
+        deadline: float,
+        *,
+        skipped: Sequence[Unreachable] = (),
+        not_tried: Sequence[SmartHost] = (),
+        beyond: int = 0,
+    ) -> None:
+        message = f"the probe's deadline of {deadline:g} s passed"
+        if skipped:
+            message += "; skipped: " + "; ".join(f"{u.target}: {u.message}" for u in skipped)
+        if not_tried:
+            message += "; not tried: " + ", ".join(str(host) for host in not_tried)
+        message += _beyond_text(beyond)
+        super().__init__(stage, target, message)
+        self.deadline = deadline
+        self.skipped = tuple(skipped)
+        self.not_tried = tuple(not_tried)
+        self.beyond = beyond
+
+
+def _beyond_text(beyond: int) -> str:
+    if not beyond:
+        return ""
+    hosts = "host" if beyond == 1 else "hosts"
+    return f"; {beyond} more routed {hosts} not tried (at most {MAX_HOSTS} are tried)"
+
+
+@attrs.frozen
+class _Clock:
+    """The probe's overall deadline, on the monotonic clock."""
+
+    #: The deadline as given, in seconds (for messages).
+    seconds: float
+    #: ``time.monotonic()`` when it passes.
+    until: float
+
+    @classmethod
+    def start(cls, seconds: float) -> _Clock:
+        return cls(seconds, time.monotonic() + seconds)
+
+    def left(self) -> float:
+        return self.until - time.monotonic()
+
+    def step_end(self, timeout: float) -> float:
+        """When a step starting now must end: its time-out, or the deadline if sooner."""
+        return min(time.monotonic() + timeout, self.until)
+
+    def timed_out(self, stage: str, target: str, end: float, timeout: float) -> ProbeError:
+        """The error for a step that ended at ``end`` without completing."""
+        if end >= self.until:
+            return DeadlinePassed(stage, target, self.seconds)
+        return ProbeError(stage, target, f"timed out after {timeout:g} s")
 
 
 @attrs.frozen
@@ -197,6 +279,7 @@ def run_probe(
     connector: str | None = None,
     host: SmartHost | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
     helo: str = "localhost",
     mx_lookup: MxLookup | None = None,
 ) -> ProbeReport:
@@ -204,11 +287,16 @@ def run_probe(
 
     ``host`` overrides the route; otherwise smart-host routes use the connector's smart
     hosts and MX routes look up the recipient domain's MX (dnspython, or ``mx_lookup``).
-    Hosts are tried in route order; one that refuses the connection is skipped (as an
-    MTA would); the first that answers is probed. Raises :class:`ProbeError` when
-    nothing could be probed and :class:`~tlsconnector.FactsError` for a bad recipient.
+    Hosts are tried in route order, at most :data:`MAX_HOSTS`; one that refuses the
+    connection is skipped (as an MTA would); the first that answers is probed. Each step
+    waits at most ``timeout`` seconds, the whole probe at most ``deadline`` seconds.
+    Raises :class:`ProbeError` when nothing could be probed (:class:`DeadlinePassed`
+    when the deadline passed first) and :class:`~tlsconnector.FactsError` for a bad
+    recipient.
     """
     _check_timeout(timeout)
+    _check_deadline(deadline)
+    clock = _Clock.start(deadline)
     session = OutboundSession.create(recipient=recipient, at=at, connector=connector)
     plan = plan_outbound(policy, session.recipient_domain, named=connector)
     if plan.route is None:  # the named connector is unavailable: defer, no connection
@@ -219,12 +307,40 @@ def run_probe(
     elif plan.route.kind is RouteKind.SMART_HOST:
         targets = [SmartHost.parse(text) for text in plan.route.hosts]
     else:
-        names = resolve_mx(session.recipient_domain, timeout=timeout, lookup=mx_lookup)
-        targets = [SmartHost(name) for name in names]
-    unreachable: list[Unreachable] = []
-    for target in targets:
+        domain = session.recipient_domain
+        wait = min(timeout, clock.left())
+        if wait <= 0:
+            raise DeadlinePassed("resolve", domain, deadline)
         try:
-            result = probe_server(target, timeout=timeout, helo=helo, openssl=openssl)
+            names = resolve_mx(domain, timeout=wait, lookup=mx_lookup)
+        except ProbeError:
+            if clock.left() <= 0:
+                raise DeadlinePassed("resolve", domain, deadline) from None
+            raise
+        targets = [SmartHost(name) for name in names]
+    tried, beyond = targets[:MAX_HOSTS], len(targets) - MAX_HOSTS
+    unreachable: list[Unreachable] = []
+    for index, target in enumerate(tried):
+        if clock.left() <= 0:
+            raise DeadlinePassed(
+                "connect",
+                None,
+                deadline,
+                skipped=unreachable,
+                not_tried=tried[index:],
+                beyond=max(beyond, 0),
+            )
+        try:
+            result = _probe_one(target, timeout, clock, helo, openssl)
+        except DeadlinePassed as exc:
+            raise DeadlinePassed(
+                exc.stage,
+                exc.target,
+                deadline,
+                skipped=unreachable,
+                not_tried=tried[index + 1 :],
+                beyond=max(beyond, 0),
+            ) from None
         except ProbeError as exc:
             if exc.stage != "connect":
                 raise
@@ -242,13 +358,23 @@ def run_probe(
     if len(unreachable) == 1:
         only = unreachable[0]
         raise ProbeError("connect", str(only.target), only.message)
-    tried = "; ".join(f"{u.target}: {u.message}" for u in unreachable)
-    raise ProbeError("connect", None, f"no routed host could be reached ({tried})")
+    skipped = "; ".join(f"{u.target}: {u.message}" for u in unreachable)
+    message = f"no routed host could be reached ({skipped}){_beyond_text(max(beyond, 0))}"
+    raise ProbeError("connect", None, message)
 
 
 def _check_timeout(timeout: float) -> None:
     if not 0 < timeout <= MAX_TIMEOUT:
-        raise ValueError(f"timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds")
+        raise ValueError(
+            f"timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, not {timeout!r}"
+        )
+
+
+def _check_deadline(deadline: float) -> None:
+    if not 0 < deadline <= MAX_DEADLINE:
+        raise ValueError(
+            f"deadline must be more than 0 and at most {MAX_DEADLINE:g} seconds, not {deadline!r}"
+        )
 
 
 def _load_openssl() -> ModuleType:
@@ -323,27 +449,112 @@ def probe_server(
     target: SmartHost,
     *,
     timeout: float = DEFAULT_TIMEOUT,
+    deadline: float = DEFAULT_DEADLINE,
     helo: str = "localhost",
     openssl: ModuleType | None = None,
 ) -> ProbeResult:
     """Connect to one server, EHLO, STARTTLS when offered, EHLO again, QUIT.
 
     The handshake accepts any certificate (no verification): the chain is collected
-    for tlsconnector to judge. Raises :class:`ProbeError` naming the failed stage.
+    for tlsconnector to judge. Each step waits at most ``timeout`` seconds, the whole
+    at most ``deadline`` seconds. Raises :class:`ProbeError` naming the failed stage
+    (:class:`DeadlinePassed` when the deadline passed first).
     """
     _check_timeout(timeout)
+    _check_deadline(deadline)
+    clock = _Clock.start(deadline)
+    return _probe_one(target, timeout, clock, helo, openssl)
+
+
+def _probe_one(
+    target: SmartHost, timeout: float, clock: _Clock, helo: str, openssl: ModuleType | None
+) -> ProbeResult:
     if not 0 < len(helo) <= 255 or not all("!" <= c <= "~" for c in helo):
         raise ValueError(f"helo must be 1 to 255 printable ASCII characters, not {helo!r}")
     ssl_module = openssl if openssl is not None else _load_openssl()
-    port = target.port or SMTP_PORT
-    name = str(target)
-    try:
-        sock = socket.create_connection((target.host, port), timeout=timeout)
-    except OSError as exc:
-        raise ProbeError("connect", name, f"cannot connect: {_os_error(exc)}") from None
+    sock = _connect(target, timeout, clock)
     with sock:
-        wire = _Wire(sock, timeout, name, ssl_module)
+        wire = _Wire(sock, timeout, clock, str(target), ssl_module)
         return wire.dialogue(target, helo)
+
+
+def _connect(target: SmartHost, timeout: float, clock: _Clock) -> socket.socket:
+    """A TCP connection to the first of the host's addresses (at most
+    :data:`MAX_HOST_ADDRESSES`) that accepts; each attempt waits at most the step
+    time-out or the time left."""
+    name = str(target)
+    port = target.port or SMTP_PORT
+    addresses = _addresses(target.host, port, timeout, clock, name)
+    errors: list[OSError] = []
+    for family, address in addresses[:MAX_HOST_ADDRESSES]:
+        end = clock.step_end(timeout)
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            raise clock.timed_out("connect", name, end, timeout)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            if isinstance(exc, TimeoutError) and end >= clock.until:
+                raise DeadlinePassed("connect", name, clock.seconds) from None
+            errors.append(exc)
+            continue
+        return sock
+    message = f"cannot connect: {_os_error(errors[0])}"
+    if len(addresses) > 1:
+        message += f" (first of {len(errors)} addresses tried"
+        if len(addresses) > MAX_HOST_ADDRESSES:
+            message += (
+                f"; {len(addresses) - MAX_HOST_ADDRESSES} more not tried, "
+                f"at most {MAX_HOST_ADDRESSES} are"
+            )
+        message += ")"
+    raise ProbeError("connect", name, message)
+
+
+def _addresses(
+    host: str, port: int, timeout: float, clock: _Clock, name: str
+) -> list[tuple[int, Any]]:
+    """The host's addresses, each once, in the resolver's order (RFC 6724 sorting).
+
+    The system resolver cannot be given a time-out, so a host name is resolved in a
+    daemon thread waited for at most the step time-out or the time left; a resolver
+    that answers later is abandoned (its thread ends with the resolver's own time-outs).
+    """
+    end = clock.step_end(timeout)
+    answer: list[list[Any] | OSError] = []
+
+    def resolve() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            answer.append(exc)
+
+    if _is_ip(host):
+        resolve()  # an address literal: nothing to look up
+    else:
+        worker = threading.Thread(target=resolve, name="tlsconnector-probe-resolve", daemon=True)
+        worker.start()
+        worker.join(max(end - time.monotonic(), 0))
+    if not answer:
+        if end >= clock.until:
+            raise DeadlinePassed("connect", name, clock.seconds)
+        message = f"cannot connect: resolving the name timed out after {timeout:g} s"
+        raise ProbeError("connect", name, message)
+    found = answer[0]
+    if isinstance(found, OSError):
+        raise ProbeError("connect", name, f"cannot connect: {_os_error(found)}")
+    seen: set[tuple[int, Any]] = set()
+    addresses: list[tuple[int, Any]] = []
+    for family, _, _, _, address in found:
+        if (family, address) not in seen:
+            seen.add((family, address))
+            addresses.append((family, address))
+    if not addresses:
+        raise ProbeError("connect", name, "cannot connect: the host has no address")
+    return addresses
 
 
 def _os_error(exc: OSError) -> str:
@@ -353,11 +564,15 @@ def _os_error(exc: OSError) -> str:
 
 
 class _Wire:
-    """One SMTP client connection: non-blocking socket, a deadline for every step."""
+    """One SMTP client connection: non-blocking socket; every step ends at its time-out
+    or the probe's deadline, whichever comes first."""
 
-    def __init__(self, sock: socket.socket, timeout: float, name: str, openssl: ModuleType):
+    def __init__(
+        self, sock: socket.socket, timeout: float, clock: _Clock, name: str, openssl: ModuleType
+    ):
         self.sock = sock
         self.timeout = timeout
+        self.clock = clock
         self.name = name
         self.SSL = openssl
         self.tls: Any = None  # an OpenSSL.SSL.Connection after STARTTLS
@@ -430,7 +645,7 @@ class _Wire:
         connection.set_connect_state()
         self.tls = connection
         try:
-            self.io(connection.do_handshake, "tls-handshake")
+            self.io(connection.do_handshake, "tls-handshake", self.clock.step_end(self.timeout))
         except SSL.Error as exc:
             raise ProbeError(
                 "tls-handshake", self.name, f"the TLS handshake failed: {_ssl_error(exc)}"
@@ -450,6 +665,8 @@ class _Wire:
         try:
             self.send(f"EHLO {helo}")
             code, lines = self.reply("ehlo")
+        except DeadlinePassed:
+            raise  # the probe ran out of time before it finished: no verdict
         except ProbeError as exc:
             self.notes.append(f"EHLO after STARTTLS failed: {exc.message}")
             return
@@ -467,34 +684,33 @@ class _Wire:
 
     # -- bounded, deadline-driven I/O
 
-    def io(self, operation: Callable[[], T], stage: str, deadline: float | None = None) -> T:
-        """Run a non-blocking operation until it completes or the step's deadline."""
-        if deadline is None:
-            deadline = time.monotonic() + self.timeout
+    def io(self, operation: Callable[[], T], stage: str, end: float) -> T:
+        """Run a non-blocking operation until it completes or the step's end."""
         while True:
             try:
                 return operation()
             except (BlockingIOError, self.SSL.WantReadError):
-                self.wait(selectors.EVENT_READ, deadline, stage)
+                self.wait(selectors.EVENT_READ, end, stage)
             except self.SSL.WantWriteError:
-                self.wait(selectors.EVENT_WRITE, deadline, stage)
+                self.wait(selectors.EVENT_WRITE, end, stage)
 
-    def wait(self, event: int, deadline: float, stage: str) -> None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ProbeError(stage, self.name, f"timed out after {self.timeout:g} s")
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.sock, event)
-            if not selector.select(remaining):
-                raise ProbeError(stage, self.name, f"timed out after {self.timeout:g} s")
+    def wait(self, event: int, end: float, stage: str) -> None:
+        remaining = end - time.monotonic()
+        if remaining > 0:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.sock, event)
+                if selector.select(remaining):
+                    return
+        raise self.clock.timed_out(stage, self.name, end, self.timeout)
 
     def send(self, line: str) -> None:
         data = line.encode("ascii") + b"\r\n"
         verb = line.split(" ", 1)[0].lower()
         stage = "ehlo" if verb == "helo" else verb
+        end = self.clock.step_end(self.timeout)
         while data:
             try:
-                sent = self.io(functools.partial(self._send_some, data), stage)
+                sent = self.io(functools.partial(self._send_some, data), stage, end)
             except (OSError, self.SSL.Error) as exc:
                 raise ProbeError(stage, self.name, f"connection lost: {_any_error(exc)}") from None
             data = data[sent:]
@@ -513,11 +729,14 @@ class _Wire:
         return self.sock.recv(4096)
 
     def reply(self, stage: str) -> tuple[int, list[str]]:
-        """One SMTP reply (RFC 5321 section 4.2): its code and the text of each line."""
-        deadline = time.monotonic() + self.timeout
+        """One SMTP reply (RFC 5321 section 4.2): its code and the text of each line.
+
+        The whole reply, every line of it, must arrive within the step's time (its
+        time-out or the time left) and within :data:`MAX_REPLY_LINES` lines."""
+        end = self.clock.step_end(self.timeout)
         lines: list[str] = []
         while True:
-            raw = self._line(stage, deadline)
+            raw = self._line(stage, end)
             if len(raw) < 3 or not raw[:3].isdigit() or raw[3:4] not in (b"", b" ", b"-"):
                 shown = printable(raw.decode("ascii", "replace"), 80)
                 raise ProbeError(stage, self.name, f"not an SMTP reply: {shown!r}")
@@ -527,18 +746,18 @@ class _Wire:
             if len(lines) >= MAX_REPLY_LINES:
                 raise ProbeError(stage, self.name, f"a reply of more than {MAX_REPLY_LINES} lines")
 
-    def _line(self, stage: str, deadline: float) -> bytes:
+    def _line(self, stage: str, end: float) -> bytes:
         while True:
-            end = self.buffer.find(b"\n")
-            if end >= 0:
-                line, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
+            newline = self.buffer.find(b"\n")
+            if newline >= 0:
+                line, self.buffer = self.buffer[:newline], self.buffer[newline + 1 :]
                 if len(line) > MAX_REPLY_LINE_BYTES:
                     break
                 return line.rstrip(b"\r")
             if len(self.buffer) > MAX_REPLY_LINE_BYTES:
                 break
             try:
-                chunk = self.io(self._recv_some, stage, deadline)
+                chunk = self.io(self._recv_some, stage, end)
             except (OSError, self.SSL.Error) as exc:
                 raise ProbeError(stage, self.name, f"connection lost: {_any_error(exc)}") from None
             if not chunk:
