@@ -830,3 +830,38 @@ def test_the_mx_lookup_gets_at_most_the_time_left(policy: Path) -> None:
     assert ("resolve", "fabrikam.com") == (caught.value.stage, caught.value.target)
     assert 1 == len(given)
     assert 0 < given[0] <= 0.3
+
+
+def test_endless_multi_line_reply_is_cut_at_the_byte_bound(
+    policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A greeting of 4,000-byte continuation lines that never ends: the probe stops
+    reading at 64 KiB (long before 100 lines), no verdict, exit 1."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(WAIT)
+    port = listener.getsockname()[1]
+    sent: list[int] = []
+    line = b"220-" + b"x" * 3996 + b"\r\n"
+
+    def serve() -> None:
+        with contextlib.suppress(OSError), listener:
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(WAIT)
+                for count in range(100_000):  # 400 MB: more than any buffer holds
+                    sent[:] = [count]
+                    connection.sendall(line)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    status = bounded(
+        lambda: main(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}")
+        )
+    )
+    thread.join(WAIT)
+    assert 1 == status
+    assert "could not probe (greeting)" in (err := capsys.readouterr().err)
+    assert "a reply of more than 65536 bytes" in err
+    assert not thread.is_alive()
+    assert sent[0] < 99_999  # the server was cut off, it did not run out of lines

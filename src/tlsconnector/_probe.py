@@ -74,6 +74,8 @@ SMTP_PORT = 25
 #: Bounds on what a hostile server can make the probe hold (section 8).
 MAX_REPLY_LINE_BYTES = 4096
 MAX_REPLY_LINES = 100
+#: One reply, all its lines: 100 lines of RFC 5321's 512 octets fit (section 4.5.3.1.5).
+MAX_REPLY_BYTES = 65536
 #: Routed hosts tried (smart hosts, or MX hosts in preference order); the rest are not.
 MAX_HOSTS = 10
 #: Addresses tried per host (its A/AAAA answers, in the resolver's order), as Postfix's
@@ -732,9 +734,11 @@ class _Wire:
         """One SMTP reply (RFC 5321 section 4.2): its code and the text of each line.
 
         The whole reply, every line of it, must arrive within the step's time (its
-        time-out or the time left) and within :data:`MAX_REPLY_LINES` lines."""
+        time-out or the time left) and within :data:`MAX_REPLY_LINES` lines and
+        :data:`MAX_REPLY_BYTES` bytes."""
         end = self.clock.step_end(self.timeout)
         lines: list[str] = []
+        size = 0
         while True:
             raw = self._line(stage, end)
             if len(raw) < 3 or not raw[:3].isdigit() or raw[3:4] not in (b"", b" ", b"-"):
@@ -743,6 +747,9 @@ class _Wire:
             lines.append(printable(raw[4:].decode("ascii", "replace"), 300))
             if raw[3:4] != b"-":
                 return int(raw[:3]), lines
+            size += len(raw) + 2  # with its CRLF
+            if size > MAX_REPLY_BYTES:
+                raise ProbeError(stage, self.name, f"a reply of more than {MAX_REPLY_BYTES} bytes")
             if len(lines) >= MAX_REPLY_LINES:
                 raise ProbeError(stage, self.name, f"a reply of more than {MAX_REPLY_LINES} lines")
 
