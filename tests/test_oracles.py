@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import collections
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import idna
 from hypothesis import event, given
 from hypothesis import strategies as st
+from publicsuffixlist import PublicSuffixList
 
 from tlsconnector import (
     InboundAction,
@@ -23,6 +25,7 @@ from tlsconnector import (
     IPSet,
     Policy,
     evaluate_inbound,
+    match_certificate_name,
 )
 
 from certmint import NOW
@@ -198,3 +201,227 @@ def _ip_policy(entries: list[str]) -> Policy:
 
 def _ip_session(peer: str) -> InboundSession:
     return InboundSession.create(peer_ip=peer, mail_from="a@fabrikam.com", tls=None, at=NOW)
+
+
+# ======================================================================================
+# Section 3: certificate names, against a reference matcher written from rules 1-7
+
+_PSL = PublicSuffixList(only_icann=False)  # ICANN and private sections (*.s3.amazonaws.com)
+_LDH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ldh_label(label: str) -> bool:
+    """Rule 3: letters, digits, hyphens, 1-63 octets, no hyphen at either end."""
+    return (
+        0 < len(label) <= 63
+        and set(label) <= _LDH
+        and not label.startswith("-")
+        and not label.endswith("-")
+    )
+
+
+def _ip_like(labels: list[str]) -> bool:
+    """Rule 6: an IPv4 or IPv6 address, or a numeric last label (digits, or the hex
+    spelling ``0x7f`` that address parsers read as a number: docs/certificate-names.md)."""
+    try:
+        ipaddress.ip_address(".".join(labels))
+    except ValueError:
+        pass
+    else:
+        return True
+    last = labels[-1]
+    digits = last[2:] if last[:2] in ("0x", "0X") else None
+    return (last.isascii() and last.isdigit()) or (digits is not None and set(digits) <= _HEX)
+
+
+def reference_setting(text: str) -> str | None:
+    """The canonical form of a certificate-name setting, or None when it is invalid:
+    section 2's normalisation (one trailing dot removed, ASCII lower case, U-labels to
+    A-labels with IDNA 2008, an existing A-label must decode), then section 3's rules
+    (LDH labels, nothing IP-like, a wildcard only as ``*.`` followed by two or more
+    labels and not directly over a public suffix)."""
+    wildcard = text.startswith("*.")
+    body = text[2:] if wildcard else text
+    body = body[:-1] if body.endswith(".") else body
+    if not body or "*" in body or len(body) > 253:
+        return None
+    labels = []
+    for raw in body.split("."):
+        label = raw.translate(_ASCII_LOWER)
+        try:
+            if not label.isascii():
+                label = idna.alabel(label).decode("ascii")
+            elif label.startswith("xn--"):
+                idna.ulabel(label)
+        except (idna.IDNAError, UnicodeError):
+            return None
+        if not _ldh_label(label):
+            return None
+        labels.append(label)
+    name = ".".join(labels)
+    if len(name) > 253 or _ip_like(labels):
+        return None
+    if wildcard:
+        if len(labels) < 2 or _PSL.is_public(name):
+            return None
+        return "*." + name
+    return name
+
+
+def reference_usable_cn(cn: str) -> bool:
+    """Rules 1-4 and 6 for a presented CN."""
+    if not cn or len(cn) > 64:  # rule 2
+        return False
+    if any(not "\x21" <= char <= "\x7e" for char in cn):  # rule 1
+        return False
+    labels = cn.split(".")
+    if "" in labels:  # rule 2
+        return False
+    wildcard = labels[0] == "*"
+    literal = labels[1:] if wildcard else labels
+    if wildcard and len(literal) < 2:  # rule 4
+        return False
+    if not all(_ldh_label(label) for label in literal) or _ip_like(literal):  # rules 3, 4, 6
+        return False
+    return not (wildcard and _PSL.is_public(".".join(literal).translate(_ASCII_LOWER)))
+
+
+def _covers(wildcard: str, name: str) -> bool:
+    """``*.suffix`` covers a name of exactly one more label, never an ``xn--`` one (rule 5)."""
+    label, _, rest = name.partition(".")
+    return rest == wildcard[2:] and label != "" and not label.startswith("xn--")
+
+
+def reference_match(expected: str, cn: str) -> bool:
+    """Section 3's table, comparing ASCII case-insensitively (rule 7)."""
+    setting = reference_setting(expected)
+    if setting is None or not reference_usable_cn(cn):
+        return False
+    presented = cn.translate(_ASCII_LOWER)
+    if presented == setting:
+        return True  # equal names, or equal wildcard patterns
+    if setting.startswith("*.") and not presented.startswith("*."):
+        return _covers(setting, presented)
+    if presented.startswith("*.") and not setting.startswith("*."):
+        return _covers(presented, setting)
+    return False
+
+
+_SUFFIXES = ["partner.com", "eu.partner.com", "partner.co.uk", "xn--bcher-kva.example"]
+_ODD_SUFFIXES = [
+    "bücher.example",  # a U-label: the setting takes its A-label, a CN is unusable
+    "s3.amazonaws.com",  # a public suffix (private section)
+    "co.uk",
+    "com",
+    "partner.123",
+    "partner.0x1f",
+]
+_LABELS = ["mail", "MX", "xn--bcher-kva"]
+_ODD_LABELS = ["xn--zz", "-a", "a-", "a_b", "f*", "**", "1", "b" * 63, "c" * 64, "mäil"]
+# Hypothesis starts from the first element of a sampled list: valid labels first, and
+# more often than odd ones.
+_LABEL = st.sampled_from(_LABELS * 4 + _ODD_LABELS)
+_ONE_IN = {n: st.sampled_from([False] * (n - 1) + [True]) for n in (2, 6, 8)}
+# How the setting and the CN are shaped over one suffix: the rows of section 3's
+# table (equal names, a wildcard over one label, equal wildcards) and the near misses
+# (the apex, two labels, a wildcard against a wildcard).
+_SHAPES = [
+    ("one", "one"),
+    ("wildcard", "one"),
+    ("one", "wildcard"),
+    ("wildcard", "wildcard"),
+    ("wildcard", "apex"),
+    ("apex", "wildcard"),
+    ("wildcard", "two"),
+    ("two", "wildcard"),
+    ("wildcard", "*.two"),
+    ("apex", "apex"),
+]
+
+
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Rule 7: any ASCII case (Unicode letters are left alone: "BÜCHER" is not a U-label).
+_CASES: dict[str, Callable[[str], str]] = {
+    "as drawn": lambda name: name,
+    "upper": lambda name: name.translate(_ASCII_UPPER),
+    "alternating": lambda name: "".join(
+        char.translate(_ASCII_UPPER) if index % 2 else char for index, char in enumerate(name)
+    ),
+}
+
+
+def _name(shape: str, suffix: str, labels: tuple[str, str], case: str) -> str:
+    """A name over ``suffix``: the apex, one or two labels more, or a wildcard."""
+    parts = {
+        "apex": [],
+        "one": [labels[0]],
+        "two": list(labels),
+        "wildcard": ["*"],
+        "*.two": ["*", labels[1]],
+    }[shape]
+    return _CASES[case](".".join([*parts, suffix]))
+
+
+_CORRUPTIONS: list[Callable[[str], str]] = [
+    lambda name: name + ".",
+    lambda name: "." + name,
+    lambda name: name + " ",
+    lambda name: " " + name,
+    lambda name: name.replace(".", "\x00.", 1),
+    lambda name: name.replace(".", "..", 1),
+    lambda name: name.replace(".", "\u0430.", 1),  # a Cyrillic letter
+    lambda name: "x" * max(0, 65 - len(name)) + name,  # over 64 characters
+    lambda name: "*" + name,
+    lambda name: name.replace("*", "*.*", 1),
+]
+
+
+@st.composite
+def name_pairs(draw: st.DrawFn) -> list[tuple[str, str]]:
+    """Settings and CNs over every suffix, in every shape of section 3's table, so that
+    both outcomes occur in every example: the labels and the case are drawn; now and
+    then the CN is over another suffix, or one side is corrupted in one of the ways
+    rules 1-6 refuse."""
+    labels = {side: (draw(_LABEL), draw(_LABEL)) for side in ("expected", "cn")}
+    if draw(_ONE_IN[2]):
+        labels["cn"] = labels["expected"]  # the same names on both sides
+    cases = {side: draw(st.sampled_from(sorted(_CASES))) for side in ("expected", "cn")}
+    corrupt: dict[str, Callable[[str], str]] = {"expected": str, "cn": str}
+    if draw(_ONE_IN[6]):
+        corrupt[draw(st.sampled_from(["expected", "cn"]))] = draw(st.sampled_from(_CORRUPTIONS))
+    suffixes = _SUFFIXES + _ODD_SUFFIXES
+    other = draw(st.sampled_from(suffixes)) if draw(_ONE_IN[8]) else None
+    return [
+        (
+            corrupt["expected"](_name(expected, suffix, labels["expected"], cases["expected"])),
+            corrupt["cn"](_name(cn, other or suffix, labels["cn"], cases["cn"])),
+        )
+        for suffix in suffixes
+        for expected, cn in _SHAPES
+    ]
+
+
+def test_certificate_name_matching_agrees_with_a_reference_matcher() -> None:
+    """Section 3: match_certificate_name(expected, cn) is what a reference matcher
+    written from the table and rules 1-7 says, with the Public Suffix List package
+    used directly; matches and mismatches both occur often."""
+    seen: collections.Counter[str] = collections.Counter()
+
+    @given(name_pairs())
+    def check(pairs: list[tuple[str, str]]) -> None:
+        for expected, cn in pairs:
+            reference = reference_match(expected, cn)
+            assert reference == match_certificate_name(expected, cn), (expected, cn)
+            outcome = "match" if reference else "no match"
+            if not reference:
+                if reference_setting(expected) is None:
+                    outcome = "invalid setting"
+                elif not reference_usable_cn(cn):
+                    outcome = "unusable CN"
+            seen[outcome] += 1
+            event(outcome)
+
+    check()
+    require_outcomes(seen, match=250, **{"no match": 250, "invalid setting": 50, "unusable CN": 50})
