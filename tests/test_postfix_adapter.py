@@ -414,6 +414,55 @@ def test_missing_protocol_state_is_a_temporary_failure() -> None:
 @pytest.mark.parametrize(
     "overrides",
     [
+        {"protocol_state": None},
+        {"protocol_state": "BDAT"},
+        {"client_address": None},
+        {"sender": None},
+        {"recipient": None},
+    ],
+)
+def test_a_request_postfix_never_sends_breaks_the_protocol(
+    overrides: dict[str, str | None],
+) -> None:
+    """Postfix always sends protocol_state (one of its states) and, at RCPT, the
+    client address, sender and recipient (empty when unknown). Without them the peer
+    is not Postfix: 451, and the service closes the connection after the answer."""
+    result = answer(rcpt(**overrides))
+    assert ("451 4.3.0 Temporary failure, try again later", True) == (
+        result.reply,
+        result.breaks_protocol,
+    )
+    assert result.decision is not None
+    assert ("malformed-facts",) == result.decision.codes
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"protocol_state": "MAIL"},
+        {"client_address": "unknown"},
+        {"sender": "payments@fabrikam..com"},
+        {"recipient": ""},
+        {"ccert_subject": "server1+ZZ.fabrikam.com"},
+    ],
+)
+def test_what_postfix_does_send_keeps_the_connection(overrides: dict[str, str]) -> None:
+    assert not answer(rcpt(**overrides)).breaks_protocol
+
+
+def test_an_untrusted_certificate_whose_cn_postfix_withheld_is_only_not_trusted() -> None:
+    """Postfix sends an empty ccert_subject (and the fingerprint) when the client
+    certificate did not verify: the only reason is certificate-not-trusted, not also
+    a name mismatch against a CN that was never sent."""
+    result = decide_request(POLICY, rcpt(ccert_subject=""), at=NOW)
+    assert result.decision is not None
+    assert ("certificate-not-trusted",) == result.decision.codes
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
         {"client_address": "unknown"},
         {"sender": "payments@fabrikam..com"},
         {"ccert_subject": "server1+ZZ.fabrikam.com"},

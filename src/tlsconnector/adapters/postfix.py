@@ -51,6 +51,7 @@ from .._model import Policy
 from ._replies import MAX_REPLY_TEXT, refusal_line
 
 __all__ = [
+    "ALWAYS_SENT_AT_RCPT",
     "DECISION_ATTRIBUTES",
     "MAX_ATTRIBUTES",
     "MAX_LINE_BYTES",
@@ -81,6 +82,10 @@ DECIDING_STATE = "RCPT"
 POSTFIX_STATES = frozenset(
     {"CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"}
 )
+#: Attributes Postfix sends in every request (SMTPD_POLICY_README; empty when it does
+#: not know the value) that the RCPT decision needs: a request without one is not
+#: from Postfix.
+ALWAYS_SENT_AT_RCPT = ("client_address", "sender", "recipient")
 #: "No decision here, go on with the next restriction" (access(5)). Never ``OK``: an
 #: ``OK`` would end smtpd_recipient_restrictions and skip Postfix's own relay checks.
 DUNNO = "DUNNO"
@@ -398,10 +403,18 @@ def decision_key(request: Mapping[str, str]) -> tuple[str | None, ...]:
 @attrs.frozen
 class PolicyAnswer:
     """The answer to one request: ``reply`` is the text after ``action=``;
-    ``decision`` is None when tlsconnector does not decide at this protocol state."""
+    ``decision`` is None when tlsconnector does not decide at this protocol state.
+
+    ``breaks_protocol`` is True for a request Postfix never sends (no or an unknown
+    ``protocol_state``; at ``RCPT``, no ``client_address``, ``sender`` or
+    ``recipient`` attribute): it still gets its ``451`` answer, and then a service
+    closes the connection, as for a framing error (the peer is not Postfix, or no
+    longer speaks its protocol).
+    """
 
     reply: str
     decision: InboundDecision | None
+    breaks_protocol: bool = False
 
 
 def decide_request(
@@ -420,19 +433,17 @@ def decide_request(
     """
     state = request.get("protocol_state")
     if state is None:
-        return _tempfail(
-            "protocol_state is missing: cannot tell when Postfix asks",
-            code=ReasonCode.MALFORMED_FACTS,
-        )
+        return _violation("protocol_state is missing: cannot tell when Postfix asks")
     if state != DECIDING_STATE:
         if state not in POSTFIX_STATES:
             # Postfix sends only the states it knows; anything else is not understood,
             # and what is not understood is not let through (section 5).
-            return _tempfail(
-                f"unknown protocol_state {_shown_text(state)}",
-                code=ReasonCode.MALFORMED_FACTS,
-            )
+            return _violation(f"unknown protocol_state {_shown_text(state)}")
         return PolicyAnswer(DUNNO, None)
+    for name in ALWAYS_SENT_AT_RCPT:
+        if name not in request:
+            # Postfix sends these attributes in every request (empty when unknown).
+            return _violation(f"{name} is missing at protocol_state=RCPT")
     try:
         session = facts_from_postfix(request, at=at)
     except FactsError as exc:
@@ -442,6 +453,11 @@ def decide_request(
     except Exception as exc:  # never fail open: an error while deciding is a tempfail
         return _tempfail(f"internal error while deciding: {type(exc).__name__}: {exc}")
     return PolicyAnswer(reply_for(decision), decision)
+
+
+def _violation(detail: str) -> PolicyAnswer:
+    decision = InboundDecision.tempfail(detail, code=ReasonCode.MALFORMED_FACTS)
+    return PolicyAnswer(reply_for(decision), decision, breaks_protocol=True)
 
 
 def _tempfail(detail: str, *, code: ReasonCode = ReasonCode.INTERNAL_ERROR) -> PolicyAnswer:
