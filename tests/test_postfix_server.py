@@ -12,6 +12,7 @@ import io
 import json
 import os
 import queue
+import select
 import signal
 import socket
 import subprocess
@@ -343,19 +344,58 @@ def test_sighup_with_an_invalid_policy_keeps_the_previous_one(policy_file: Path)
     assert [] == [e for e in service.events if e["event"] == "reload"]
 
 
-def test_sighup_with_an_empty_policy_file_keeps_the_previous_one(policy_file: Path) -> None:
-    """An empty file loads as a valid policy that governs nothing; swapping it in would
-    accept every sender, so the service keeps the policy in force."""
+#: Valid policy files that govern no inbound mail: no enabled partner connector.
+UNGOVERNED = {
+    "empty": "",
+    "only-outbound": (
+        '[[outbound]]\nname = "Fabrikam Bank outbound"\nrecipient_domains = ["fabrikam.com"]\n'
+    ),
+    "only-disabled": POLICY_TEMPLATE.format(name="*.fabrikam.com") + "enabled = false\n",
+    "only-on-premises": (
+        '[[inbound]]\nname = "Contoso relay"\ntype = "on_premises"\n'
+        'sender_domains = ["contoso.com"]\n'
+    ),
+}
+NO_PARTNER = "the policy has no enabled inbound connector of type partner"
+
+
+@pytest.mark.parametrize("content", UNGOVERNED.values(), ids=UNGOVERNED.keys())
+def test_sighup_with_a_policy_governing_no_inbound_mail_keeps_the_previous_one(
+    policy_file: Path, content: str
+) -> None:
+    """An empty file, or one caught half written (only its [[outbound]] tables yet),
+    loads as a valid policy that governs no inbound mail; swapping it in would give
+    every sender DUNNO, so the service keeps the policy in force."""
     service = PolicyService(policy_file).start()
     try:
-        policy_file.write_text("")
+        policy_file.write_text(content)
         service.signal(signal.SIGHUP)
         (failed,) = service.wait_event("reload-failed")
-        assert ["the new policy has no connectors"] == failed["problems"]
+        (problem,) = failed["problems"]
+        assert problem.startswith(NO_PARTNER)
+        assert "keeping the previous policy" in failed["message"]
         with service.connect() as sock:
             assert MISMATCH == ask(sock, WRONG_CN)
     finally:
         assert 0 == service.stop()
+    assert [] == [e for e in service.events if e["event"] == "reload"]
+
+
+@pytest.mark.parametrize("content", UNGOVERNED.values(), ids=UNGOVERNED.keys())
+def test_a_policy_governing_no_inbound_mail_is_refused_at_start(
+    tmp_path: Path, content: str
+) -> None:
+    path = write_policy(tmp_path)  # and its ca_file
+    path.write_text(content)
+    service = PolicyService(path)
+    assert 2 == service.process.wait(timeout=WAIT)
+    service.stop()
+    (event,) = service.events
+    assert ("policy-invalid", str(path)) == (event["event"], event["policy"])
+    assert str(path) in event["message"]
+    assert "governs no inbound mail" in event["message"]
+    (problem,) = event["problems"]
+    assert problem.startswith(NO_PARTNER)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -737,3 +777,288 @@ def test_log_lines_are_written_whole_in_writes_of_at_most_pipe_buf(
     # Every requested write (a run of whole lines) fitted in PIPE_BUF.
     assert all(len(w) <= serve_module.PIPE_BUF for w in writes)
     assert len(writes) > 200 * 170 // serve_module.PIPE_BUF  # several writes, all continued
+
+
+# --- requests that break the protocol, connection slots -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ({k: v for k, v in GOOD.items() if k != "protocol_state"}, "protocol_state is missing"),
+        ({**GOOD, "protocol_state": "BDAT"}, "unknown protocol_state 'BDAT'"),
+        ({k: v for k, v in GOOD.items() if k != "sender"}, "sender is missing"),
+    ],
+    ids=["no-protocol-state", "unknown-state", "no-sender"],
+)
+def test_a_request_postfix_never_sends_is_answered_451_then_the_connection_closes(
+    service: PolicyService, broken: dict[str, str], message: str
+) -> None:
+    """Not Postfix, or no longer its protocol: the answer goes out, later requests on
+    that connection are not answered, and one protocol-error line (rate-limited) is
+    logged instead of a decision line per request."""
+    marker = f"Q-{message.split()[0]}-{time.monotonic_ns()}"
+    with service.connect() as sock:
+        sock.settimeout(5.0)  # without the fix the connection stays open: a timeout
+        sock.sendall(wire(GOOD) + wire({**broken, "queue_id": marker}) + wire(GOOD))
+        assert f"action=DUNNO\n\naction={TEMPFAIL}\n\n".encode() == read_until_closed(sock)
+    event = service.wait_for(lambda e: e["event"] == "protocol-error" and message in e["message"])
+    assert event["message"].endswith(f"answered {TEMPFAIL}; closing the connection")
+    assert not any(e.get("queue_id") == marker for e in service.events)
+
+
+def test_connections_beyond_the_limit_per_client_are_closed_others_still_served(
+    tmp_path: Path,
+) -> None:
+    """One peer cannot hold every slot: past --max-connections-per-client a new
+    connection from that address is closed at once (Postfix then applies its default
+    action, a temporary failure); another address is still served."""
+    service = PolicyService(
+        write_policy(tmp_path), "--max-connections", "10", "--max-connections-per-client", "2"
+    ).start()
+    try:
+        first, second = service.connect(), service.connect()
+        assert [MISMATCH, DUNNO] == [ask(first, WRONG_CN), ask(second, GOOD)]
+        with service.connect() as third:
+            assert b"" == read_until_closed(third)
+        (event,) = service.wait_event("too-many-connections-per-client")
+        assert 2 == event["limit"]
+        assert event["peer"].startswith("127.0.0.1:")
+        # Another loopback address is another client.
+        with socket.create_connection(
+            ("127.0.0.1", service.port), timeout=WAIT, source_address=("127.0.0.2", 0)
+        ) as other:
+            assert DUNNO == ask(other, GOOD)
+        second.close()
+        # The slot is free again once the service saw the close (bounded retries).
+        for _ in range(100):
+            with service.connect() as again:
+                again.sendall(wire(GOOD))
+                answer = read_until_closed_or_answer(again)
+            if answer == DUNNO:
+                break
+            time.sleep(0.05)
+        assert DUNNO == answer
+        assert MISMATCH == ask(first, WRONG_CN)
+        first.close()
+    finally:
+        assert 0 == service.stop()
+
+
+def read_until_closed_or_answer(sock: socket.socket) -> str | None:
+    """One answer, or None when the service closes the connection first."""
+    try:
+        return read_answer(sock)
+    except (AssertionError, ConnectionResetError):
+        return None
+
+
+def test_the_command_line_defaults_are_the_documented_bounds() -> None:
+    import argparse
+
+    from tlsconnector import _cmd_serve
+
+    parser = argparse.ArgumentParser()
+    _cmd_serve.register(parser.add_subparsers())
+    args = parser.parse_args(["serve", "postfix", "--policy", "p.toml"])
+    assert (100, 1000, 300.0) == (
+        args.max_connections_per_client,
+        args.max_connections,
+        args.idle_timeout,
+    )
+    assert (100, 1000) == (serve_module.MAX_CONNECTIONS_PER_CLIENT, serve_module.MAX_CONNECTIONS)
+
+
+# --- the log: rate limit, non-blocking writes ----------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_repeated_events_a_peer_can_cause_are_rate_limited_and_counted() -> None:
+    stream, clock = io.StringIO(), FakeClock()
+    log = JsonLog(stream, monotonic=clock, burst=3, window=10.0)
+    for n in range(10):
+        log.emit("protocol-error", peer="192.0.2.1:1", message=f"bad {n}")
+        log.emit("reload-failed", n=n)  # not a flood event: never limited
+    clock.now += 10.0
+    log.emit("protocol-error", peer="192.0.2.1:1", message="bad again")
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert ["bad 0", "bad 1", "bad 2"] == [
+        e["message"] for e in events[:-2] if e["event"] == "protocol-error"
+    ]
+    assert 10 == sum(e["event"] == "reload-failed" for e in events)
+    suppressed, resumed = events[-2:]
+    assert ("log-suppressed", "protocol-error", 7) == (
+        suppressed["event"],
+        suppressed["kind"],
+        suppressed["suppressed"],
+    )
+    assert "bad again" == resumed["message"]
+
+
+def test_an_attached_log_reports_suppressed_lines_when_the_window_ends() -> None:
+    """No later event of that kind is needed: a timer ends the window."""
+    stream = io.StringIO()
+    log = JsonLog(stream, burst=2, window=0.05)
+
+    async def scenario() -> None:
+        log.attach(asyncio.get_running_loop())
+        for _ in range(5):
+            log.emit("connection-error", peer="192.0.2.1:1", message="reset")
+        for _ in range(400):  # bounded wait for the timer (20 s at most)
+            if "log-suppressed" in stream.getvalue():
+                break
+            await asyncio.sleep(0.05)
+        log.detach()
+
+    asyncio.run(scenario())
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert ["connection-error", "connection-error", "log-suppressed"] == [
+        e["event"] for e in events
+    ]
+    assert 3 == events[-1]["suppressed"]
+
+
+def test_decision_lines_are_never_rate_limited(policy_file: Path) -> None:
+    stream = io.StringIO()
+    server = PolicyServer(
+        load_policy(policy_file),
+        policy_path=policy_file,
+        log=JsonLog(stream, monotonic=FakeClock(), burst=1),
+    )
+    for n in range(200):
+        server.respond([{**WRONG_CN, "queue_id": f"Q{n}"}])
+    assert [f"Q{n}" for n in range(200)] == [line["queue_id"] for line in _lines(stream)]
+
+
+def test_a_flood_of_broken_connections_logs_a_bounded_number_of_lines(policy_file: Path) -> None:
+    """Real sockets, the server in process: every connection sends a request without
+    protocol_state; each is answered and closed; at most `burst` protocol-error lines
+    are written, and the others are counted when the log detaches."""
+    stream = io.StringIO()
+    log = JsonLog(stream, burst=5, window=3600.0)
+    server = PolicyServer(load_policy(policy_file), policy_path=policy_file, log=log)
+    broken = wire({k: v for k, v in GOOD.items() if k != "protocol_state"})
+
+    async def scenario() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        log.attach(loop)
+        listener = await loop.create_server(server.connection, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+
+        async def one() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(broken * 3)
+            data = await asyncio.wait_for(reader.read(), timeout=WAIT)  # until EOF
+            writer.close()
+            return data
+
+        try:
+            return await asyncio.gather(*(one() for _ in range(40)))
+        finally:
+            listener.close()
+            await listener.wait_closed()
+            log.detach()
+
+    answers = asyncio.run(scenario())
+    assert [f"action={TEMPFAIL}\n\n".encode()] * 40 == answers  # one answer, then closed
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert 5 == sum(e["event"] == "protocol-error" for e in events)
+    assert [] == [e for e in events if e["event"] == "decision"]
+    (suppressed,) = [e for e in events if e["event"] == "log-suppressed"]
+    assert ("protocol-error", 35) == (suppressed["kind"], suppressed["suppressed"])
+
+
+def test_a_log_reader_that_stops_reading_never_stalls_the_service(tmp_path: Path) -> None:
+    """Standard error is a pipe nobody reads. Log writes must not block the event loop:
+    lines that do not fit in the buffer are dropped and counted, and once the pipe is
+    read again a log-dropped line gives the count. Lines stay whole."""
+    read_fd, write_fd = os.pipe()
+    stream = open(write_fd, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    log = JsonLog(stream, buffer_bytes=16 * 1024)
+    total = 2_000  # ~260 KiB: more than a pipe (64 KiB) and the buffer hold
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def scenario() -> None:
+        async def run() -> None:
+            log.attach(asyncio.get_running_loop())
+            for n in range(total):
+                log.emit("decision", n=n, padding="x" * 100)
+                if n % 50 == 0:
+                    await asyncio.sleep(0)  # a loop turn: the lines are handed over
+            await asyncio.sleep(0)
+            done.set()  # the event loop got here while nobody read the pipe
+            for _ in range(400):  # then wait (bounded) until the reader catches up
+                await asyncio.sleep(0.01)
+                log.emit("decision", n=-1, padding="")
+            log.detach()
+
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # reported by the test thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=scenario, daemon=True)
+    worker.start()
+    stalled = not done.wait(timeout=WAIT)
+    data = bytearray()
+    deadline = time.monotonic() + 2 * WAIT
+    try:
+        # Read everything (this also unblocks a service that did stall).
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([read_fd], [], [], 0.1)
+            if ready:
+                data += os.read(read_fd, 65536)
+            elif not worker.is_alive():
+                break
+        worker.join(timeout=WAIT)
+    finally:
+        stream.close()
+        os.close(read_fd)
+    assert not stalled, "the event loop blocked on a pipe nobody read"
+    assert [] == failure
+    events = [json.loads(line) for line in data.decode().splitlines()]  # every line whole
+    numbers = [e["n"] for e in events if e["event"] == "decision" and e["n"] >= 0]
+    dropped = [e["dropped"] for e in events if e["event"] == "log-dropped"]
+    assert dropped
+    assert total == len(numbers) + sum(dropped)
+    assert sorted(numbers) == numbers  # in order, gaps only where lines were dropped
+
+
+# --- name-constrained CAs: what Postfix cannot check --------------------------------
+
+
+def test_each_name_constrained_ca_is_warned_about_at_start_and_on_reload(tmp_path: Path) -> None:
+    """Postfix does not apply a CA's DNS name constraints to the CN when the leaf has a
+    DNS SAN; the service says so, once per constrained CA, naming it."""
+    path = write_policy(tmp_path)
+    woodgrove = CA("Woodgrove Issuing CA", permitted_dns=["woodgrove.com"])
+    plain = CA("Fabrikam Partner CA")
+    (tmp_path / "partners-ca.pem").write_text(plain.cert_pem() + woodgrove.cert_pem())
+    service = PolicyService(path).start()
+    try:
+        (warning,) = [e for e in service.events if e["event"] == "name-constrained-ca"]
+        assert "Woodgrove Issuing CA" in warning["ca"]
+        assert {"permitted": ["'woodgrove.com'"]} == warning["constraints"]
+        assert "smtpd_tls_CAfile" in warning["message"]
+        assert "certificate-not-trusted" in warning["message"]
+        assert str(path) == warning["policy"]
+        service.signal(signal.SIGHUP)
+        service.wait_event("reload")
+        warnings = service.wait_event("name-constrained-ca", count=2)
+        assert [warning["ca"]] * 2 == [e["ca"] for e in warnings]
+    finally:
+        assert 0 == service.stop()
+
+
+def test_no_name_constrained_ca_no_warning(policy_file: Path) -> None:
+    service = PolicyService(policy_file).start()
+    assert 0 == service.stop()
+    assert [] == [e for e in service.events if e["event"] == "name-constrained-ca"]

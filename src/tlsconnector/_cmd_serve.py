@@ -34,9 +34,14 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         description="Answer Postfix's policy requests: DUNNO when the inbound "
         "connectors accept the session, their SMTP reply when they refuse it, 451 4.3.0 "
         "when it cannot be decided. Decides at protocol_state=RCPT. One JSON log line "
-        "per decision on standard error. SIGHUP reloads the policy (an invalid new "
-        "policy is logged and the previous one kept); SIGTERM and SIGINT stop. "
-        "See docs/postfix.md.",
+        "per decision on standard error; other events a client can cause (protocol "
+        "errors, connection errors, idle timeouts, refused connections) at most 50 of "
+        "each kind per 10 s, the rest counted; at most 1 MiB of log lines waits for a "
+        "slow reader of standard error, the rest is dropped and counted. A request that "
+        "breaks the protocol is answered 451 4.3.0 and its connection closed. The "
+        "service refuses to start with, or reload, a policy without an enabled inbound "
+        "partner connector. SIGHUP reloads the policy (an invalid new policy is logged "
+        "and the previous one kept); SIGTERM and SIGINT stop. See docs/postfix.md.",
     )
     postfix.add_argument("--policy", required=True, metavar="POLICY.toml")
     postfix.add_argument(
@@ -68,6 +73,16 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="connections served at once per worker; more are closed at once, and "
         "Postfix applies its default action (default: 1000)",
     )
+    postfix.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=100,
+        metavar="N",
+        help="connections served at once per worker from one client address; more from "
+        "that address are closed at once, and Postfix applies its default action. "
+        "Postfix opens one per smtpd process (default_process_limit, 100, per "
+        "master.cf service), all from one address (default: 100)",
+    )
     postfix.set_defaults(handler=_cmd_serve_postfix)
 
 
@@ -92,6 +107,12 @@ def _cmd_serve_postfix(args: argparse.Namespace) -> int:
     if not 1 <= args.max_connections <= 1_000_000:
         _err("tlsconnector serve postfix: --max-connections must be from 1 to 1000000")
         return EXIT_USAGE
+    if not 1 <= args.max_connections_per_client <= 1_000_000:
+        _err(
+            "tlsconnector serve postfix: --max-connections-per-client must be from 1 to "
+            f"1000000 (got {args.max_connections_per_client})"
+        )
+        return EXIT_USAGE
     config = ServeConfig(
         policy_path=Path(args.policy),
         host=host,
@@ -99,5 +120,6 @@ def _cmd_serve_postfix(args: argparse.Namespace) -> int:
         workers=args.workers,
         idle_timeout=timeout,
         max_connections=args.max_connections,
+        max_connections_per_client=args.max_connections_per_client,
     )
     return serve_postfix(config, log=JsonLog(sys.stderr))

@@ -7,8 +7,18 @@ sockets, the clock, the signals, the processes and the log.
 Every line on standard error is one JSON object with ``time`` (UTC), ``event`` and
 ``pid``. Events: ``listening`` (ready; carries ``address``), ``decision`` (one per
 RCPT request), ``protocol-error`` (a malformed request; the connection is closed),
-``connection-error``, ``idle-timeout``, ``reload``, ``reload-failed``,
-``policy-invalid``, ``worker-exited``, ``stopping``, ``stopped``, ``error``.
+``connection-error``, ``idle-timeout``, ``too-many-connections``,
+``too-many-connections-per-client``, ``reload``, ``reload-failed``,
+``policy-invalid``, ``name-constrained-ca``, ``log-suppressed``, ``log-dropped``,
+``worker-exited``, ``stopping``, ``stopped``, ``error``.
+
+The events a peer can cause at will (:data:`RATE_LIMITED_EVENTS`) are logged at most
+:data:`LOG_BURST` times per kind in :data:`LOG_WINDOW` seconds; the rest are counted
+and the count logged (``log-suppressed``). Decision lines are never rate-limited.
+While the server runs, lines are written by a thread of their own from a bounded
+buffer (:data:`LOG_BUFFER_BYTES`), so a reader that does not keep up never stalls
+deciding; lines that do not fit are dropped, counted and the count logged
+(``log-dropped``) as soon as there is room again.
 """
 
 from __future__ import annotations
@@ -23,16 +33,21 @@ import select
 import signal
 import socket
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring_ascii as _encode_json_text
 from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
+from cryptography import x509
 
+from ._certs import describe
 from ._decisions import InboundAction, InboundDecision
-from ._errors import PolicyError
-from ._model import Policy
+from ._errors import PolicyError, show
+from ._model import ConnectorType, Policy
 from ._policy_file import load_policy
 from .adapters.postfix import (
     MAX_LOGGED_VALUE,
@@ -60,6 +75,30 @@ DEFAULT_IDLE_TIMEOUT = 300.0
 #: Beyond this a new connection is closed at once (Postfix then applies
 #: smtpd_policy_service_default_action: a temporary failure, never an accept).
 MAX_CONNECTIONS = 1000
+#: Connections served at once by one worker for one client address, so one peer
+#: cannot hold every slot. Postfix opens one connection per smtpd process (at most
+#: default_process_limit, 100, per master.cf service), all from the same address.
+MAX_CONNECTIONS_PER_CLIENT = 100
+#: Log events a peer can cause at will (one per connection or per malformed
+#: request): at most LOG_BURST lines of each kind per LOG_WINDOW seconds are
+#: written, the others counted and the count logged (``log-suppressed``).
+RATE_LIMITED_EVENTS = frozenset(
+    {
+        "protocol-error",
+        "connection-error",
+        "idle-timeout",
+        "too-many-connections",
+        "too-many-connections-per-client",
+        "error",
+    }
+)
+LOG_BURST = 50
+LOG_WINDOW = 10.0
+#: Log bytes waiting for a slow reader of standard error, per process; lines that do
+#: not fit are dropped and counted (``log-dropped``), never waited for.
+LOG_BUFFER_BYTES = 1024 * 1024
+#: How long a stopping process waits for its log lines to be written.
+LOG_DRAIN_SECONDS = 5.0
 MAX_WORKERS = 64
 LISTEN_BACKLOG = 128
 #: Answers remembered per policy (see :class:`PolicyServer`), and the longest
@@ -93,6 +132,7 @@ class ServeConfig:
     workers: int = 1
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     max_connections: int = MAX_CONNECTIONS
+    max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -126,19 +166,43 @@ def _utc_now() -> dt.datetime:
 
 class JsonLog:
     """One JSON object per line. A log that cannot be written is dropped rather than
-    allowed to fail a decision.
+    allowed to fail a decision, and never allowed to stall one.
 
     Unattached, every line is written and flushed at once. While a policy server
     runs, the log is attached to its event loop: the lines of one turn of the loop
-    (every decision of the requests that arrived together) are written and flushed
-    together at the end of that turn, one write instead of one per line.
+    (every decision of the requests that arrived together) are written together at
+    the end of that turn. To a file descriptor, they are handed to a writer thread
+    through a buffer of at most ``buffer_bytes``: a reader of standard error that
+    stops reading blocks that thread, never the event loop; lines that do not fit are
+    dropped and counted, and a ``log-dropped`` line with the count takes their place
+    once there is room again.
+
+    :meth:`emit` of a kind in :data:`RATE_LIMITED_EVENTS` writes at most ``burst``
+    lines of that kind per ``window`` seconds (of the ``monotonic`` clock); the others
+    are counted and a ``log-suppressed`` line gives the count when the window ends
+    (attached: on a timer; unattached: before the next line of that kind).
     """
 
-    def __init__(self, stream: TextIO, *, clock: Callable[[], dt.datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        clock: Callable[[], dt.datetime] = _utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        burst: int = LOG_BURST,
+        window: float = LOG_WINDOW,
+        buffer_bytes: int = LOG_BUFFER_BYTES,
+    ) -> None:
         self.stream = stream
         self.clock = clock
+        self.monotonic = monotonic
+        self.burst = burst
+        self.window = window
+        self.buffer_bytes = buffer_bytes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[str] = []
+        self._budgets: dict[str, _Budget] = {}
+        self._writer: _LineWriter | None = None
 
     @staticmethod
     def stamp(moment: dt.datetime) -> str:
@@ -146,8 +210,57 @@ class JsonLog:
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def emit(self, event: str, **fields: Any) -> None:
+        if event in RATE_LIMITED_EVENTS and not self._admit(event):
+            return
+        self._emit(event, fields)
+
+    def _emit(self, event: str, fields: dict[str, Any]) -> None:
+        self.write(self.line(event, **fields))
+
+    def line(self, event: str, **fields: Any) -> str:
+        """One log line (without its newline): time, event, pid, then ``fields``."""
         record = {"time": self.stamp(self.clock()), "event": event, "pid": os.getpid(), **fields}
-        self.write(json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str))
+        return json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str)
+
+    # --- rate limit ---------------------------------------------------------------
+
+    def _admit(self, event: str) -> bool:
+        now = self.monotonic()
+        budget = self._budgets.get(event)
+        if budget is not None and now >= budget.start + self.window:
+            self._close_window(event, budget)
+            budget = None
+        if budget is None:
+            budget = self._budgets[event] = _Budget(now)
+        if budget.logged < self.burst:
+            budget.logged += 1
+            return True
+        budget.suppressed += 1
+        if budget.suppressed == 1 and self._loop is not None:
+            delay = max(0.0, budget.start + self.window - now)
+            budget.timer = self._loop.call_later(delay, self._close_window, event, budget)
+        return False
+
+    def _close_window(self, event: str, budget: _Budget) -> None:
+        """End ``event``'s window: log how many lines it suppressed (if any)."""
+        if self._budgets.get(event) is not budget:
+            return  # already closed
+        del self._budgets[event]
+        if budget.timer is not None:
+            budget.timer.cancel()
+        if budget.suppressed:
+            self._emit(
+                "log-suppressed",
+                {
+                    "kind": event,
+                    "suppressed": budget.suppressed,
+                    "seconds": self.window,
+                    "message": f"{budget.suppressed} {event} lines were not logged (at most "
+                    f"{self.burst} of each kind per {self.window:g} s)",
+                },
+            )
+
+    # --- writing ------------------------------------------------------------------
 
     def write(self, line: str) -> None:
         """Write one line (a JSON object, without its newline)."""
@@ -163,7 +276,21 @@ class JsonLog:
         if not self._pending:
             return
         lines, self._pending = self._pending, []
-        self._write_lines(lines)
+        writer = self._writer
+        if writer is None:
+            self._write_lines(lines)
+            return
+        writer.put([_encode_line(line) for line in lines], self._dropped_line)
+
+    def _dropped_line(self, count: int) -> bytes:
+        return _encode_line(
+            self.line(
+                "log-dropped",
+                dropped=count,
+                message=f"{count} log lines were dropped: standard error was not read "
+                f"fast enough (at most {self.buffer_bytes} bytes wait)",
+            )
+        )
 
     def _write_lines(self, lines: list[str]) -> None:
         """Write whole lines. To a file descriptor (standard error as a pipe or a file),
@@ -178,14 +305,7 @@ class JsonLog:
                 self.stream.flush()
                 return
             self.stream.flush()  # what went through the text layer goes first
-            batch = bytearray()
-            for line in lines:
-                data = (line + "\n").encode("utf-8", "backslashreplace")
-                if batch and len(batch) + len(data) > PIPE_BUF:
-                    _write_all(fd, batch)
-                    batch.clear()
-                batch += data
-            if batch:
+            for batch in _batches(_encode_line(line) for line in lines):
                 _write_all(fd, batch)
 
     def _fd(self) -> int | None:
@@ -196,14 +316,52 @@ class JsonLog:
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        fd = self._fd()
+        if fd is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.flush()  # what went through the text layer goes first
+            self._writer = _LineWriter(fd, self.buffer_bytes)
 
     def detach(self) -> None:
+        """Log what the rate limit suppressed, write every waiting line (waiting at
+        most :data:`LOG_DRAIN_SECONDS` for a reader), then write synchronously."""
+        for event, budget in list(self._budgets.items()):
+            self._close_window(event, budget)
         self.flush()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close(timeout=LOG_DRAIN_SECONDS)
         self._loop = None
+
+
+@attrs.define
+class _Budget:
+    """One rate-limited event kind's current window."""
+
+    start: float
+    logged: int = 0
+    suppressed: int = 0
+    timer: asyncio.TimerHandle | None = None
 
 
 #: The largest write to a pipe that POSIX keeps in one piece (Linux: 4096).
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)
+
+
+def _encode_line(line: str) -> bytes:
+    return (line + "\n").encode("utf-8", "backslashreplace")
+
+
+def _batches(lines: Iterable[bytes]) -> Iterable[bytearray]:
+    """Runs of whole lines of at most :data:`PIPE_BUF` bytes (a longer line alone)."""
+    batch = bytearray()
+    for data in lines:
+        if batch and len(batch) + len(data) > PIPE_BUF:
+            yield batch
+            batch = bytearray()
+        batch += data
+    if batch:
+        yield batch
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
@@ -212,16 +370,155 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _connectors(policy: Policy) -> int:
-    return len(policy.inbound) + len(policy.outbound)
+class _LineWriter:
+    """Writes lines to a descriptor from a thread of its own, out of a bounded buffer.
+
+    :meth:`put` never blocks on the descriptor: a line that does not fit in the
+    buffer is dropped and counted, and so is every later one until the count itself
+    fits; then a line reporting it goes first (so it stands where the gap is). The
+    thread writes runs of whole lines of at most :data:`PIPE_BUF` bytes, continuing
+    short writes, exactly as :class:`JsonLog` does without it.
+    """
+
+    def __init__(self, fd: int, limit: int) -> None:
+        self.fd = fd
+        self.limit = limit
+        self.dropped = 0  # lines dropped (or lost by a failed write), not yet reported
+        self._lines: deque[bytes] = deque()
+        self._size = 0
+        self._writing = False
+        self._closing = False
+        self._ready = threading.Condition()
+        # The thread inherits the caller's signal mask: serve_postfix blocks the
+        # service's signals until their handlers exist, so they never land here.
+        self._thread = threading.Thread(target=self._run, name="tlsconnector-log", daemon=True)
+        self._thread.start()
+
+    def put(self, lines: list[bytes], dropped_line: Callable[[int], bytes]) -> None:
+        with self._ready:
+            if self.dropped:
+                note = dropped_line(self.dropped)
+                if self._size + len(note) <= self.limit:
+                    self._append(note)
+                    self.dropped = 0
+            for data in lines:
+                if self.dropped or self._size + len(data) > self.limit:
+                    self.dropped += 1
+                else:
+                    self._append(data)
+            self._ready.notify()
+
+    def _append(self, data: bytes) -> None:
+        self._lines.append(data)
+        self._size += len(data)
+
+    def _run(self) -> None:
+        lines = self._lines
+        while True:
+            with self._ready:
+                while not lines and not self._closing:
+                    self._ready.wait()
+                if not lines:
+                    return
+                batch = bytearray(lines.popleft())
+                while lines and len(batch) + len(lines[0]) <= PIPE_BUF:
+                    batch += lines.popleft()
+                self._size -= len(batch)
+                self._writing = True
+            try:
+                _write_all(self.fd, batch)
+            except (OSError, ValueError):
+                with self._ready:
+                    self.dropped += batch.count(b"\n")
+            finally:
+                with self._ready:
+                    self._writing = False
+                    self._ready.notify_all()
+
+    def close(self, *, timeout: float) -> bool:
+        """Write what waits (for at most ``timeout`` seconds), then stop the thread.
+        False when the lines could not all be written in time."""
+        deadline = time.monotonic() + timeout
+        with self._ready:
+            self._closing = True
+            self._ready.notify_all()
+            while self._lines or self._writing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._ready.wait(remaining)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        return True
 
 
-def _peer(transport: asyncio.BaseTransport) -> str:
+def ungoverned(policy: Policy) -> str | None:
+    """Why the Postfix service must not run ``policy``, or None.
+
+    The service decides inbound mail only, by the enabled partner connectors
+    (section 5.2): without one, every sender gets ``DUNNO``. Such a file is almost
+    always a mistake or half written (an editor that truncates before writing, a
+    reload caught in the middle of a copy, only the ``[[outbound]]`` tables written
+    yet), so it is refused, at start and on reload (never fail open).
+    """
+    if any(c.enabled and c.type is ConnectorType.PARTNER for c in policy.inbound):
+        return None
+    return (
+        "the policy has no enabled inbound connector of type partner, so it governs no "
+        f"inbound mail (every sender would get DUNNO; {len(policy.inbound)} inbound and "
+        f"{len(policy.outbound)} outbound connectors in the file)"
+    )
+
+
+def name_constrained_warnings(policy: Policy, policy_path: Path) -> list[dict[str, Any]]:
+    """The fields of one ``name-constrained-ca`` warning per name-constrained CA of the
+    policy's trust store (spec section 7: what Postfix cannot check for us)."""
+    trust = policy.trust
+    if trust is None:
+        return []
+    warnings = []
+    for ca in trust.name_constrained:
+        name = describe(ca)
+        warnings.append(
+            {
+                "policy": str(policy_path),
+                "ca": name,
+                "constraints": _constraints(ca),
+                "message": f"trust store CA {name} carries DNS name constraints, which "
+                "Postfix (OpenSSL) does not apply to the certificate CN when the client "
+                "certificate has a DNS SAN; tlsconnector therefore refuses every CN these "
+                "constraints could exclude (certificate-not-trusted), whichever CA issued "
+                "it. The policy's [trust] ca_file must be the same file as Postfix's "
+                "smtpd_tls_CAfile",
+            }
+        )
+    return warnings
+
+
+def _constraints(ca: x509.Certificate) -> dict[str, list[str]]:
+    """A CA's DNS subtrees, escaped, for a log line (never raises)."""
+    try:
+        value = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+    except Exception as exc:  # a log line must not stop the service
+        return {"unreadable": [f"{type(exc).__name__}"]}
+    shown: dict[str, list[str]] = {}
+    for kind, subtrees in (
+        ("permitted", value.permitted_subtrees),
+        ("excluded", value.excluded_subtrees),
+    ):
+        names = [show(n.value) for n in subtrees or () if isinstance(n, x509.DNSName)]
+        if names:
+            shown[kind] = names[:20]
+    return shown
+
+
+def _peer(transport: asyncio.BaseTransport) -> tuple[str, str]:
+    """The peer as logged (``host:port``) and its address (the per-client key)."""
     peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
-        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
-        return f"{host}:{peer[1]}"
-    return str(peer)
+        address = str(peer[0])
+        host = f"[{address}]" if ":" in address else address
+        return f"{host}:{peer[1]}", address
+    return str(peer), str(peer)
 
 
 def _json_text(value: str | None) -> str:
@@ -232,10 +529,12 @@ def _json_text(value: str | None) -> str:
 @attrs.frozen
 class _Answer:
     """What a request gets: the reply's bytes and, for a decision, the decision's part
-    of its log line (``"action":...,"details":[...]``, already JSON)."""
+    of its log line (``"action":...,"details":[...]``, already JSON). A request that
+    breaks the protocol has no decision line: ``violation`` says what it broke."""
 
     wire: bytes
     logged: str | None
+    violation: str | None = None
 
 
 def _answer_of(result: PolicyAnswer) -> _Answer:
@@ -243,6 +542,9 @@ def _answer_of(result: PolicyAnswer) -> _Answer:
     decision = result.decision
     if decision is None:
         return _Answer(wire, None)
+    if result.breaks_protocol:
+        detail = decision.reasons[0].detail if decision.reasons else "a protocol violation"
+        return _Answer(wire, None, f"{detail}; answered {result.reply}")
     part = json.dumps(
         {
             "action": str(decision.action),
@@ -268,6 +570,10 @@ class PolicyServer:
     attributes are unusually long, never are. The memory is bounded (the oldest answer
     goes first) and emptied on every reload.
     Every decided request is still logged, with its own time and attributes.
+
+    Connections are bounded in all (``max_connections``) and per client address
+    (``max_connections_per_client``); beyond either a new connection is closed at
+    once.
     """
 
     def __init__(
@@ -279,6 +585,7 @@ class PolicyServer:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         clock: Callable[[], dt.datetime] = _utc_now,
         max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
         max_answers: int = MAX_REMEMBERED_ANSWERS,
     ) -> None:
         self.policy = policy
@@ -287,9 +594,11 @@ class PolicyServer:
         self.idle_timeout = idle_timeout
         self.clock = clock
         self.max_connections = max_connections
+        self.max_connections_per_client = max_connections_per_client
         self.max_answers = max_answers
         self._answers: dict[tuple[str | None, ...], _Answer] = {}
         self._connections: set[_Connection] = set()
+        self._per_client: dict[str, int] = {}
         self._all_closed: asyncio.Event | None = None
 
     @property
@@ -303,7 +612,14 @@ class PolicyServer:
 
     def respond(self, requests: list[dict[str, str]]) -> bytes:
         """The replies to requests that arrived together, in order; each decision is
-        logged (one line per decided request)."""
+        logged (one line per decided request). A request that breaks the protocol
+        gets its answer, and the requests after it none (see :meth:`answer`)."""
+        return self.answer(requests)[0]
+
+    def answer(self, requests: list[dict[str, str]]) -> tuple[bytes, str | None]:
+        """:meth:`respond`, and what the last request answered broke (None when every
+        request was well-formed): after such a request nothing more is answered, and
+        the connection is to be closed."""
         answers = self._answers
         replies = []
         stamp = pid = None
@@ -313,6 +629,8 @@ class PolicyServer:
             if answer is None:
                 answer = self._decide(request, key)
             replies.append(answer.wire)
+            if answer.violation is not None:
+                return b"".join(replies), answer.violation
             if answer.logged is not None:
                 if stamp is None:
                     stamp, pid = self.log.stamp(self.clock()), os.getpid()
@@ -327,7 +645,7 @@ class PolicyServer:
                     f'"ccert_subject":{_json_text(get("ccert_subject"))},'
                     f'"ccert_fingerprint":{_json_text(get("ccert_fingerprint"))}}}'
                 )
-        return b"".join(replies)
+        return b"".join(replies), None
 
     def _decide(self, request: dict[str, str], key: tuple[str | None, ...]) -> _Answer:
         """Decide (never raising; never failing open) and remember the answer."""
@@ -368,17 +686,18 @@ class PolicyServer:
                 message="could not load the new policy; keeping the previous policy",
             )
             return
-        if _connectors(self.policy) and not _connectors(policy):
-            # An empty file (an editor that truncates before writing, a SIGHUP during
-            # a copy) loads as a valid policy that governs nothing: every session would
-            # be accepted. Never fail open: keep the policy in force.
+        problem = ungoverned(policy)
+        if problem is not None:
+            # An empty file, or one caught half written, loads as a valid policy that
+            # governs nothing: every session would be accepted. Never fail open: keep
+            # the policy in force.
             self.log.emit(
                 "reload-failed",
                 policy=str(self.policy_path),
-                problems=["the new policy has no connectors"],
-                message="refusing to replace a policy with connectors by one without any; "
-                "keeping the previous policy (write the file under another name, then "
-                "rename it over the old one)",
+                problems=[problem],
+                message="refusing a policy that governs no inbound mail; keeping the "
+                "previous policy (write the file under another name, then rename it over "
+                "the old one)",
             )
             return
         self.policy = policy
@@ -388,6 +707,8 @@ class PolicyServer:
             inbound=len(policy.inbound),
             message="policy reloaded",
         )
+        for warning in name_constrained_warnings(policy, self.policy_path):
+            self.log.emit("name-constrained-ca", **warning)
 
     def connection(self) -> _Connection:
         """A protocol instance for one new connection (the event loop's factory)."""
@@ -399,11 +720,29 @@ class PolicyServer:
             # limit. Closing makes Postfix use its default action (a 4xx).
             self.log.emit("too-many-connections", peer=connection.peer, limit=self.max_connections)
             return False
+        client = connection.client
+        count = self._per_client.get(client, 0)
+        if count >= self.max_connections_per_client:
+            # One peer must not hold every slot for the idle timeout.
+            self.log.emit(
+                "too-many-connections-per-client",
+                peer=connection.peer,
+                limit=self.max_connections_per_client,
+            )
+            return False
+        self._per_client[client] = count + 1
         self._connections.add(connection)
         return True
 
     def _closed(self, connection: _Connection) -> None:
-        self._connections.discard(connection)
+        if connection in self._connections:
+            self._connections.discard(connection)
+            client = connection.client
+            left = self._per_client.get(client, 1) - 1
+            if left > 0:
+                self._per_client[client] = left
+            else:
+                self._per_client.pop(client, None)
         if not self._connections and self._all_closed is not None:
             self._all_closed.set()
 
@@ -464,6 +803,7 @@ class _Connection(asyncio.Protocol):
         self.server = server
         self.parser = RequestParser()
         self.peer = "?"
+        self.client = "?"
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self._last = 0.0
@@ -475,7 +815,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.peer = _peer(transport)
+        self.peer, self.client = _peer(transport)
         if not self.server._opened(self):
             transport.close()
             return
@@ -503,8 +843,20 @@ class _Connection(asyncio.Protocol):
                 requests = parser.feed(piece)
                 if requests:
                     # Writing past the buffer's limit calls pause_writing (below).
-                    transport.write(server.respond(requests))
+                    replies, violation = server.answer(requests)
+                    transport.write(replies)
                     self._last = self._loop.time()
+                    if violation is not None:
+                        # Not Postfix, or no longer speaking its protocol: the answer
+                        # goes out, then the connection closes (bounded log per peer).
+                        server.log.emit(
+                            "protocol-error",
+                            peer=self.peer,
+                            message=f"{violation}; closing the connection",
+                        )
+                        self._backlog.clear()
+                        transport.close()
+                        return
                 if parser.error is not None:
                     server.log.emit(
                         "protocol-error",
@@ -625,6 +977,18 @@ def _serve(config: ServeConfig, log: JsonLog) -> int:
             message="not starting: the policy is invalid",
         )
         return EXIT_USAGE
+    problem = ungoverned(policy)
+    if problem is not None:
+        log.emit(
+            "policy-invalid",
+            policy=str(config.policy_path),
+            problems=[problem],
+            message=f"not starting: the policy {show(str(config.policy_path), 200)} governs "
+            "no inbound mail",
+        )
+        return EXIT_USAGE
+    for warning in name_constrained_warnings(policy, config.policy_path):
+        log.emit("name-constrained-ca", **warning)
     try:
         sock = _bind(config.host, config.port)
     except OSError as exc:
@@ -648,6 +1012,7 @@ def _serve(config: ServeConfig, log: JsonLog) -> int:
             log=log,
             idle_timeout=config.idle_timeout,
             max_connections=config.max_connections,
+            max_connections_per_client=config.max_connections_per_client,
         )
 
     with sock:
