@@ -151,8 +151,34 @@ def test_from_pem_rejects_input_without_a_certificate(data: str | bytes) -> None
 def test_from_pem_rejects_truncated_pem(inter: CA) -> None:
     """A PEM block cut off before its END line does not decode."""
     text = inter.issue().chain_pem(intermediates=False)
-    with pytest.raises(InvalidValue, match="no decodable PEM certificate"):
+    with pytest.raises(InvalidValue, match="a BEGIN CERTIFICATE line without its END line"):
         PresentedChain.from_pem(text[: len(text) // 2])
+
+
+def test_input_that_is_not_a_certificate_is_named_and_never_echoed(inter: CA) -> None:
+    """A private key, a DER file, another PEM object or damaged PEM: the error says what
+    the input is, and never shows its bytes (a key must not reach a log) nor
+    cryptography's generic message."""
+    leaf = inter.issue()
+    key = leaf.key_pem()
+    secret = key.splitlines()[1]
+    cases = {
+        key: "this is a private key, not a certificate",
+        leaf.der(): "this looks like DER",
+        leaf.chain_pem(intermediates=False).replace("M", "*", 3): "does not decode",
+        "-----BEGIN PUBLIC KEY-----\nMAA=\n-----END PUBLIC KEY-----\n": "a PEM PUBLIC KEY, not",
+        "just some text": "no PEM certificate block",
+    }
+    for data, expected in cases.items():
+        for parse in (PresentedChain.from_pem, TrustStore.from_pem):
+            with pytest.raises(InvalidValue) as caught:
+                parse(data)
+            message = str(caught.value)
+            assert expected in message
+            assert secret[:16] not in message
+            assert "cryptography.io" not in message
+            assert "MII" not in message
+            assert "\\x30" not in message
 
 
 def test_from_pem_rejects_a_chain_with_one_bad_block(inter: CA) -> None:

@@ -693,3 +693,150 @@ def test_fuzz_seeds_and_recorded_crashes_replay_without_a_crash() -> None:
         targets.TARGETS[target](data)
         replayed += 1
     assert replayed >= 12
+
+
+# ======================================================================================
+# Echoed names: no attacker key can forge an output line (every echo is escaped)
+
+FORGED = "evil\nline 2: ACCEPT by connector 'Fabrikam Bank inbound'"
+
+
+def _no_forged_line(*texts: str) -> None:
+    for text in texts:
+        for line in text.splitlines():
+            assert not line.startswith("line 2: ACCEPT"), line
+            assert not line.startswith("warning: inbound connector ok"), line
+
+
+@pytest.mark.parametrize("where", ["connector", "trust", "top"])
+def test_toml_keys_are_echoed_escaped(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = json.dumps(FORGED)  # a TOML basic string key holds the newline
+    body = {
+        "connector": f'[[inbound]]\nname = "x"\nsender_domains = ["fabrikam.com"]\n{key} = 1\n',
+        "trust": f"[trust]\n{key} = 1\n",
+        "top": f"{key} = 1\n",
+    }[where]
+    path = tmp_path / "policy.toml"
+    path.write_text(body)
+    status, out, err = run_cli(capsys, ["check", str(path)])
+    assert 0 != status
+    assert "evil\\x0aline 2" in err
+    _no_forged_line(err, "\n".join(out))
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+@pytest.mark.parametrize("nested", [False, True])
+def test_json_keys_of_session_lines_are_echoed_escaped(
+    as_json: bool, nested: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    policy_file: Path,
+) -> None:
+    obj = inbound_json()
+    if nested:
+        obj["tls"] = {FORGED: 1}
+    else:
+        obj[FORGED] = 1
+    path = tmp_path / "sessions.jsonl"
+    path.write_text(json.dumps(obj) + "\n")
+    argv = ["inbound", "--policy", str(policy_file), "--sessions", str(path)]
+    status, out, err = run_cli(capsys, argv + (["--json"] if as_json else []))
+    assert 1 == status
+    assert "evil\\x0aline 2" in err
+    _no_forged_line(err, "\n".join(out))
+    if as_json:
+        assert 1 == len(out)  # JSON escapes the newline: still one line per session
+        assert json.loads(out[0])["error"]["field"].endswith(FORGED)
+
+
+def test_eop_field_names_are_echoed_escaped_on_stderr_and_in_the_written_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = tmp_path / "inbound.json"
+    field = "evil\nwarning: inbound connector ok = 1 (unknown field)"
+    export.write_text(
+        json.dumps([{"Name": "Fab", "SenderDomains": ["fabrikam.com"], "RequireTls": True, field: 1}])
+    )
+    written = tmp_path / "policy.toml"
+    status, out, err = run_cli(capsys, ["import-eop", "--inbound", str(export), "-o", str(written)])
+    assert 0 == status
+    assert "evil\\x0awarning" in err
+    _no_forged_line(err, "\n".join(out), written.read_text())
+    assert "evil\\x0awarning" in written.read_text()
+
+
+def test_problem_and_facts_error_messages_escape_field_names() -> None:
+    with pytest.raises(PolicyError) as caught:
+        Policy.from_mapping(
+            {"inbound": [{"name": "x", "sender_domains": ["a.com"], FORGED: 1}]}, trust=None
+        )
+    assert "\n  - " in str(caught.value)  # our own layout stays
+    assert "line 2: ACCEPT" not in str(caught.value).replace("\\x0aline 2: ACCEPT", "")
+    with pytest.raises(FactsError) as facts:
+        TLSFacts.from_json({FORGED: 1})
+    assert "\n" not in str(facts.value)
+
+
+# ======================================================================================
+# Session files: a byte order mark, keys given twice
+
+
+def test_a_utf8_bom_at_the_start_of_a_session_file_is_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], policy_file: Path
+) -> None:
+    path = tmp_path / "sessions.jsonl"
+    line = json.dumps(inbound_json())
+    path.write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\n" + line.encode() + b"\n")
+    status, out, err = run_cli(
+        capsys, ["inbound", "--policy", str(policy_file), "--sessions", str(path), "--json"]
+    )
+    assert (0, "") == (status, err)
+    assert ["accept", "accept"] == [json.loads(o)["action"] for o in out]
+
+
+def test_a_bom_inside_a_session_file_is_still_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], policy_file: Path
+) -> None:
+    path = tmp_path / "sessions.jsonl"
+    line = json.dumps(inbound_json()).encode()
+    path.write_bytes(line + b"\n\xef\xbb\xbf" + line + b"\n")
+    status, out, _ = run_cli(
+        capsys, ["inbound", "--policy", str(policy_file), "--sessions", str(path), "--json"]
+    )
+    assert 1 == status
+    assert 2 == json.loads(out[1])["error"]["line"]
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('{"peer_ip": "198.51.100.7", "mail_from": "a@example.org", "mail_from": "b@fabrikam.com"}', "mail_from"),
+        ('{"peer_ip": "198.51.100.7", "mail_from": "a@fabrikam.com", "tls": {"peer_cn": ["x"], "peer_cn": ["y"], "peer_verified": true}}', "peer_cn"),
+    ],
+)
+def test_a_key_given_twice_in_a_session_line_is_an_error_naming_the_key(
+    text: str, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], policy_file: Path
+) -> None:
+    """Not "the last one wins": a reviewer reading the first value would be misled."""
+    path = tmp_path / "sessions.jsonl"
+    path.write_text(text + "\n")
+    status, out, err = run_cli(
+        capsys, ["inbound", "--policy", str(policy_file), "--sessions", str(path), "--json"]
+    )
+    assert 1 == status
+    error = json.loads(out[0])["error"]
+    assert (key, "is given twice in one session line") == (error["field"], error["message"])
+    assert key in err
+
+
+@pytest.mark.parametrize("window", ["1e-12", "1e-9", "0.0001", "nan", "inf", "-1", "0"])
+def test_a_retry_window_that_rounds_to_nothing_is_a_usage_error(
+    window: str, capsys: pytest.CaptureFixture[str], policy_file: Path
+) -> None:
+    """Validated after conversion: 1e-12 hours passes a range check, then rounds to a
+    zero timedelta, which ended in a traceback (every batch line an internal error)."""
+    argv = ["outbound", "--policy", str(policy_file), "--recipient", "b@fabrikam.com"]
+    status, out, err = run_cli(capsys, [*argv, "--retry-window", window])
+    assert (2, []) == (status, out)
+    assert "--retry-window" in err
+    assert "Traceback" not in err

@@ -304,14 +304,37 @@ def _encode(data: str | bytes, limit: int, what: str) -> bytes:
     return raw
 
 
+_PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----")
+_PEM_CERT_END = re.compile(rb"-----END (?:X509 )?CERTIFICATE-----")
+
+
+def _not_a_certificate(raw: bytes) -> str:
+    """What PEM input that holds no decodable certificate is instead, in words.
+
+    Never the input's bytes (a private key pasted by mistake must not reach a log)
+    and never ``cryptography``'s generic message (a pointer to its FAQ).
+    """
+    labels = [m.group(1).decode("ascii") for m in _PEM_LABEL.finditer(raw)]
+    if any(label.endswith("PRIVATE KEY") for label in labels):
+        return "this is a private key, not a certificate (its content is not shown)"
+    begins, ends = len(_PEM_CERT_BEGIN.findall(raw)), len(_PEM_CERT_END.findall(raw))
+    if begins > ends:
+        return "a truncated PEM certificate: a BEGIN CERTIFICATE line without its END line"
+    if begins:
+        return "a PEM CERTIFICATE block that does not decode (damaged base64 or DER)"
+    if labels:
+        return f"this is a PEM {labels[0]}, not a certificate"
+    if raw[:1] == b"\x30":
+        return "this looks like DER (binary); give PEM text (openssl x509 -inform der)"
+    return "no PEM certificate block (-----BEGIN CERTIFICATE-----) found"
+
+
 def _load_pem(raw: bytes, what: str) -> list[x509.Certificate]:
     try:
         with _quiet():
             return x509.load_pem_x509_certificates(raw)
     except _DECODE_ERRORS as exc:
-        raise InvalidValue(
-            raw[:40], f"{what}: no decodable PEM certificate ({show(str(exc))})"
-        ) from exc
+        raise InvalidValue(f"<{len(raw)} bytes>", f"{what}: {_not_a_certificate(raw)}") from exc
 
 
 def _as_tuple(certificates: Iterable[x509.Certificate]) -> tuple[x509.Certificate, ...]:

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from ._certs import PresentedChain
 from ._decisions import InboundDecision, OutboundDecision, printable
-from ._errors import FactsError, InvalidValue, PolicyError
+from ._errors import MESSAGE_LIMIT, FactsError, InvalidValue, PolicyError
 from ._facts import (
     ConnectionAttempt,
     InboundSession,
@@ -56,6 +56,8 @@ EXIT_INTERRUPTED = 130
 #: A session line longer than this is refused (section 8: overlong lines).
 MAX_LINE_BYTES = 8 * 1024 * 1024
 MAX_RETRY_WINDOW_HOURS = 24 * 366 * 100
+#: The shortest retry window the command takes (a queue is read in whole seconds).
+MIN_RETRY_WINDOW = dt.timedelta(seconds=1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -374,13 +376,18 @@ def _cmd_outbound(args: argparse.Namespace) -> int:
         _err("tlsconnector outbound: --sessions cannot be combined with single-recipient flags")
         return EXIT_USAGE
     # Positive and at most about a century: a timedelta cannot hold "inf" or 1e20 hours.
-    if not 0 < args.retry_window <= MAX_RETRY_WINDOW_HOURS:
+    # Checked again after conversion: 1e-12 hours passes the range but rounds to a
+    # zero timedelta (timedelta keeps whole microseconds).
+    window = None
+    if 0 < args.retry_window <= MAX_RETRY_WINDOW_HOURS:
+        window = dt.timedelta(hours=args.retry_window)
+    if window is None or window < MIN_RETRY_WINDOW:
         _err(
-            "tlsconnector outbound: --retry-window must be a positive number of hours, "
-            f"at most {MAX_RETRY_WINDOW_HOURS}"
+            f"tlsconnector outbound: --retry-window {printable(str(args.retry_window))}: "
+            f"must be a number of hours of at least {MIN_RETRY_WINDOW.total_seconds():g} "
+            f"second and at most {MAX_RETRY_WINDOW_HOURS}"
         )
         return EXIT_USAGE
-    window = dt.timedelta(hours=args.retry_window)
     try:
         policy = load_policy(args.policy)
     except PolicyError as exc:
@@ -513,6 +520,28 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
         yield number, line
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: a key given twice is an error, not
+    "the last one wins" (a sender could otherwise hide a value from a reviewer)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+_SESSION_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
 def _decide_one(
     number: int,
     line: bytes | None,
@@ -529,8 +558,12 @@ def _decide_one(
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise FactsError("(line)", None, f"not UTF-8 (byte {exc.start})") from None
+        if number == 1 and text.startswith("\ufeff"):
+            text = text[1:]  # the UTF-8 byte order mark Windows editors write first
         try:
-            obj: Any = json.loads(text)
+            obj: Any = _SESSION_JSON.decode(text)
+        except _DuplicateKey as exc:
+            raise FactsError(exc.key, None, "is given twice in one session line") from None
         except RecursionError:
             raise FactsError("(line)", None, "not valid JSON: nested too deeply") from None
         except ValueError as exc:  # JSONDecodeError, and e.g. integers over 4300 digits
@@ -751,11 +784,14 @@ def _decide_lines_in_workers(
 
 def _line_error(number: int, field: str | None, message: str, *, as_json: bool) -> tuple[str, str]:
     """An undecided line: (its standard output line, its standard error line)."""
-    where = f"{field}: " if field else ""
-    error = printable_lines(f"line {number}: {where}{message}") + "\n"
+    # Attacker text (a JSON key, a value in the message) is escaped, our own
+    # formatting kept: no line of a session file can forge an output line.
+    where = f"{printable(field)}: " if field else ""
+    message_text = printable(message, MESSAGE_LIMIT)
+    error = f"line {number}: {where}{message_text}\n"
     if as_json:
         return _json_line({"error": {"line": number, "field": field, "message": message}}), error
-    return printable_lines(f"line {number}: ERROR {where}{message}") + "\n", error
+    return f"line {number}: ERROR {where}{message_text}\n", error
 
 
 def explain(decision: Decision, *, label: str) -> str:

@@ -7,13 +7,13 @@ human ``detail`` may change between releases.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 import attrs
 
+from ._errors import printable as printable  # re-exported: the one escaping helper
 from ._model import TLSMode
 
 __all__ = [
@@ -155,19 +155,6 @@ def render_reply(
     return SmtpReply(template.code, template.enhanced, text)
 
 
-_PRINTABLE_ASCII = re.compile(r"[ -~]*")
-
-
-def printable(text: str, limit: int = 200) -> str:
-    """Printable ASCII only: everything else becomes a backslash escape; bounded length."""
-    if len(text) <= limit and _PRINTABLE_ASCII.fullmatch(text) is not None:
-        return text  # speed: nothing to escape or cut (the common case)
-    # Cut before escaping, so the work is bounded by ``limit``, not by the input.
-    head = text[: limit + 1]
-    escaped = head.encode("ascii", "backslashreplace").decode("ascii")
-    escaped = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in escaped)
-    truncated = len(text) > limit or len(escaped) > limit
-    return escaped[:limit] + "..." if truncated else escaped
 
 
 @attrs.frozen

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._errors import InvalidValue, PolicyError, Problem, show
+from ._errors import MESSAGE_LIMIT, InvalidValue, PolicyError, Problem, printable, show
 from ._model import _INBOUND_KEYS, _OUTBOUND_KEYS, Policy
 from ._toml_write import dumps_policy
 
@@ -172,7 +172,8 @@ class EOPWarning:
 
     def __str__(self) -> str:
         who = show(self.connector) if self.connector is not None else "(no valid name)"
-        return f"{self.direction} connector {who} (record {self.index + 1}): {self.message}"
+        message = printable(self.message, MESSAGE_LIMIT)  # EOP field names are the export's
+        return f"{self.direction} connector {who} (record {self.index + 1}): {message}"
 
 
 # --------------------------------------------------------------------------------------
@@ -836,5 +837,6 @@ def render_policy(
     for warning in warnings:
         key = (warning.direction, warning.index)
         if key in notes:
-            notes[key].append(f"import warning ({warning.code}): {warning.message}")
+            message = printable(warning.message, MESSAGE_LIMIT)
+            notes[key].append(f"import warning ({warning.code}): {message}")
     return dumps_policy(mapping, header=header, notes=notes)

@@ -7,11 +7,44 @@ and bad single values handed to a primitive (:class:`InvalidValue`).
 
 from __future__ import annotations
 
+import re
 import reprlib
 
 import attrs
 
-__all__ = ["FactsError", "InvalidValue", "PolicyError", "Problem", "TLSConnectorError"]
+__all__ = [
+    "FactsError",
+    "InvalidValue",
+    "PolicyError",
+    "Problem",
+    "TLSConnectorError",
+    "printable",
+    "show",
+]
+
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
+
+#: How much of a message :func:`printable` keeps by default, and for whole messages.
+NAME_LIMIT = 200
+MESSAGE_LIMIT = 2000
+
+
+def printable(text: str, limit: int = NAME_LIMIT) -> str:
+    """Untrusted text for a line of output, unquoted: printable ASCII only, bounded.
+
+    The one helper every echoed name goes through (field names, JSON and TOML keys,
+    EOP field names, connector names, CNs): a newline, a control or bidi character,
+    anything outside printable ASCII becomes a backslash escape, so no attacker text
+    can forge a line ("line 2: ACCEPT ...") in a log, on stderr or in readable output.
+    """
+    if len(text) <= limit and _PRINTABLE_ASCII.fullmatch(text) is not None:
+        return text  # speed: nothing to escape or cut (the common case)
+    # Cut before escaping, so the work is bounded by ``limit``, not by the input.
+    head = text[: limit + 1]
+    escaped = head.encode("ascii", "backslashreplace").decode("ascii")
+    escaped = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in escaped)
+    truncated = len(text) > limit or len(escaped) > limit
+    return escaped[:limit] + "..." if truncated else escaped
 
 
 def show(value: object, limit: int = 80) -> str:
@@ -69,7 +102,9 @@ class Problem:
         # key's: "tls_domain = '*.x.com' (with tls_settings): ...".
         first, comma, others = self.field.partition(", ")
         also = f" (with {others})" if comma else ""
-        return f"{where}: {first} = {show(self.value)}{also}: {self.message}"
+        also = printable(also)
+        message = printable(self.message, MESSAGE_LIMIT)
+        return f"{where}: {printable(first)} = {show(self.value)}{also}: {message}"
 
 
 class PolicyError(TLSConnectorError):
@@ -86,7 +121,7 @@ class FactsError(TLSConnectorError):
     """Session facts are malformed; :attr:`field` names the offending field."""
 
     def __init__(self, field: str, value: object, message: str) -> None:
-        super().__init__(f"{field} = {show(value)}: {message}")
+        super().__init__(f"{printable(field)} = {show(value)}: {printable(message, MESSAGE_LIMIT)}")
         self.field = field
         self.value = value
         self.message = message
