@@ -21,6 +21,12 @@ Outbound, by ``i % 4``: MX with opportunistic TLS; ``*.partner{i}.net`` with
 domain validation; smart hosts with certificate validation; encryption only, with
 every twentieth connector rule-scoped. Each connector claims its own domains, so no
 two selectable connectors tie (a tie is a load error, section 6.2).
+
+:func:`lint_policy_mapping` is the same policy with connectors that compete, for the
+lint benchmark: in every block of twenty, an allow-only connector also lists a
+certificate-name connector's domain (``allow-only-overridden``), an IP-restricted one
+too (``restricting-overlap``), and a connector lists exactly the apex of a wildcard
+connector, in both directions (``connector-shadowed``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ __all__ = [
     "SessionFacts",
     "inbound_connector",
     "inbound_session_facts",
+    "lint_policy_mapping",
+    "lint_policy_toml",
     "outbound_connector",
     "outbound_session_facts",
     "policy_mapping",
@@ -129,6 +137,35 @@ def policy_mapping(n: int, *, ca_file: str | None = None) -> dict[str, Any]:
     return mapping
 
 
+def lint_policy_mapping(n: int, *, ca_file: str | None = None) -> dict[str, Any]:
+    """:func:`policy_mapping` with competing connectors (see the module docstring).
+
+    In each block of twenty (``i % 20``): inbound 3 (allow-only) also lists the domain of
+    inbound ``i - 3`` (a certificate name), inbound 6 (IP-restricted) that of ``i - 6``
+    (a certificate name), inbound and outbound 8 list exactly the apex of connector
+    ``i - 3``'s only pattern ``*.partner{i-3}.net``. None of them is disabled and no
+    two selectable outbound connectors tie.
+    """
+    mapping = policy_mapping(n, ca_file=ca_file)
+    for i in range(n):
+        block = i % 20
+        inbound, outbound = mapping["inbound"][i], mapping["outbound"][i]
+        if block in (3, 6):
+            inbound["sender_domains"] = [*inbound["sender_domains"], f"partner{i - block}.com"]
+        elif block == 8:
+            inbound["sender_domains"] = [*inbound["sender_domains"], f"partner{i - 3}.net"]
+            outbound["recipient_domains"] = [
+                *outbound["recipient_domains"],
+                f"partner{i - 3}.net",
+            ]
+    return mapping
+
+
+def lint_policy_toml(n: int, *, ca_file: str | None = None) -> str:
+    """:func:`lint_policy_mapping` as TOML text."""
+    return _mapping_toml(lint_policy_mapping(n, ca_file=ca_file), ca_file)
+
+
 def _toml_value(value: object) -> str:
     # Generated values are ASCII names, domains, addresses and booleans: JSON strings
     # and arrays of them are valid TOML basic strings and arrays.
@@ -141,7 +178,10 @@ def _toml_value(value: object) -> str:
 
 def policy_toml(n: int, *, ca_file: str | None = None) -> str:
     """:func:`policy_mapping` as TOML text (what ``load_policy`` reads)."""
-    data = policy_mapping(n, ca_file=ca_file)
+    return _mapping_toml(policy_mapping(n, ca_file=ca_file), ca_file)
+
+
+def _mapping_toml(data: dict[str, Any], ca_file: str | None) -> str:
     out: list[str] = []
     if ca_file is not None:
         out += ["[trust]", f"ca_file = {json.dumps(ca_file)}", ""]

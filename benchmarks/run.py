@@ -38,6 +38,7 @@ from benchmarks.generate import (
     NOW,
     NOW_TEXT,
     inbound_session_facts,
+    lint_policy_toml,
     outbound_session_facts,
     policy_mapping,
     policy_toml,
@@ -673,6 +674,95 @@ def bench_load(results: Results, workdir: Path, pki: BenchPKI, *, quick: bool) -
 
 
 # --------------------------------------------------------------------------------------
+# 6b. Linting a 100,000-connector policy (tlsconnector check), against loading it
+
+_LINT_SCRIPT = r"""
+import json, sys, time
+from collections import Counter
+from tlsconnector import lint, load_policy
+cpu = time.process_time()
+policy = load_policy(sys.argv[1])
+load_cpu_s = time.process_time() - cpu
+cpu = time.process_time()
+warnings = lint(policy)
+lint_cpu_s = time.process_time() - cpu
+print(json.dumps({
+    "load_cpu_s": load_cpu_s,
+    "lint_cpu_s": lint_cpu_s,
+    "inbound": len(policy.inbound),
+    "outbound": len(policy.outbound),
+    "codes": Counter(str(w.code) for w in warnings),
+}))
+"""
+
+
+def bench_lint(results: Results, workdir: Path, pki: BenchPKI, *, quick: bool) -> None:
+    """The lint of ``check`` against loading the same policy, in the same fresh
+    interpreter (the policy of the load benchmark, with competing connectors so that
+    every rule comparing connectors fires)."""
+    per_direction = 10_000 if quick else LARGE // 2
+    total = 2 * per_direction
+    (workdir / "ca.pem").write_text(pki.trust_pem())
+    path = workdir / f"policy-lint-{total}.toml"
+    path.write_text(lint_policy_toml(per_direction, ca_file="ca.pem"))
+    _log(f"linting a {total:,}-connector policy file in fresh interpreters")
+    runs = []
+    for _ in range(1 if quick else 2):
+        done = subprocess.run(  # noqa: S603 - our own interpreter and modules
+            [sys.executable, "-c", _LINT_SCRIPT, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+            cwd=ROOT,
+        )
+        runs.append(json.loads(done.stdout))
+    best = min(runs, key=lambda r: r["lint_cpu_s"] / r["load_cpu_s"])
+    if (best["inbound"], best["outbound"]) != (per_direction, per_direction):
+        raise RuntimeError(f"the linted policy has the wrong size: {best}")
+    codes: dict[str, int] = best["codes"]
+    # Every rule that compares connectors must have had work to do.
+    for code in ("connector-shadowed", "allow-only-overridden", "restricting-overlap"):
+        if not codes.get(code):
+            raise RuntimeError(f"the lint benchmark policy gave no {code} warning: {codes}")
+    ratio = best["lint_cpu_s"] / best["load_cpu_s"]
+    results.figure("lint.cpu_seconds", best["lint_cpu_s"], "s", "lint() CPU time")
+    results.figure(
+        "lint.load_cpu_seconds", best["load_cpu_s"], "s", "load_policy CPU time, same run"
+    )
+    results.figure("lint.warnings", sum(codes.values()), "", "lint warnings, every code")
+    results.figure("lint.codes", sorted(f"{k}: {v}" for k, v in codes.items()), "", "by code")
+    # The whole command as an operator runs it (interpreter start, load, lint, output).
+    started = time.perf_counter()
+    done = subprocess.run(  # noqa: S603 - our own interpreter and modules
+        [sys.executable, "-m", "tlsconnector", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+        cwd=ROOT,
+    )
+    check_wall = time.perf_counter() - started
+    if len(done.stderr.splitlines()) != sum(codes.values()):
+        raise RuntimeError("tlsconnector check printed another number of warnings")
+    results.figure(
+        "lint.check_wall_s", check_wall, "s", "tlsconnector check, whole command (wall time)"
+    )
+    results.target(
+        "lint-vs-load",
+        f"lint of a {total:,}-connector policy / loading it (fresh interpreter, CPU time)",
+        measured=ratio,
+        op="<=",
+        threshold=1.0,
+        unit="x",
+        note=(
+            f"lint {best['lint_cpu_s']:.2f} s, load {best['load_cpu_s']:.2f} s; "
+            f"tlsconnector check {check_wall:.2f} s wall"
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------------
 # 7. The command line in batch
 
 
@@ -1176,7 +1266,7 @@ def markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-BENCHMARKS = ("decisions", "certificates", "load", "cli", "postfix")
+BENCHMARKS = ("decisions", "certificates", "load", "lint", "cli", "postfix")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1207,6 +1297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             gc.collect()
         if "load" in chosen:
             bench_load(results, workdir, pki, quick=args.quick)
+        if "lint" in chosen:
+            bench_lint(results, workdir, pki, quick=args.quick)
         if "cli" in chosen:
             bench_cli(results, workdir, pki, quick=args.quick)
         # Last: the policy service is the newest part of the tree.
