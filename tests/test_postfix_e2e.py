@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -243,6 +243,18 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def mx() -> Iterator[Mx]:
+    with _running_mx(_mint, POLICY) as running:
+        yield running
+
+
+Minter = Callable[[Path], tuple[dict[str, tuple[Path, Path]], Path, Path]]
+
+
+@contextlib.contextmanager
+def _running_mx(mint: Minter, policy: str) -> Iterator[Mx]:
+    """A Postfix and its policy service under a new temporary directory: ``mint``
+    writes the certificates there (returning them, the file Postfix's
+    smtpd_tls_CAfile names and the MX's CA); ``policy`` is the policy file's text."""
     postfix, postconf, postsuper = _tool("postfix"), _tool("postconf"), _tool("postsuper")
     base = Path(tempfile.mkdtemp(prefix="tlsconnector-postfix-"))
     base.chmod(0o755)  # Postfix's daemons run as the postfix user and must reach it
@@ -250,8 +262,8 @@ def mx() -> Iterator[Mx]:
     service: PolicyService | None = None
     started = False
     try:
-        certs, partner_ca, contoso_ca = _mint(base)
-        (base / "policy.toml").write_text(POLICY)
+        certs, partner_ca, contoso_ca = mint(base)
+        (base / "policy.toml").write_text(policy)
         service = PolicyService(base / "policy.toml").start()
         port, open_port = _free_port(), _free_port()
         _configure(
@@ -437,6 +449,109 @@ def test_on_a_public_mx_other_senders_may_still_send_without_tls(mx: Mx) -> None
     )
     assert (250, "data") == (outcome.code, outcome.stage), mx.log_tail()
     delivered(mx, subject)
+
+
+# --- a name-constrained CA in smtpd_tls_CAfile ---------------------------------------
+
+WOODGROVE_POLICY = (
+    POLICY
+    + """
+[[inbound]]
+name = "Woodgrove inbound"
+sender_domains = ["woodgrove.com"]
+require_tls = true
+tls_sender_certificate_name = "*.woodgrove.com"
+"""
+)
+
+
+def _mint_woodgrove(base: Path) -> tuple[dict[str, tuple[Path, Path]], Path, Path]:
+    """One trust file for Postfix and the policy: Fabrikam's partner root and a CA
+    whose name constraints permit only woodgrove.com."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    valid = {"not_before": now - dt.timedelta(days=1), "not_after": now + dt.timedelta(days=30)}
+    root = CA("Fabrikam Partner Root CA", **valid)
+    woodgrove = CA("Woodgrove Issuing CA", permitted_dns=["woodgrove.com"], **valid)
+    contoso_ca = CA("Contoso MX CA", **valid)
+    (base / "partners-ca.pem").write_text(root.cert_pem() + woodgrove.cert_pem())
+    (base / "contoso-ca.pem").write_text(contoso_ca.cert_pem())
+    mx_leaf = contoso_ca.issue(
+        "mx.contoso.com",
+        san=["mx.contoso.com", x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        **valid,
+    )
+    certs = {
+        "mx": _write_leaf(base, "mx", mx_leaf),
+        # OpenSSL checks the DNS SAN against the constraint and never the CN: Postfix
+        # verifies this chain and sends ccert_subject=server1.fabrikam.com.
+        "woodgrove-for-fabrikam": _write_leaf(
+            base,
+            "woodgrove-for-fabrikam",
+            woodgrove.issue("server1.fabrikam.com", san=["mail.woodgrove.com"], **valid),
+        ),
+        "woodgrove": _write_leaf(
+            base,
+            "woodgrove",
+            woodgrove.issue("mail.woodgrove.com", san=["mail.woodgrove.com"], **valid),
+        ),
+        "partner": _write_leaf(
+            base,
+            "partner",
+            root.issue("server1.fabrikam.com", san=["server1.fabrikam.com"], **valid),
+        ),
+    }
+    return certs, base / "partners-ca.pem", base / "contoso-ca.pem"
+
+
+@pytest.fixture(scope="module")
+def woodgrove_mx() -> Iterator[Mx]:
+    with _running_mx(_mint_woodgrove, WOODGROVE_POLICY) as running:
+        yield running
+
+
+def test_the_service_warns_that_postfix_does_not_apply_name_constraints_to_the_cn(
+    woodgrove_mx: Mx,
+) -> None:
+    (warning,) = [e for e in woodgrove_mx.service.events if e["event"] == "name-constrained-ca"]
+    assert "Woodgrove Issuing CA" in warning["ca"]
+    assert "smtpd_tls_CAfile" in warning["message"]
+
+
+def test_a_cn_outside_the_name_constraints_postfix_verified_is_refused_at_rcpt(
+    woodgrove_mx: Mx,
+) -> None:
+    """The woodgrove-constrained CA issued CN=server1.fabrikam.com with a woodgrove
+    SAN: Postfix verifies it (OpenSSL applies the constraint to the SAN only) and sends
+    the Fabrikam CN; tlsconnector refuses it as not trusted (specification section 7)."""
+    outcome = send(woodgrove_mx, sender="spoof@fabrikam.com", cert="woodgrove-for-fabrikam")
+    assert (550, "rcpt") == (outcome.code, outcome.stage), woodgrove_mx.log_tail()
+    assert "client certificate not trusted" in outcome.text
+    event = decision_for(woodgrove_mx, "spoof@fabrikam.com")
+    assert ["certificate-not-trusted"] == event["codes"]
+    assert "server1.fabrikam.com" == event["ccert_subject"]  # Postfix did verify it
+
+
+def test_a_cn_inside_the_name_constraints_is_accepted(woodgrove_mx: Mx) -> None:
+    subject = f"woodgrove {uuid.uuid4()}"
+    outcome = send(woodgrove_mx, sender="billing@woodgrove.com", cert="woodgrove", subject=subject)
+    assert (250, "data") == (outcome.code, outcome.stage), woodgrove_mx.log_tail()
+    delivered(woodgrove_mx, subject)
+    assert ["connector-satisfied"] == decision_for(woodgrove_mx, "billing@woodgrove.com")["codes"]
+
+
+def test_a_fabrikam_certificate_from_the_unconstrained_root_is_refused_too(
+    woodgrove_mx: Mx,
+) -> None:
+    """Behind Postfix the path is unknown (only the CN arrives, the same CN as the
+    attack above), so a CN that the woodgrove constraints exclude is refused whichever
+    CA issued it (fail closed, specification section 7; docs/postfix.md says to keep
+    such a CA out of the trust file of partners it does not cover). The same partner
+    is accepted by the MX whose trust file holds no constrained CA (the tests above)."""
+    outcome = send(woodgrove_mx, sender="payments@fabrikam.com", cert="partner")
+    assert (550, "rcpt") == (outcome.code, outcome.stage), woodgrove_mx.log_tail()
+    event = decision_for(woodgrove_mx, "payments@fabrikam.com")
+    assert ["certificate-not-trusted"] == event["codes"]
+    assert "Woodgrove Issuing CA" in event["details"][0]  # type: ignore[index]
 
 
 def test_when_the_policy_service_is_down_postfix_defers(mx: Mx) -> None:
