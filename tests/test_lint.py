@@ -708,6 +708,29 @@ def test_check_strict_counts_informational_warnings(
     assert capsys.readouterr().err.endswith(f"{path}: 1 lint warning (--strict)\n")
 
 
+def test_check_strict_exits_1_on_the_new_restrict_beats_allow_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DR site next to a certificate-name connector, and two sites with their own
+    certificate names: both are warnings, so --strict fails."""
+    path = tmp_path / "sites.toml"
+    path.write_text(
+        '[[inbound]]\nname = "Fabrikam"\nsender_domains = ["fabrikam.com"]\n'
+        'tls_sender_certificate_name = "mx1.fabrikam.com"\n\n'
+        '[[inbound]]\nname = "Fabrikam DR site"\nsender_domains = ["fabrikam.com"]\n\n'
+        '[[inbound]]\nname = "Fabrikam site 2"\nsender_domains = ["fabrikam.com"]\n'
+        'tls_sender_certificate_name = "mx2.fabrikam.com"\n'
+    )
+    assert 1 == main(["check", "--strict", str(path)])
+    lines = capsys.readouterr().err.splitlines()
+    assert [
+        f"{path}: warning[restricting-overlap]: inbound connector 'Fabrikam': ",
+        f"{path}: warning[allow-only-overridden]: inbound connector 'Fabrikam DR site': ",
+        f"{path}: warning[allow-only-overridden]: inbound connector 'Fabrikam DR site': ",
+        f"{path}: 3 lint warnings (--strict)",
+    ] == [line.split(": it ")[0] + ": " if ": it " in line else line for line in lines]
+
+
 def test_check_strict_on_a_clean_policy_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert 0 == main(["check", "--strict", str(FABRIKAM_EXAMPLE)])
     out, err = capsys.readouterr()
