@@ -13,9 +13,10 @@ from __future__ import annotations
 import collections
 import ipaddress
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import idna
-from hypothesis import event, given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 from publicsuffixlist import PublicSuffixList
 
@@ -23,7 +24,9 @@ from tlsconnector import (
     InboundAction,
     InboundSession,
     IPSet,
+    MtaVerifiedCertificate,
     Policy,
+    TLSFacts,
     evaluate_inbound,
     match_certificate_name,
 )
@@ -425,3 +428,276 @@ def test_certificate_name_matching_agrees_with_a_reference_matcher() -> None:
 
     check()
     require_outcomes(seen, match=250, **{"no match": 250, "invalid setting": 50, "unusable CN": 50})
+
+
+# ======================================================================================
+# Section 5: inbound candidate selection and decision, against a reference evaluator
+
+_CONNECTOR_NAMES = ["alpha", "Beta", "a", "B", "beta2", "Zed", "straße", "_x"]
+_SENDER_PATTERNS = [
+    "fabrikam.com",
+    "*.fabrikam.com",
+    "eu.fabrikam.com",
+    "*.eu.fabrikam.com",
+    "*",
+    "contoso.com",
+]
+_CERTIFICATE_NAMES = ["*.fabrikam.com", "server1.fabrikam.com", "*.eu.fabrikam.com"]
+_IP_ENTRIES = ["198.51.100.0/25", "198.51.100.200-198.51.100.210", "2001:db8::/32"]
+_SENDERS = [
+    "a@fabrikam.com",
+    "b@eu.fabrikam.com",
+    "c@x.eu.fabrikam.com",
+    "d@EU.Fabrikam.COM",
+    "e@contoso.com",
+    "f@example.org",
+    "",
+    "<>",
+]
+_PEERS = ["198.51.100.7", "::ffff:198.51.100.7", "198.51.100.205", "198.51.100.150", "2001:db8::1"]
+_CNS = [
+    "server1.fabrikam.com",
+    "SERVER1.Fabrikam.COM",
+    "mx.eu.fabrikam.com",
+    "fabrikam.com",
+    "a.b.fabrikam.com",
+    "*.fabrikam.com",
+    "mail.contoso.com",
+]
+_ABSENT = object()
+
+
+def _optional(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A key's value, or _ABSENT to leave the key out (its default then applies)."""
+    return st.one_of(st.just(_ABSENT), value)
+
+
+@st.composite
+def inbound_tables(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Two to four valid ``[[inbound]]`` tables with distinct names (by casefold()),
+    often sharing a sender pattern, so that several candidates meet at one level."""
+    names = draw(st.lists(st.sampled_from(_CONNECTOR_NAMES), min_size=2, max_size=4, unique=True))
+    shared = draw(st.sampled_from(_SENDER_PATTERNS))
+    tables = []
+    for name in names:
+        patterns = draw(st.lists(st.sampled_from(_SENDER_PATTERNS), max_size=2))
+        if draw(st.booleans()) or not patterns:
+            patterns.append(shared)
+        raw: dict[str, Any] = {
+            "name": name,
+            "sender_domains": patterns,
+            "enabled": draw(_optional(st.sampled_from([True, True, True, False]))),
+            "type": draw(_optional(st.sampled_from(["partner"] * 5 + ["on_premises"]))),
+            "require_tls": draw(_optional(st.booleans())),
+            "tls_sender_certificate_name": draw(_optional(st.sampled_from(_CERTIFICATE_NAMES))),
+            "sender_ip_addresses": draw(
+                _optional(st.lists(st.sampled_from(_IP_ENTRIES), min_size=1, max_size=2))
+            ),
+        }
+        if raw["tls_sender_certificate_name"] is not _ABSENT:
+            raw["restrict_domains_to_certificate"] = draw(_optional(st.booleans()))
+        if raw["sender_ip_addresses"] is not _ABSENT:
+            raw["restrict_domains_to_ip_addresses"] = draw(_optional(st.booleans()))
+        tables.append({key: value for key, value in raw.items() if value is not _ABSENT})
+    return tables
+
+
+_TLS = st.one_of(
+    st.none(),  # plaintext
+    st.just(TLSFacts(None)),  # TLS without a client certificate
+    st.builds(
+        lambda cn, verified: TLSFacts(MtaVerifiedCertificate((cn,), verified=verified)),
+        st.sampled_from(_CNS),
+        st.sampled_from([True, True, True, False]),
+    ),
+)
+
+
+def _reference_level(pattern: str, domain: str | None) -> tuple[int, int] | None:
+    """Section 2: how specifically ``pattern`` matches: exact > ``*.suffix`` by suffix
+    length > ``*``; None when it does not match. The null sender matches only ``*``."""
+    if pattern == "*":
+        return (0, 0)
+    if domain is None:
+        return None
+    if pattern.startswith("*."):
+        suffix = pattern[2:]
+        if domain == suffix or domain.endswith("." + suffix):
+            return (1, suffix.count(".") + 1)
+        return None
+    return (2, 0) if domain == pattern else None
+
+
+def reference_inbound(
+    tables: list[dict[str, Any]], peer: str, mail_from: str, tls: TLSFacts | None
+) -> tuple[str, str | None, collections.Counter[tuple[str | None, str]]]:
+    """Steps 1-5 of section 5: (action, connector, every (connector, reason code))."""
+    # Step 1: the sender domain; the null sender has none.
+    domain = None if mail_from in ("", "<>") else mail_from.rpartition("@")[2].lower()
+    # Step 2: enabled partner connectors at the most specific level.
+    levels: dict[str, tuple[int, int]] = {}
+    for table in tables:
+        if not table.get("enabled", True) or table.get("type", "partner") != "partner":
+            continue
+        matching = [_reference_level(p, domain) for p in table["sender_domains"]]
+        found = [level for level in matching if level is not None]
+        if found:
+            levels[table["name"]] = max(found)
+    if not levels:
+        return "accept", None, collections.Counter({(None, "no-connector"): 1})
+    top = max(levels.values())
+    candidates = [t for t in tables if levels.get(t["name"]) == top]
+    # Step 3: restrict beats allow; require_tls alone does not restrict.
+    restricting = [
+        t
+        for t in candidates
+        if "tls_sender_certificate_name" in t or t.get("restrict_domains_to_ip_addresses", False)
+    ]
+    candidates = restricting or candidates
+    # Step 5: connectors by name (casefold(), then the exact text: docs/inbound.md).
+    candidates.sort(key=lambda t: (t["name"].casefold(), t["name"]))
+    failures: collections.Counter[tuple[str | None, str]] = collections.Counter()
+    for table in candidates:
+        name = table["name"]
+        # Step 4: every configured check.
+        failed = []
+        expected = table.get("tls_sender_certificate_name")
+        if (table.get("require_tls", True) or expected is not None) and tls is None:
+            failed.append("tls-required")
+        if expected is not None:
+            certificate = tls.certificate if tls is not None else None
+            if certificate is None:
+                failed.append("certificate-missing")
+            else:
+                assert isinstance(certificate, MtaVerifiedCertificate)
+                if not certificate.verified:
+                    failed.append("certificate-not-trusted")
+                if not any(reference_match(expected, cn) for cn in certificate.cns):
+                    failed.append("certificate-name-mismatch")
+        if table.get("restrict_domains_to_ip_addresses", False) and not oracle_contains(
+            table["sender_ip_addresses"], peer
+        ):
+            failed.append("ip-not-allowed")
+        if not failed:
+            return "accept", name, collections.Counter({(name, "connector-satisfied"): 1})
+        failures.update((name, code) for code in failed)
+    return "reject", candidates[0]["name"], failures
+
+
+def _sessions(mail_from: str, cn: str, peer: str) -> list[tuple[str, str, TLSFacts | None]]:
+    """Sessions from one sender: plaintext, TLS without a certificate, a verified and
+    an unverified MTA CN."""
+    return [
+        (peer, mail_from, tls)
+        for tls in [
+            None,
+            TLSFacts(None),
+            TLSFacts(MtaVerifiedCertificate((cn,), verified=True)),
+            TLSFacts(MtaVerifiedCertificate((cn,), verified=False)),
+        ]
+    ]
+
+
+@st.composite
+def inbound_cases(
+    draw: st.DrawFn,
+) -> tuple[list[dict[str, Any]], list[tuple[str, str, TLSFacts | None]]]:
+    """A policy (its tables in any order) and sessions of every kind from every sender."""
+    tables = draw(st.permutations(draw(inbound_tables())))
+    sessions = []
+    for mail_from in _SENDERS:
+        cn = draw(st.sampled_from(_CNS))
+        sessions += _sessions(mail_from, cn, draw(st.sampled_from(_PEERS)))
+    return tables, sessions
+
+
+# Always tried as well: a TLS-only "DR site" beside two certificate connectors (the
+# second by name satisfied), and two allow-only connectors of which only the second
+# lets plaintext in.
+_EXAMPLES = [
+    (
+        [
+            {"name": "DR site", "sender_domains": ["fabrikam.com"]},
+            {
+                "name": "alpha",
+                "sender_domains": ["fabrikam.com"],
+                "tls_sender_certificate_name": "*.eu.fabrikam.com",
+            },
+            {
+                "name": "Beta",
+                "sender_domains": ["*.fabrikam.com", "fabrikam.com"],
+                "tls_sender_certificate_name": "*.fabrikam.com",
+            },
+            {"name": "eu", "sender_domains": ["*.eu.fabrikam.com"], "require_tls": False},
+        ],
+        [
+            session
+            for mail_from in _SENDERS
+            for session in _sessions(mail_from, "server1.fabrikam.com", "198.51.100.7")
+        ],
+    ),
+    (
+        [
+            {"name": "b", "sender_domains": ["*"], "require_tls": False},
+            {"name": "A", "sender_domains": ["*"]},
+        ],
+        _sessions("a@fabrikam.com", "server1.fabrikam.com", "2001:db8::1"),
+    ),
+]
+
+
+def test_inbound_decisions_agree_with_a_reference_evaluator() -> None:
+    """Section 5, steps 1-5: evaluate_inbound's action, deciding connector and reason
+    codes are what a reference evaluator says (most specific level, disabled and
+    on-premises connectors dropped first, restrict beats allow, one satisfied candidate
+    is enough, the first by name decides), for plaintext sessions, TLS without a
+    certificate and MTA-verified CNs."""
+    seen: collections.Counter[str] = collections.Counter()
+
+    @given(inbound_cases())
+    @example(_EXAMPLES[0])
+    @example(_EXAMPLES[1])
+    def check(case: tuple[list[dict[str, Any]], list[tuple[str, str, TLSFacts | None]]]) -> None:
+        tables, sessions = case
+        policy = Policy.from_mapping({"inbound": tables}, trust=None)
+        for peer, mail_from, tls in sessions:
+            session = InboundSession.create(
+                peer_ip=peer, mail_from=mail_from, tls=tls, at=NOW, rcpt_to=["b@contoso.com"]
+            )
+            decision = evaluate_inbound(policy, session)
+            action, connector, reasons = reference_inbound(tables, peer, mail_from, tls)
+            got = collections.Counter((r.connector, str(r.code)) for r in decision.reasons)
+            assert (action, connector, reasons) == (
+                str(decision.action),
+                decision.connector,
+                got,
+            ), (tables, peer, mail_from, tls)
+            seen["no connector" if connector is None else action] += 1
+            # The outcomes that steps 3 and 5 decide, tallied from the policy's own
+            # step-2 candidates.
+            best = policy.inbound_candidates(session.sender_domain)
+            if any(c.restricts for c in best) and not all(c.restricts for c in best):
+                seen["restrict beat allow"] += 1
+                if any(c.require_tls and not c.restricts for c in best):
+                    seen["a TLS-only connector dropped"] += 1
+            if len({c.restricts for c in best}) == 1 and len(best) > 1:
+                seen[f"{len(best)} candidates, {action}"] += 1
+            deciding = [c for c in best if c.restricts] or list(best)
+            if action == "accept" and deciding and connector != deciding[0].name:
+                seen["a later candidate satisfied"] += 1
+        event(f"{len(tables)} connectors")
+
+    check()
+    require_outcomes(
+        seen,
+        accept=5,
+        reject=5,
+        **{
+            "no connector": 3,
+            "restrict beat allow": 3,
+            "a TLS-only connector dropped": 2,
+            "2 candidates, accept": 1,
+            "2 candidates, reject": 1,
+            "a later candidate satisfied": 2,
+        },
+    )
