@@ -23,6 +23,10 @@ from ._memory import BoundedMemory
 
 __all__ = ["CHAIN_VERDICTS", "CertificateAssessment", "ChainVerdictCache", "assess_certificate"]
 
+#: Bounds on the memory of chain verdicts (section 8): entries, and bytes.
+MAX_CHAIN_VERDICTS = 8192
+MAX_CHAIN_VERDICT_BYTES = 16 * 1024 * 1024
+
 EXPIRED = "certificate-expired"
 NOT_TRUSTED = "certificate-not-trusted"
 UNDECODABLE = "validation-failure"
@@ -87,7 +91,9 @@ class ChainVerdictCache:
     #: Bytes counted for one entry besides its detail text (key tuple, verdict, times).
     ENTRY_OVERHEAD = 512
 
-    def __init__(self, maxsize: int = 8192, max_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self, maxsize: int = MAX_CHAIN_VERDICTS, max_bytes: int = MAX_CHAIN_VERDICT_BYTES
+    ) -> None:
         self.maxsize = maxsize
         self._memory: BoundedMemory[tuple[object, ...], ChainVerdict]
         self._memory = BoundedMemory(max_entries=maxsize, max_bytes=max_bytes)

@@ -67,6 +67,10 @@ MAX_CN_ATTRIBUTES = 16  # CN attributes in one subject
 # A trust store is operator configuration, not attacker input, but still bounded:
 # a full public bundle is about 250 KiB.
 MAX_TRUST_STORE_BYTES = 16 * 1024 * 1024
+#: The memory of checked certificates (see ``_CheckedCertificates``): entries, and
+#: bytes counted as twice each certificate's DER (the decoded object and the bytes).
+MAX_CHECKED_CERTIFICATES = 4096
+MAX_CHECKED_CERTIFICATE_BYTES = 16 * 1024 * 1024
 
 CODE_EXPIRED = "certificate-expired"
 CODE_NOT_TRUSTED = "certificate-not-trusted"
@@ -246,8 +250,8 @@ class _CheckedCertificates:
 
     def __init__(
         self,
-        maxsize: int = 4096,
-        max_bytes: int = 16 * 1024 * 1024,
+        maxsize: int = MAX_CHECKED_CERTIFICATES,
+        max_bytes: int = MAX_CHECKED_CERTIFICATE_BYTES,
     ) -> None:
         self._memory: BoundedMemory[x509.Certificate, tuple[x509.Certificate, bytes]]
         self._memory = BoundedMemory(max_entries=maxsize, max_bytes=max_bytes)
