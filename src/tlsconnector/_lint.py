@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
-from ._decisions import printable
+from ._errors import MESSAGE_LIMIT, printable
 from ._model import ConnectorType, InboundConnector, OutboundConnector, Policy, TLSMode
 from ._names import CertificateName, DomainPattern, PatternKind, is_public_suffix
 
@@ -69,7 +69,8 @@ class LintWarning:
     def __str__(self) -> str:
         """``warning[code]: inbound connector 'Name': message`` (printable ASCII)."""
         name = printable(self.connector)
-        return f"{self.severity}[{self.code}]: {self.direction} connector {name!r}: {self.message}"
+        message = printable(self.message, MESSAGE_LIMIT)
+        return f"{self.severity}[{self.code}]: {self.direction} connector {name!r}: {message}"
 
 
 Connector = InboundConnector | OutboundConnector
