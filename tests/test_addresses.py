@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tlsconnector import InboundAction, InboundSession, Policy, evaluate_inbound
@@ -80,13 +80,56 @@ def test_peer_ip_refuses_non_strings(value: object) -> None:
         parse_peer_ip(value)  # type: ignore[arg-type]
 
 
-@given(st.text(max_size=60))
+def mostly(
+    valid: st.SearchStrategy[str], *hostile: st.SearchStrategy[str]
+) -> st.SearchStrategy[str]:
+    """Fuzzing input that gets past the parser most of the time: ``valid`` in about
+    two draws of three, else one of the ``hostile`` strategies."""
+    return st.integers(0, 5).flatmap(lambda pick: valid if pick < 4 else st.one_of(*hostile))
+
+
+def _spellings(address: V4 | V6) -> list[str]:
+    """Ways to write one address: compressed, exploded, upper case, IPv4-mapped."""
+    texts = [str(address), address.exploded, str(address).upper()]
+    if isinstance(address, V4):
+        texts += [f"::ffff:{address}", f"::FFFF:{address}"]
+    return texts
+
+
+# Fuzzing: addresses in every spelling, some one edit away from valid (a character
+# inserted, a zone identifier, a space), and arbitrary text.
+_ADDRESS_EDITS = [" ", "%eth0", "0", ":", ".", "/", "-", "\x00", "\u0661"]
+_SPELLED = st.builds(
+    lambda address, pick: _spellings(address)[pick % len(_spellings(address))],
+    st.ip_addresses(),
+    st.integers(0, 4),
+)
+
+
+def _edited(texts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """``texts`` with one of _ADDRESS_EDITS inserted somewhere."""
+    return st.builds(
+        lambda text, position, edit: text[:position] + edit + text[position:],
+        texts,
+        st.integers(0, 45),
+        st.sampled_from(_ADDRESS_EDITS),
+    )
+
+
+address_texts = mostly(_SPELLED, _edited(_SPELLED), st.text(max_size=60))
+
+
+@given(address_texts)
 def test_peer_ip_only_ever_raises_invalid_value(text: str) -> None:
     try:
         address = parse_peer_ip(text)
     except InvalidValue:
+        event("invalid input")
         return
+    event("valid input: assertions reached")
     assert isinstance(address, V4 | V6)
+    assert not (isinstance(address, V6) and address.ipv4_mapped is not None)  # section 4
+    assert address == parse_peer_ip(str(address))
 
 
 @given(st.ip_addresses())
@@ -213,13 +256,54 @@ def test_range_refuses_non_strings() -> None:
         IPRange.parse(ipaddress.ip_network("198.51.100.0/24"))  # type: ignore[arg-type]
 
 
-@given(st.text(alphabet="0123456789abcdef:./-%", max_size=50))
+@st.composite
+def entry_texts(draw: st.DrawFn) -> str:
+    """An entry as an operator writes it: an address, a CIDR block, a range (IPv4 ends
+    also IPv4-mapped), or one step from valid: host bits set, a prefix too long, a
+    range reversed or across families, a netmask for a prefix length."""
+    family = draw(st.sampled_from([4, 6]))
+    first = draw(st.ip_addresses(v=family))
+    second = draw(st.ip_addresses(v=family))
+    other = draw(st.ip_addresses(v=10 - family))
+    prefix = draw(st.integers(0, first.max_prefixlen))
+    network = ipaddress.ip_network((first, prefix), strict=False)
+    low, high = sorted([first, second])
+    start = draw(st.sampled_from(_spellings(network.network_address)[:3]))  # not mapped
+    mapped = f"::ffff:{start}/{prefix + 96}" if family == 4 else f"{start}/{prefix}"
+    shapes = {
+        "address": draw(st.sampled_from(_spellings(first))),
+        "cidr": f"{start}/{prefix}",
+        "mapped cidr": mapped,
+        "range": f"{draw(st.sampled_from(_spellings(low)))}-{high}",
+        "host bits": f"{first}/{prefix}",  # valid when no host bit is set
+        "prefix too long": f"{start}/{first.max_prefixlen + 1}",
+        "reversed": f"{high}-{low}",  # valid when both ends are equal
+        "two families": f"{first}-{other}",
+        "netmask": f"{network.network_address}/{network.netmask}",
+    }
+    valid = ["address", "cidr", "mapped cidr", "range"] * 4
+    return shapes[draw(st.sampled_from(valid + [shape for shape in shapes if shape not in valid]))]
+
+
+@given(
+    mostly(
+        entry_texts(),
+        _edited(entry_texts()),
+        st.text(alphabet="0123456789abcdef:./-%", max_size=50),
+    )
+)
 def test_range_only_ever_raises_invalid_value(text: str) -> None:
     try:
         entry = IPRange.parse(text)
     except InvalidValue:
+        event("invalid input")
         return
+    event("valid input: assertions reached")
     assert entry == IPRange.parse(entry.text)
+    assert entry.first.version == entry.last.version
+    assert int(entry.first) <= int(entry.last)
+    assert entry.first in entry
+    assert entry.last in entry
 
 
 def test_range_membership_at_the_edges() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tlsconnector._errors import InvalidValue
@@ -32,6 +32,23 @@ domain_texts = st.builds(
 pattern_texts = st.one_of(
     st.just("*"), domain_texts, domain_texts.map(lambda domain: "*." + domain)
 )
+# Fuzzing: names that are valid or one edit away from valid (a hostile character
+# inserted), so that most examples get past the parser.
+_HOSTILE = ["\x00", " ", "*", ".", "-", "_", ":", "@", "\u202e", "\u212a", "\u0131", "\u3002"]
+hostile_domain_texts = st.builds(
+    lambda domain, position, hostile: domain[:position] + hostile + domain[position:],
+    domain_texts,
+    st.integers(0, 40),
+    st.sampled_from(_HOSTILE),
+)
+
+
+def mostly(
+    valid: st.SearchStrategy[str], *hostile: st.SearchStrategy[str]
+) -> st.SearchStrategy[str]:
+    """Fuzzing input that gets past the parser most of the time: ``valid`` in about
+    two draws of three, else one of the ``hostile`` strategies."""
+    return st.integers(0, 5).flatmap(lambda pick: valid if pick < 4 else st.one_of(*hostile))
 
 
 # ======================================================================================
@@ -121,20 +138,27 @@ def test_canonical_domain_is_idempotent(text: str) -> None:
     try:
         once = canonical_domain(text)
     except InvalidValue:
+        event("invalid input")
         return
+    event("valid input: assertions reached")
     assert once == canonical_domain(once)
     assert once.isascii()
     assert once == once.lower()
 
 
-@given(st.text(max_size=80))
+@given(mostly(domain_texts, hostile_domain_texts, st.text(max_size=80)))
 def test_canonical_domain_only_ever_raises_invalid_value(text: str) -> None:
     """Arbitrary text gives a canonical name or InvalidValue, nothing else."""
     try:
         result = canonical_domain(text)
     except InvalidValue:
+        event("invalid input")
         return
+    event("valid input: assertions reached")
     assert result == canonical_domain(result)
+    assert result.isascii()
+    assert result == result.lower()
+    assert len(result) <= 253
 
 
 # ======================================================================================
@@ -273,7 +297,9 @@ def test_pattern_round_trips_through_str(text: str) -> None:
     try:
         pattern = DomainPattern.parse(text)
     except InvalidValue:
+        event("invalid input")
         return
+    event("valid input: assertions reached")
     assert pattern == DomainPattern.parse(str(pattern))
 
 
@@ -283,7 +309,9 @@ def test_subtree_matches_every_subdomain_of_its_suffix(suffix: str, prefix: str)
         pattern = DomainPattern.parse("*." + suffix)
         deeper = canonical_domain(prefix.rstrip(".") + "." + suffix)
     except InvalidValue:
+        event("invalid input")
         return
+    event("valid input: assertions reached")
     assert pattern.matches(deeper)
     assert pattern.matches(pattern.domain)
 
@@ -661,7 +689,9 @@ def test_a_valid_plain_setting_matches_its_own_canonical_form(text: str) -> None
     try:
         name = CertificateName.parse(text)
     except InvalidValue:
+        event("invalid input")
         return
+    event("valid input: assertions reached")
     assert name == CertificateName.parse(str(name))
     if len(name.text) <= 64:
         assert name.matches_cn(name.text.upper())
