@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tlsconnector._mint import CA, Leaf
+from tlsconnector.testing._pki import CA, Leaf
 
 __all__ = ["BenchPKI", "connector_for_leaf"]
 

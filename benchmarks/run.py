@@ -53,15 +53,15 @@ from tlsconnector import (
     Purpose,
     TLSFacts,
     TrustStore,
-    _assess,
-    _certs,
     _facts,
     _names,
     evaluate_inbound,
     evaluate_outbound,
     validate_chain,
 )
-from tlsconnector._certs import subject_cns
+from tlsconnector import _assessment as _assess
+from tlsconnector import _chains as _certs
+from tlsconnector._chains import subject_cns
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
@@ -578,7 +578,7 @@ elif mode == "tracemalloc":
 else:
     import gc, tomli
     from tlsconnector import Policy
-    from tlsconnector._policy_file import _gc_paused, _load_trust
+    from tlsconnector.policy_file.loading import _gc_paused, _load_trust
     from pathlib import Path
     text = open(path, "rb").read().decode("utf-8")
     with _gc_paused():
@@ -767,7 +767,7 @@ def bench_lint(results: Results, workdir: Path, pki: BenchPKI, *, quick: bool) -
 
 
 def _cli_in_process(argv: list[str], out_path: Path) -> tuple[int, float, float]:
-    from tlsconnector._cli import main
+    from tlsconnector.cli import main
 
     with open(out_path, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out):
         cpu = time.process_time()
@@ -1146,8 +1146,8 @@ def postfix_breakdown(results: Results, policy_path: Path, *, quick: bool) -> No
     try:
         from benchmarks.policy_client import postfix_requests
         from tlsconnector import load_policy
-        from tlsconnector._serve import JsonLog, PolicyServer
-        from tlsconnector.adapters.postfix import RequestParser, decide_request
+        from tlsconnector.adapters.postfix.protocol import RequestParser, decide_request
+        from tlsconnector.adapters.postfix.server import JsonLog, PolicyServer
     except ImportError as exc:
         results.figure("postfix.breakdown", None, "", f"not measured: {exc}")
         return

@@ -37,11 +37,11 @@ from tlsconnector import (
     load_policy,
 )
 from tlsconnector._addresses import IPRange, _ip_address
-from tlsconnector._certs import CHECKED_CERTIFICATES, _cn_text, subject_cns
+from tlsconnector._chains import CHECKED_CERTIFICATES, _cn_text, subject_cns
 from tlsconnector._decisions import printable
 from tlsconnector._errors import InvalidValue
 from tlsconnector._names import _canonical_domain_full, canonical_domain
-from tlsconnector.adapters.postfix import RequestParser, decide_request, facts_from_postfix
+from tlsconnector.adapters.postfix.protocol import RequestParser, decide_request, facts_from_postfix
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from benchmarks.baseline import LinearPolicy

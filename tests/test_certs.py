@@ -17,18 +17,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tlsconnector._certs import (
+from tlsconnector._chains import (
     MAX_CERTIFICATE_BYTES,
     MAX_CHAIN_CERTIFICATES,
     MAX_CN_ATTRIBUTES,
     MAX_PEM_BYTES,
-    ChainVerdict,
     PresentedChain,
-    Purpose,
     TrustStore,
-    validate_chain,
 )
 from tlsconnector._errors import InvalidValue
+from tlsconnector._validation import ChainVerdict, Purpose, validate_chain
 
 import certmint
 from certmint import CA, NOW

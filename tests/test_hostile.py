@@ -43,7 +43,7 @@ from tlsconnector import (
     evaluate_outbound,
     load_policy,
 )
-from tlsconnector._cli import main
+from tlsconnector.cli import main
 from tlsconnector.testing import DEFAULT_TIME, CertificateAuthority
 
 AUTHORITY = CertificateAuthority("Hostile Input Test Root")

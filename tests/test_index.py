@@ -18,7 +18,7 @@ from tlsconnector import (
     evaluate_inbound,
     evaluate_outbound,
 )
-from tlsconnector._mint import NOW
+from tlsconnector.testing._pki import NOW
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from benchmarks.baseline import LinearPolicy

@@ -6,11 +6,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tlsconnector import TLSFacts
-from tlsconnector._assess import ChainVerdictCache
-from tlsconnector._certs import CHECKED_CERTIFICATES, PresentedChain, Purpose, TrustStore
-from tlsconnector._certs import _CheckedCertificates as CheckedCertificates
+from tlsconnector._assessment import ChainVerdictCache
+from tlsconnector._chains import CHECKED_CERTIFICATES, PresentedChain, TrustStore
+from tlsconnector._chains import _CheckedCertificates as CheckedCertificates
 from tlsconnector._facts import MAX_PEM_CHAIN_BYTES, _chain_from_pem
 from tlsconnector._memory import BoundedMemory
+from tlsconnector._validation import Purpose
 
 from certmint import CA, NOW, self_signed
 

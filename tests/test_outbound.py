@@ -36,7 +36,7 @@ from tlsconnector import (
     load_policy,
     plan_routes,
 )
-from tlsconnector._cli import main
+from tlsconnector.cli import main
 
 from certmint import CA, NOW, self_signed
 

@@ -94,7 +94,7 @@ def test_the_policy_reference_has_an_entry_for_every_key_of_the_shipped_schema()
     of every table gets its own entry with its default."""
     reference = _schema_reference()
     schema = json.loads(
-        (Path(tlsconnector.__file__).parent / "policy.schema.json").read_text(encoding="utf-8")
+        (Path(tlsconnector.__file__).parent / "policy_file" / "policy.schema.json").read_text(encoding="utf-8")
     )
     text = reference.render(schema)
     tables = {"trust": schema["properties"]["trust"]}
@@ -112,7 +112,7 @@ def test_the_policy_reference_refuses_a_schema_rule_it_cannot_render() -> None:
     missing from the reference."""
     reference = _schema_reference()
     schema = json.loads(
-        (Path(tlsconnector.__file__).parent / "policy.schema.json").read_text(encoding="utf-8")
+        (Path(tlsconnector.__file__).parent / "policy_file" / "policy.schema.json").read_text(encoding="utf-8")
     )
     schema["$defs"]["inbound"]["properties"]["require_tls"]["deprecated"] = True
     with pytest.raises(reference.SchemaReferenceError, match="deprecated"):

@@ -30,7 +30,7 @@ from tlsconnector import (
     evaluate_outbound,
     parse_peer_ip,
 )
-from tlsconnector._toml_write import dumps, dumps_policy, policy_to_mapping
+from tlsconnector.policy_file.writing import dumps, dumps_policy, policy_to_mapping
 from tlsconnector.testing import (
     certificate_names,
     decision_from_json,

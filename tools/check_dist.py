@@ -24,7 +24,7 @@ from pathlib import Path
 # Files a user of the wheel relies on: the package's data files and its licence.
 WHEEL_REQUIRED = (
     "tlsconnector/__init__.py",
-    "tlsconnector/policy.schema.json",
+    "tlsconnector/policy_file/policy.schema.json",
     "tlsconnector/py.typed",
     "tlsconnector/adapters/postfix.py",
     "tlsconnector/adapters/aiosmtpd.py",
@@ -38,7 +38,7 @@ SDIST_REQUIRED = (
     "CHANGELOG.md",
     "LICENSE",
     "Makefile",
-    "src/tlsconnector/policy.schema.json",
+    "src/tlsconnector/policy_file/policy.schema.json",
     "src/tlsconnector/py.typed",
     "tests/conftest.py",
     "docs/index.md",

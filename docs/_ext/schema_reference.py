@@ -5,7 +5,7 @@ page, the marker is replaced by a section per table (``[trust]``, ``[[inbound]]`
 ``[[outbound]]``) and an entry per key: TOML type, default, whether it is required,
 allowed values, limits, the schema's description, and the rules that combine keys
 (the schema's ``if``/``then``/``else``). The schema is the one the package ships
-(src/tlsconnector/policy.schema.json, printed by ``tlsconnector schema``), so the
+(src/tlsconnector/policy_file/policy.schema.json, printed by ``tlsconnector schema``), so the
 reference cannot drift from what editors validate.
 
 The renderer knows every schema keyword the file uses and refuses any other one
@@ -21,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-MARKER = "<!-- policy-reference: generated from src/tlsconnector/policy.schema.json -->"
-SCHEMA = Path(__file__).resolve().parents[2] / "src" / "tlsconnector" / "policy.schema.json"
+MARKER = "<!-- policy-reference: generated from src/tlsconnector/policy_file/policy.schema.json -->"
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "src" / "tlsconnector"
+SCHEMA = PACKAGE_DIR / "policy_file" / "policy.schema.json"
 DOCNAME = "policy-reference"
 
 # Keywords the renderer turns into text; "x-taplo" (editor hints) and "title" are

@@ -10,8 +10,20 @@ True
 False
 """
 
+from tlsconnector._chains import PresentedChain, TrustStore
+from tlsconnector._model import (
+    ConnectorType,
+    InboundConnector,
+    OutboundConnector,
+    Policy,
+    SmartHost,
+    TLSMode,
+)
+from tlsconnector._validation import ChainVerdict, Purpose, validate_chain
+from tlsconnector.policy_file.lint import LintCode, LintSeverity, LintWarning, lint
+from tlsconnector.policy_file.loading import load_policy
+
 from ._addresses import IPRange, IPSet, parse_peer_ip
-from ._certs import ChainVerdict, PresentedChain, Purpose, TrustStore, validate_chain
 from ._decisions import (
     DEFAULT_REPLIES,
     InboundAction,
@@ -35,15 +47,6 @@ from ._facts import (
     UndecodableCertificate,
 )
 from ._inbound import evaluate_inbound
-from ._lint import LintCode, LintSeverity, LintWarning, lint
-from ._model import (
-    ConnectorType,
-    InboundConnector,
-    OutboundConnector,
-    Policy,
-    SmartHost,
-    TLSMode,
-)
 from ._names import (
     CertificateName,
     DomainPattern,
@@ -52,7 +55,6 @@ from ._names import (
     match_certificate_name,
 )
 from ._outbound import DEFAULT_RETRY_WINDOW, evaluate_outbound, plan_routes
-from ._policy_file import load_policy
 
 __all__ = [
     "DEFAULT_REPLIES",

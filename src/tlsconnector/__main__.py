@@ -1,5 +1,5 @@
 """``python -m tlsconnector``: the command line."""
 
-from ._cli import run
+from tlsconnector.cli import run
 
 run()

@@ -13,8 +13,9 @@ from typing import Any
 
 import attrs
 
+from tlsconnector._model import TLSMode
+
 from ._errors import printable as printable  # re-exported: the one escaping helper
-from ._model import TLSMode
 
 __all__ = [
     "DEFAULT_REPLIES",

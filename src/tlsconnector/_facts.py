@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from tlsconnector._chains import PresentedChain
+
 from ._addresses import IPAddress, parse_peer_ip
-from ._certs import PresentedChain
 from ._errors import FactsError, InvalidValue
 from ._memory import BoundedMemory
 from ._names import canonical_domain

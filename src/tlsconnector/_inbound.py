@@ -8,8 +8,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
-from ._assess import CertificateAssessment, assess_certificate
-from ._certs import PresentedChain, Purpose
+from tlsconnector._assessment import CertificateAssessment, assess_certificate
+from tlsconnector._chains import PresentedChain
+from tlsconnector._model import InboundConnector, Policy
+from tlsconnector._validation import Purpose
+
 from ._decisions import (
     DEFAULT_REPLIES,
     InboundAction,
@@ -21,7 +24,6 @@ from ._decisions import (
     render_reply,
 )
 from ._facts import InboundSession, MtaVerifiedCertificate, UndecodableCertificate
-from ._model import InboundConnector, Policy
 
 __all__ = ["evaluate_inbound"]
 

@@ -11,8 +11,10 @@ from collections.abc import Iterable
 
 import attrs
 
-from ._assess import assess_certificate
-from ._certs import Purpose
+from tlsconnector._assessment import assess_certificate
+from tlsconnector._model import OutboundConnector, Policy, TLSMode
+from tlsconnector._validation import Purpose
+
 from ._decisions import (
     OutboundAction,
     OutboundDecision,
@@ -25,7 +27,6 @@ from ._decisions import (
     printable,
 )
 from ._facts import ConnectionAttempt, OutboundSession
-from ._model import OutboundConnector, Policy, TLSMode
 from ._names import canonical_domain
 
 __all__ = [

@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 
-from .._certs import MAX_CHAIN_CERTIFICATES, PresentedChain
+from tlsconnector._chains import MAX_CHAIN_CERTIFICATES, PresentedChain
+from tlsconnector._model import ConnectorType, Policy
+
 from .._decisions import (
     DEFAULT_REPLIES,
     InboundAction,
@@ -46,7 +48,6 @@ from .._decisions import (
 from .._errors import FactsError, InvalidValue
 from .._facts import InboundSession, TLSFacts
 from .._inbound import evaluate_inbound
-from .._model import ConnectorType, Policy
 from ._replies import refusal_line
 
 if TYPE_CHECKING:

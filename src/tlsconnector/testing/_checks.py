@@ -12,9 +12,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
+from tlsconnector._chains import PresentedChain
+from tlsconnector._model import InboundConnector, Policy
+from tlsconnector._validation import Purpose, validate_chain
+from tlsconnector.cli._common import explain
+from tlsconnector.testing._strategies import (
+    addresses_near,
+    inbound_sessions,
+    ip_addresses,
+    outbound_sessions,
+    spellings,
+    tls_facts,
+)
+from tlsconnector.testing._strategies.addresses import _around
+from tlsconnector.testing._strategies.domains import _ASCII_LABEL
+
 from .._addresses import IPRange, IPSet
-from .._certs import PresentedChain, Purpose, validate_chain
-from .._cli import explain
 from .._decisions import InboundAction, InboundDecision, OutboundAction, OutboundDecision
 from .._facts import (
     InboundSession,
@@ -24,20 +37,9 @@ from .._facts import (
     UndecodableCertificate,
 )
 from .._inbound import evaluate_inbound
-from .._model import InboundConnector, Policy
 from .._names import CertificateName, canonical_domain
 from .._outbound import DEFAULT_RETRY_WINDOW, evaluate_outbound
 from ._pki import DEFAULT_TIME, CertificateAuthority
-from ._strategies import (
-    _ASCII_LABEL,
-    _around,
-    addresses_near,
-    inbound_sessions,
-    ip_addresses,
-    outbound_sessions,
-    spellings,
-    tls_facts,
-)
 
 __all__ = [
     "assert_forced_tls",

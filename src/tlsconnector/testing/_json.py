@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tlsconnector._model import TLSMode
+
 from .._decisions import (
     InboundAction,
     InboundDecision,
@@ -24,7 +26,6 @@ from .._decisions import (
     TLSPlan,
 )
 from .._errors import InvalidValue
-from .._model import TLSMode
 
 __all__ = ["decision_from_json", "inbound_decision_from_json", "outbound_decision_from_json"]
 

@@ -1,0 +1,142 @@
+"""What a presented certificate proves, in either direction (section 7).
+
+Shared by inbound and outbound evaluation: trust (validated here, or vouched for by
+the MTA) and the CNs to match. Pure: the trust store and the time come in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+
+from tlsconnector._chains import PresentedChain, TrustStore
+from tlsconnector._validation import (
+    ChainVerdict,
+    Purpose,
+    mta_name_constraint_failure,
+    validate_chain,
+)
+
+from ._facts import MtaVerifiedCertificate, UndecodableCertificate
+from ._memory import BoundedMemory
+
+__all__ = ["CHAIN_VERDICTS", "CertificateAssessment", "ChainVerdictCache", "assess_certificate"]
+
+#: Bounds on the memory of chain verdicts (section 8): entries, and bytes.
+MAX_CHAIN_VERDICTS = 8192
+MAX_CHAIN_VERDICT_BYTES = 16 * 1024 * 1024
+
+EXPIRED = "certificate-expired"
+NOT_TRUSTED = "certificate-not-trusted"
+UNDECODABLE = "validation-failure"
+
+
+@attrs.frozen
+class CertificateAssessment:
+    """``trust_failure`` is None when the chain is trusted, else ``(code, detail)``
+    with code ``certificate-expired``, ``certificate-not-trusted`` or
+    ``validation-failure`` (undecodable certificates)."""
+
+    trust_failure: tuple[str, str] | None
+    cns: tuple[str, ...]
+    #: "tlsconnector", "mta", or None when nobody verified the chain.
+    verified_by: str | None
+
+
+def assess_certificate(
+    certificate: PresentedChain | MtaVerifiedCertificate | UndecodableCertificate,
+    *,
+    trust: TrustStore | None,
+    at: dt.datetime,
+    purpose: Purpose,
+) -> CertificateAssessment:
+    """Validate a presented chain, or take the MTA's word for it (section 7)."""
+    if isinstance(certificate, UndecodableCertificate):
+        detail = f"the presented certificates cannot be decoded: {certificate.reason}"
+        return CertificateAssessment((UNDECODABLE, detail), (), None)
+    if isinstance(certificate, MtaVerifiedCertificate):
+        if certificate.verified:
+            # Section 7: an MTA's "verified" does not cover the CA's DNS name
+            # constraints on the CN (OpenSSL skips them when the leaf has a DNS SAN).
+            cns = certificate.cns
+            excluded = None if trust is None else mta_name_constraint_failure(cns, trust)
+            if excluded is not None:
+                return CertificateAssessment((NOT_TRUSTED, excluded), certificate.cns, "mta")
+            return CertificateAssessment(None, certificate.cns, "mta")
+        detail = "the MTA did not verify the certificate chain"
+        return CertificateAssessment((NOT_TRUSTED, detail), certificate.cns, None)
+    if trust is None or not trust.certificates:
+        detail = "no trust anchors are configured ([trust] ca_file)"
+        return CertificateAssessment((NOT_TRUSTED, detail), certificate.cns, "tlsconnector")
+    verdict = CHAIN_VERDICTS.validate(certificate, trust=trust, at=at, purpose=purpose)
+    failure = None
+    if not verdict.trusted:
+        failure = (EXPIRED if verdict.code == EXPIRED else NOT_TRUSTED, verdict.detail)
+    return CertificateAssessment(failure, certificate.cns, "tlsconnector")
+
+
+class ChainVerdictCache:
+    """Chain validation results, keyed by certificate bytes, trust store and purpose.
+
+    Memoisation only: the answer is always what :func:`validate_chain` would say.
+    A trusted verdict is reused at any time inside the validity window of its
+    verified path (the validator's answer can only change when a certificate of
+    the path becomes not yet valid or expired); any other verdict is reused only
+    for the very same second. Bounded in entries and in bytes (keys are digests;
+    a verdict counts its detail text plus a fixed overhead): least recently used
+    entries go first.
+    """
+
+    #: Bytes counted for one entry besides its detail text (key tuple, verdict, times).
+    ENTRY_OVERHEAD = 512
+
+    def __init__(
+        self, maxsize: int = MAX_CHAIN_VERDICTS, max_bytes: int = MAX_CHAIN_VERDICT_BYTES
+    ) -> None:
+        self.maxsize = maxsize
+        self._memory: BoundedMemory[tuple[object, ...], ChainVerdict]
+        self._memory = BoundedMemory(max_entries=maxsize, max_bytes=max_bytes)
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+    @property
+    def nbytes(self) -> int:
+        return self._memory.nbytes
+
+    def clear(self) -> None:
+        self._memory.clear()
+
+    def validate(
+        self, chain: PresentedChain, *, trust: TrustStore, at: dt.datetime, purpose: Purpose
+    ) -> ChainVerdict:
+        """:func:`validate_chain`, from the cache when the answer cannot differ."""
+        # The validator works in whole seconds; so does the cache.
+        second = at.astimezone(dt.UTC).replace(microsecond=0)
+        # The purpose by its value: hashing a str is cheaper than hashing an enum member.
+        trusted_key = (chain.key, trust.key, purpose.value)
+        exact_key = (chain.key, trust.key, purpose.value, second)
+        memory = self._memory
+        cached = memory.get(trusted_key)
+        if cached is not None and _inside(cached, second):
+            return cached
+        cached = memory.get(exact_key)
+        if cached is not None:
+            return cached
+        verdict = validate_chain(chain, trust=trust, at=at, purpose=purpose)
+        key = trusted_key if verdict.trusted and verdict.valid_from is not None else exact_key
+        memory.put(key, verdict, len(verdict.detail) + self.ENTRY_OVERHEAD)
+        return verdict
+
+
+def _inside(verdict: ChainVerdict, second: dt.datetime) -> bool:
+    return (
+        verdict.valid_from is not None
+        and verdict.valid_until is not None
+        and verdict.valid_from <= second <= verdict.valid_until
+    )
+
+
+#: The process-wide cache used by the evaluators.
+CHAIN_VERDICTS = ChainVerdictCache()

@@ -1,0 +1,1103 @@
+"""The Postfix policy server: asyncio, many connections, SIGHUP reload, workers (an edge).
+
+``tlsconnector serve postfix`` runs :func:`serve_postfix`. The protocol and the
+decisions are pure code in :mod:`tlsconnector.adapters.postfix`; this module owns the
+sockets, the clock, the signals, the processes and the log.
+
+Every line on standard error is one JSON object with ``time`` (UTC), ``event`` and
+``pid``. Events: ``listening`` (ready; carries ``address``), ``decision`` (one per
+RCPT request), ``protocol-error`` (a malformed request; the connection is closed),
+``connection-error``, ``idle-timeout``, ``too-many-connections``,
+``too-many-connections-per-client``, ``reload``, ``reload-failed``,
+``policy-invalid``, ``name-constrained-ca``, ``log-suppressed``, ``log-dropped``,
+``worker-exited``, ``stopping``, ``stopped``, ``error``.
+
+The events a peer can cause at will (:data:`RATE_LIMITED_EVENTS`) are logged at most
+:data:`LOG_BURST` times per kind in :data:`LOG_WINDOW` seconds; the rest are counted
+and the count logged (``log-suppressed``). Decision lines are never rate-limited.
+While the server runs, lines are written by a thread of their own from a bounded
+buffer (:data:`LOG_BUFFER_BYTES`), so a reader that does not keep up never stalls
+deciding; lines that do not fit are dropped, counted and the count logged
+(``log-dropped``) as soon as there is room again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from json.encoder import encode_basestring_ascii as _encode_json_text
+from pathlib import Path
+from typing import Any, TextIO
+
+import attrs
+from cryptography import x509
+
+from tlsconnector._chains import describe
+from tlsconnector._decisions import InboundAction, InboundDecision
+from tlsconnector._errors import PolicyError, show
+from tlsconnector._model import ConnectorType, Policy
+from tlsconnector.adapters.postfix.protocol import (
+    MAX_LOGGED_VALUE,
+    PolicyAnswer,
+    RequestParser,
+    decide_request,
+    decision_key,
+    format_reply,
+    reply_for,
+)
+from tlsconnector.policy_file.loading import load_policy
+
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "JsonLog",
+    "PolicyServer",
+    "ServeConfig",
+    "parse_listen",
+    "serve_postfix",
+]
+
+#: A connection that sends no complete request for this long is closed (Postfix
+#: itself drops idle policy connections after ``smtpd_policy_service_max_idle``, 300 s).
+DEFAULT_IDLE_TIMEOUT = 300.0
+#: Connections served at once by one worker; Postfix keeps a few per smtpd process.
+#: Beyond this a new connection is closed at once (Postfix then applies
+#: smtpd_policy_service_default_action: a temporary failure, never an accept).
+MAX_CONNECTIONS = 1000
+#: Connections served at once by one worker for one client address, so one peer
+#: cannot hold every slot. Postfix opens one connection per smtpd process (at most
+#: default_process_limit, 100, per master.cf service), all from the same address.
+MAX_CONNECTIONS_PER_CLIENT = 100
+#: Log events a peer can cause at will (one per connection or per malformed
+#: request): at most LOG_BURST lines of each kind per LOG_WINDOW seconds are
+#: written, the others counted and the count logged (``log-suppressed``).
+RATE_LIMITED_EVENTS = frozenset(
+    {
+        "protocol-error",
+        "connection-error",
+        "idle-timeout",
+        "too-many-connections",
+        "too-many-connections-per-client",
+        "error",
+    }
+)
+LOG_BURST = 50
+LOG_WINDOW = 10.0
+#: Log bytes waiting for a slow reader of standard error, per process; lines that do
+#: not fit are dropped and counted (``log-dropped``), never waited for.
+LOG_BUFFER_BYTES = 1024 * 1024
+#: How long a stopping process waits for its log lines to be written.
+LOG_DRAIN_SECONDS = 5.0
+MAX_WORKERS = 64
+LISTEN_BACKLOG = 128
+#: Answers remembered per policy (see :class:`PolicyServer`), and the longest
+#: request (its deciding attributes, in characters) whose answer is remembered:
+#: Postfix's are a few hundred characters, so the memory stays within a few MiB,
+#: and within about 40 MiB per worker even when a hostile client fills it with keys
+#: of four-byte characters.
+MAX_REMEMBERED_ANSWERS = 8_192
+MAX_REMEMBERED_KEY_CHARS = 1_024
+#: Bytes of received requests handled at a time: between two pieces, a connection
+#: whose answers are not being read is no longer served (bounded buffers).
+PIECE_BYTES = 16 * 1024
+#: How long a stopping server waits for its connections to finish.
+STOP_GRACE = 5.0
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_ALL_SIGNALS = {signal.SIGHUP, *_STOP_SIGNALS}
+
+
+@attrs.frozen
+class ServeConfig:
+    """What ``tlsconnector serve postfix`` was asked to do."""
+
+    policy_path: Path
+    host: str
+    port: int
+    workers: int = 1
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
+    max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` -> ``(host, port)``. HOST is an IPv4 address or a bracketed IPv6
+    address (``[::1]:10040``); PORT is 0-65535 (0: the system picks a free port).
+    Raises :class:`ValueError` with a message naming the value."""
+    host, colon, port_text = text.rpartition(":")
+    if not colon or not host:
+        raise ValueError(f"--listen {text!r}: expected HOST:PORT, for example 127.0.0.1:10040")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"--listen {text!r}: {host!r} is not an IPv6 address") from None
+    else:
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(
+                f"--listen {text!r}: HOST must be an IPv4 address or [IPv6] address"
+            ) from None
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"--listen {text!r}: PORT must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class JsonLog:
+    """One JSON object per line. A log that cannot be written is dropped rather than
+    allowed to fail a decision, and never allowed to stall one.
+
+    Unattached, every line is written and flushed at once. While a policy server
+    runs, the log is attached to its event loop: the lines of one turn of the loop
+    (every decision of the requests that arrived together) are written together at
+    the end of that turn. To a file descriptor, they are handed to a writer thread
+    through a buffer of at most ``buffer_bytes``: a reader of standard error that
+    stops reading blocks that thread, never the event loop; lines that do not fit are
+    dropped and counted, and a ``log-dropped`` line with the count takes their place
+    once there is room again.
+
+    :meth:`emit` of a kind in :data:`RATE_LIMITED_EVENTS` writes at most ``burst``
+    lines of that kind per ``window`` seconds (of the ``monotonic`` clock); the others
+    are counted and a ``log-suppressed`` line gives the count when the window ends
+    (attached: on a timer; unattached: before the next line of that kind).
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        clock: Callable[[], dt.datetime] = _utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        burst: int = LOG_BURST,
+        window: float = LOG_WINDOW,
+        buffer_bytes: int = LOG_BUFFER_BYTES,
+    ) -> None:
+        self.stream = stream
+        self.clock = clock
+        self.monotonic = monotonic
+        self.burst = burst
+        self.window = window
+        self.buffer_bytes = buffer_bytes
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[str] = []
+        self._budgets: dict[str, _Budget] = {}
+        self._writer: _LineWriter | None = None
+
+    @staticmethod
+    def stamp(moment: dt.datetime) -> str:
+        """The ``time`` field: UTC, milliseconds, ``Z``."""
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if event in RATE_LIMITED_EVENTS and not self._admit(event):
+            return
+        self._emit(event, fields)
+
+    def _emit(self, event: str, fields: dict[str, Any]) -> None:
+        self.write(self.line(event, **fields))
+
+    def line(self, event: str, **fields: Any) -> str:
+        """One log line (without its newline): time, event, pid, then ``fields``."""
+        record = {"time": self.stamp(self.clock()), "event": event, "pid": os.getpid(), **fields}
+        return json.dumps(record, ensure_ascii=True, separators=(",", ":"), default=str)
+
+    # --- rate limit ---------------------------------------------------------------
+
+    def _admit(self, event: str) -> bool:
+        now = self.monotonic()
+        budget = self._budgets.get(event)
+        if budget is not None and now >= budget.start + self.window:
+            self._close_window(event, budget)
+            budget = None
+        if budget is None:
+            budget = self._budgets[event] = _Budget(now)
+        if budget.logged < self.burst:
+            budget.logged += 1
+            return True
+        budget.suppressed += 1
+        if budget.suppressed == 1 and self._loop is not None:
+            delay = max(0.0, budget.start + self.window - now)
+            budget.timer = self._loop.call_later(delay, self._close_window, event, budget)
+        return False
+
+    def _close_window(self, event: str, budget: _Budget) -> None:
+        """End ``event``'s window: log how many lines it suppressed (if any)."""
+        if self._budgets.get(event) is not budget:
+            return  # already closed
+        del self._budgets[event]
+        if budget.timer is not None:
+            budget.timer.cancel()
+        if budget.suppressed:
+            self._emit(
+                "log-suppressed",
+                {
+                    "kind": event,
+                    "suppressed": budget.suppressed,
+                    "seconds": self.window,
+                    "message": f"{budget.suppressed} {event} lines were not logged (at most "
+                    f"{self.burst} of each kind per {self.window:g} s)",
+                },
+            )
+
+    # --- writing ------------------------------------------------------------------
+
+    def write(self, line: str) -> None:
+        """Write one line (a JSON object, without its newline)."""
+        if self._loop is None:
+            self._write_lines([line])
+            return
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        """Write the lines waiting for the end of the loop's turn."""
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        writer = self._writer
+        if writer is None:
+            self._write_lines(lines)
+            return
+        writer.put([_encode_line(line) for line in lines], self._dropped_line)
+
+    def _dropped_line(self, count: int) -> bytes:
+        return _encode_line(
+            self.line(
+                "log-dropped",
+                dropped=count,
+                message=f"{count} log lines were dropped: standard error was not read "
+                f"fast enough (at most {self.buffer_bytes} bytes wait)",
+            )
+        )
+
+    def _write_lines(self, lines: list[str]) -> None:
+        """Write whole lines. To a file descriptor (standard error as a pipe or a file),
+        the bytes go with ``os.write`` in writes of whole lines of at most
+        :data:`PIPE_BUF` bytes where possible: such a write to a pipe is never
+        interleaved with another process's (the workers share standard error), and a
+        short write (a signal during a blocked write) is continued, never dropped."""
+        with contextlib.suppress(OSError, ValueError):
+            fd = self._fd()
+            if fd is None:
+                self.stream.write("".join(line + "\n" for line in lines))
+                self.stream.flush()
+                return
+            self.stream.flush()  # what went through the text layer goes first
+            for batch in _batches(_encode_line(line) for line in lines):
+                _write_all(fd, batch)
+
+    def _fd(self) -> int | None:
+        try:
+            return self.stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.StringIO and the like
+            return None
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        fd = self._fd()
+        if fd is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.flush()  # what went through the text layer goes first
+            self._writer = _LineWriter(fd, self.buffer_bytes)
+
+    def detach(self) -> None:
+        """Log what the rate limit suppressed, write every waiting line (waiting at
+        most :data:`LOG_DRAIN_SECONDS` for a reader), then write synchronously."""
+        for event, budget in list(self._budgets.items()):
+            self._close_window(event, budget)
+        self.flush()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close(timeout=LOG_DRAIN_SECONDS)
+        self._loop = None
+
+
+@attrs.define
+class _Budget:
+    """One rate-limited event kind's current window."""
+
+    start: float
+    logged: int = 0
+    suppressed: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
+#: The largest write to a pipe that POSIX keeps in one piece (Linux: 4096).
+PIPE_BUF = getattr(select, "PIPE_BUF", 512)
+
+
+def _encode_line(line: str) -> bytes:
+    return (line + "\n").encode("utf-8", "backslashreplace")
+
+
+def _batches(lines: Iterable[bytes]) -> Iterable[bytearray]:
+    """Runs of whole lines of at most :data:`PIPE_BUF` bytes (a longer line alone)."""
+    batch = bytearray()
+    for data in lines:
+        if batch and len(batch) + len(data) > PIPE_BUF:
+            yield batch
+            batch = bytearray()
+        batch += data
+    if batch:
+        yield batch
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class _LineWriter:
+    """Writes lines to a descriptor from a thread of its own, out of a bounded buffer.
+
+    :meth:`put` never blocks on the descriptor: a line that does not fit in the
+    buffer is dropped and counted, and so is every later one until the count itself
+    fits; then a line reporting it goes first (so it stands where the gap is). The
+    thread writes runs of whole lines of at most :data:`PIPE_BUF` bytes, continuing
+    short writes, exactly as :class:`JsonLog` does without it.
+    """
+
+    def __init__(self, fd: int, limit: int) -> None:
+        self.fd = fd
+        self.limit = limit
+        self.dropped = 0  # lines dropped (or lost by a failed write), not yet reported
+        self._lines: deque[bytes] = deque()
+        self._size = 0
+        self._writing = False
+        self._closing = False
+        self._ready = threading.Condition()
+        # The thread inherits the caller's signal mask: serve_postfix blocks the
+        # service's signals until their handlers exist, so they never land here.
+        self._thread = threading.Thread(target=self._run, name="tlsconnector-log", daemon=True)
+        self._thread.start()
+
+    def put(self, lines: list[bytes], dropped_line: Callable[[int], bytes]) -> None:
+        with self._ready:
+            if self.dropped:
+                note = dropped_line(self.dropped)
+                if self._size + len(note) <= self.limit:
+                    self._append(note)
+                    self.dropped = 0
+            for data in lines:
+                if self.dropped or self._size + len(data) > self.limit:
+                    self.dropped += 1
+                else:
+                    self._append(data)
+            self._ready.notify()
+
+    def _append(self, data: bytes) -> None:
+        self._lines.append(data)
+        self._size += len(data)
+
+    def _run(self) -> None:
+        lines = self._lines
+        while True:
+            with self._ready:
+                while not lines and not self._closing:
+                    self._ready.wait()
+                if not lines:
+                    return
+                batch = bytearray(lines.popleft())
+                while lines and len(batch) + len(lines[0]) <= PIPE_BUF:
+                    batch += lines.popleft()
+                self._size -= len(batch)
+                self._writing = True
+            try:
+                _write_all(self.fd, batch)
+            except (OSError, ValueError):
+                with self._ready:
+                    self.dropped += batch.count(b"\n")
+            finally:
+                with self._ready:
+                    self._writing = False
+                    self._ready.notify_all()
+
+    def close(self, *, timeout: float) -> bool:
+        """Write what waits (for at most ``timeout`` seconds), then stop the thread.
+        False when the lines could not all be written in time."""
+        deadline = time.monotonic() + timeout
+        with self._ready:
+            self._closing = True
+            self._ready.notify_all()
+            while self._lines or self._writing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._ready.wait(remaining)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        return True
+
+
+def ungoverned(policy: Policy) -> str | None:
+    """Why the Postfix service must not run ``policy``, or None.
+
+    The service decides inbound mail only, by the enabled partner connectors
+    (section 5.2): without one, every sender gets ``DUNNO``. Such a file is almost
+    always a mistake or half written (an editor that truncates before writing, a
+    reload caught in the middle of a copy, only the ``[[outbound]]`` tables written
+    yet), so it is refused, at start and on reload (never fail open).
+    """
+    if any(c.enabled and c.type is ConnectorType.PARTNER for c in policy.inbound):
+        return None
+    return (
+        "the policy has no enabled inbound connector of type partner, so it governs no "
+        f"inbound mail (every sender would get DUNNO; {len(policy.inbound)} inbound and "
+        f"{len(policy.outbound)} outbound connectors in the file)"
+    )
+
+
+def name_constrained_warnings(policy: Policy, policy_path: Path) -> list[dict[str, Any]]:
+    """The fields of one ``name-constrained-ca`` warning per name-constrained CA of the
+    policy's trust store (spec section 7: what Postfix cannot check for us)."""
+    trust = policy.trust
+    if trust is None:
+        return []
+    warnings = []
+    for ca in trust.name_constrained:
+        name = describe(ca)
+        warnings.append(
+            {
+                "policy": str(policy_path),
+                "ca": name,
+                "constraints": _constraints(ca),
+                "message": f"trust store CA {name} carries DNS name constraints, which "
+                "Postfix (OpenSSL) does not apply to the certificate CN when the client "
+                "certificate has a DNS SAN; tlsconnector therefore refuses every CN these "
+                "constraints could exclude (certificate-not-trusted), whichever CA issued "
+                "it. The policy's [trust] ca_file must be the same file as Postfix's "
+                "smtpd_tls_CAfile",
+            }
+        )
+    return warnings
+
+
+def _constraints(ca: x509.Certificate) -> dict[str, list[str]]:
+    """A CA's DNS subtrees, escaped, for a log line (never raises)."""
+    try:
+        value = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+    except Exception as exc:  # a log line must not stop the service
+        return {"unreadable": [f"{type(exc).__name__}"]}
+    shown: dict[str, list[str]] = {}
+    for kind, subtrees in (
+        ("permitted", value.permitted_subtrees),
+        ("excluded", value.excluded_subtrees),
+    ):
+        names = [show(n.value) for n in subtrees or () if isinstance(n, x509.DNSName)]
+        if names:
+            shown[kind] = names[:20]
+    return shown
+
+
+def _peer(transport: asyncio.BaseTransport) -> tuple[str, str]:
+    """The peer as logged (``host:port``) and its address (the per-client key)."""
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        address = str(peer[0])
+        host = f"[{address}]" if ":" in address else address
+        return f"{host}:{peer[1]}", address
+    return str(peer), str(peer)
+
+
+def _json_text(value: str | None) -> str:
+    """A log field's value as JSON: bounded, ASCII-escaped, or ``null``."""
+    return "null" if value is None else _encode_json_text(value[:MAX_LOGGED_VALUE])
+
+
+@attrs.frozen
+class _Answer:
+    """What a request gets: the reply's bytes and, for a decision, the decision's part
+    of its log line (``"action":...,"details":[...]``, already JSON). A request that
+    breaks the protocol has no decision line: ``violation`` says what it broke."""
+
+    wire: bytes
+    logged: str | None
+    violation: str | None = None
+
+
+def _answer_of(result: PolicyAnswer) -> _Answer:
+    wire = format_reply(result.reply)
+    decision = result.decision
+    if decision is None:
+        return _Answer(wire, None)
+    if result.breaks_protocol:
+        detail = decision.reasons[0].detail if decision.reasons else "a protocol violation"
+        return _Answer(wire, None, f"{detail}; answered {result.reply}")
+    part = json.dumps(
+        {
+            "action": str(decision.action),
+            "reply": result.reply,
+            "connector": decision.connector,
+            "codes": list(decision.codes),
+            "details": [reason.detail for reason in decision.reasons],
+        },
+        ensure_ascii=True,
+        separators=(",", ":"),
+    )
+    return _Answer(wire, part[1:-1])
+
+
+class PolicyServer:
+    """Serves the policy protocol to any number of connections in one event loop.
+
+    Answers are remembered per policy: a request whose :func:`decision_key` was
+    answered before under the same policy gets the same answer without deciding
+    again (every attribute the decision reads is in the key, and Postfix's facts
+    make it independent of the time). Only decisions (``protocol_state=RCPT``) are
+    remembered; temporary failures, and the answers to requests whose deciding
+    attributes are unusually long, never are. The memory is bounded (the oldest answer
+    goes first) and emptied on every reload.
+    Every decided request is still logged, with its own time and attributes.
+
+    Connections are bounded in all (``max_connections``) and per client address
+    (``max_connections_per_client``); beyond either a new connection is closed at
+    once.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        policy_path: Path,
+        log: JsonLog,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        clock: Callable[[], dt.datetime] = _utc_now,
+        max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
+        max_answers: int = MAX_REMEMBERED_ANSWERS,
+    ) -> None:
+        self.policy = policy
+        self.policy_path = policy_path
+        self.log = log
+        self.idle_timeout = idle_timeout
+        self.clock = clock
+        self.max_connections = max_connections
+        self.max_connections_per_client = max_connections_per_client
+        self.max_answers = max_answers
+        self._answers: dict[tuple[str | None, ...], _Answer] = {}
+        self._connections: set[_Connection] = set()
+        self._per_client: dict[str, int] = {}
+        self._all_closed: asyncio.Event | None = None
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        self._policy = policy
+        self._answers = {}  # answers were decided under the previous policy
+
+    def respond(self, requests: list[dict[str, str]]) -> bytes:
+        """The replies to requests that arrived together, in order; each decision is
+        logged (one line per decided request). A request that breaks the protocol
+        gets its answer, and the requests after it none (see :meth:`answer`)."""
+        return self.answer(requests)[0]
+
+    def answer(self, requests: list[dict[str, str]]) -> tuple[bytes, str | None]:
+        """:meth:`respond`, and what the last request answered broke (None when every
+        request was well-formed): after such a request nothing more is answered, and
+        the connection is to be closed."""
+        answers = self._answers
+        replies = []
+        stamp = pid = None
+        for request in requests:
+            key = decision_key(request)
+            answer = answers.get(key)
+            if answer is None:
+                answer = self._decide(request, key)
+            replies.append(answer.wire)
+            if answer.violation is not None:
+                return b"".join(replies), answer.violation
+            if answer.logged is not None:
+                if stamp is None:
+                    stamp, pid = self.log.stamp(self.clock()), os.getpid()
+                get = request.get
+                self.log.write(
+                    f'{{"time":"{stamp}","event":"decision","pid":{pid},'
+                    f'"client":{_json_text(get("client_address"))},'
+                    f'"sender":{_json_text(get("sender"))},'
+                    f'"recipient":{_json_text(get("recipient"))},'
+                    f'"queue_id":{_json_text(get("queue_id"))},'
+                    f"{answer.logged},"
+                    f'"ccert_subject":{_json_text(get("ccert_subject"))},'
+                    f'"ccert_fingerprint":{_json_text(get("ccert_fingerprint"))}}}'
+                )
+        return b"".join(replies), None
+
+    def _decide(self, request: dict[str, str], key: tuple[str | None, ...]) -> _Answer:
+        """Decide (never raising; never failing open) and remember the answer."""
+        try:
+            result = decide_request(self.policy, request, at=self.clock())
+        except Exception as exc:  # decide_request already maps errors; never fail open
+            failed = InboundDecision.tempfail(f"internal error: {type(exc).__name__}: {exc}")
+            result = PolicyAnswer(reply_for(failed), failed)
+        answer = _answer_of(result)
+        decision = result.decision
+        # Only decisions are remembered (any other state is answered DUNNO at once),
+        # never a temporary failure, and only for keys of a bounded size.
+        remember = decision is not None and decision.action is not InboundAction.TEMPFAIL
+        if remember and sum(len(v) for v in key if v is not None) <= MAX_REMEMBERED_KEY_CHARS:
+            answers = self._answers
+            if len(answers) >= self.max_answers:
+                del answers[next(iter(answers))]
+            answers[key] = answer
+        return answer
+
+    def reload(self) -> None:
+        """Load the policy file again; keep the current policy when the new one is invalid."""
+        try:
+            policy = load_policy(self.policy_path)
+        except PolicyError as exc:
+            self.log.emit(
+                "reload-failed",
+                policy=str(self.policy_path),
+                problems=[str(p) for p in exc.problems],
+                message="the new policy is invalid; keeping the previous policy",
+            )
+            return
+        except Exception as exc:  # an unexpected error must not stop the service
+            self.log.emit(
+                "reload-failed",
+                policy=str(self.policy_path),
+                problems=[f"{type(exc).__name__}: {exc}"],
+                message="could not load the new policy; keeping the previous policy",
+            )
+            return
+        problem = ungoverned(policy)
+        if problem is not None:
+            # An empty file, or one caught half written, loads as a valid policy that
+            # governs nothing: every session would be accepted. Never fail open: keep
+            # the policy in force.
+            self.log.emit(
+                "reload-failed",
+                policy=str(self.policy_path),
+                problems=[problem],
+                message="refusing a policy that governs no inbound mail; keeping the "
+                "previous policy (write the file under another name, then rename it over "
+                "the old one)",
+            )
+            return
+        self.policy = policy
+        self.log.emit(
+            "reload",
+            policy=str(self.policy_path),
+            inbound=len(policy.inbound),
+            message="policy reloaded",
+        )
+        for warning in name_constrained_warnings(policy, self.policy_path):
+            self.log.emit("name-constrained-ca", **warning)
+
+    def connection(self) -> _Connection:
+        """A protocol instance for one new connection (the event loop's factory)."""
+        return _Connection(self)
+
+    def _opened(self, connection: _Connection) -> bool:
+        if len(self._connections) >= self.max_connections:
+            # Bounded memory: a flood of connections cannot grow the service without
+            # limit. Closing makes Postfix use its default action (a 4xx).
+            self.log.emit("too-many-connections", peer=connection.peer, limit=self.max_connections)
+            return False
+        client = connection.client
+        count = self._per_client.get(client, 0)
+        if count >= self.max_connections_per_client:
+            # One peer must not hold every slot for the idle timeout.
+            self.log.emit(
+                "too-many-connections-per-client",
+                peer=connection.peer,
+                limit=self.max_connections_per_client,
+            )
+            return False
+        self._per_client[client] = count + 1
+        self._connections.add(connection)
+        return True
+
+    def _closed(self, connection: _Connection) -> None:
+        if connection in self._connections:
+            self._connections.discard(connection)
+            client = connection.client
+            left = self._per_client.get(client, 1) - 1
+            if left > 0:
+                self._per_client[client] = left
+            else:
+                self._per_client.pop(client, None)
+        if not self._connections and self._all_closed is not None:
+            self._all_closed.set()
+
+    async def run(self, sock: socket.socket, *, announce: Callable[[], None] | None) -> None:
+        """Serve on a listening socket until SIGTERM or SIGINT; reload on SIGHUP.
+
+        ``announce`` is called once the signal handlers are in place (the ready line).
+        """
+        loop = asyncio.get_running_loop()
+        self.log.attach(loop)
+        try:
+            await self._run(loop, sock, announce)
+        finally:
+            self.log.detach()
+
+    async def _run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        announce: Callable[[], None] | None,
+    ) -> None:
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        for signum in _STOP_SIGNALS:
+            loop.add_signal_handler(signum, stop.set)
+        # The signals were blocked until the handlers existed (serve_postfix).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _ALL_SIGNALS)
+        server = await loop.create_server(self.connection, sock=sock)
+        if announce is not None:
+            announce()
+            self.log.flush()
+        await stop.wait()
+        self.log.emit("stopping", connections=len(self._connections))
+        server.close()
+        if self._connections:
+            # Answers already written still go out; then each connection closes.
+            self._all_closed = asyncio.Event()
+            for connection in list(self._connections):
+                connection.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), timeout=STOP_GRACE)
+            for connection in list(self._connections):
+                connection.abort()
+        await server.wait_closed()
+        self.log.emit("stopped")
+
+
+class _Connection(asyncio.Protocol):
+    """One Postfix connection: requests in, answers out, until EOF or an error.
+
+    A whole request must arrive within the idle timeout after the previous answer:
+    this bounds both an idle connection and one that trickles a request byte by
+    byte. A peer that does not read its answers is not read from either (and is
+    closed when the idle timeout passes).
+    """
+
+    def __init__(self, server: PolicyServer) -> None:
+        self.server = server
+        self.parser = RequestParser()
+        self.peer = "?"
+        self.client = "?"
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._backlog = bytearray()
+        self._writing_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer, self.client = _peer(transport)
+        if not self.server._opened(self):
+            transport.close()
+            return
+        self._last = self._loop.time()
+        self._schedule(self._last + self.server.idle_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._backlog += data
+        self._serve_backlog()
+
+    def _serve_backlog(self) -> None:
+        """Answer the received requests, a piece at a time, while the peer reads the
+        answers; what is left waits (with reading paused) until it does."""
+        transport = self.transport
+        assert transport is not None
+        server = self.server
+        parser = self.parser
+        try:
+            while self._backlog and not self._writing_paused and not transport.is_closing():
+                piece = bytes(self._backlog[:PIECE_BYTES])
+                del self._backlog[:PIECE_BYTES]
+                requests = parser.feed(piece)
+                if requests:
+                    # Writing past the buffer's limit calls pause_writing (below).
+                    replies, violation = server.answer(requests)
+                    transport.write(replies)
+                    self._last = self._loop.time()
+                    if violation is not None:
+                        # Not Postfix, or no longer speaking its protocol: the answer
+                        # goes out, then the connection closes (bounded log per peer).
+                        server.log.emit(
+                            "protocol-error",
+                            peer=self.peer,
+                            message=f"{violation}; closing the connection",
+                        )
+                        self._backlog.clear()
+                        transport.close()
+                        return
+                if parser.error is not None:
+                    server.log.emit(
+                        "protocol-error",
+                        peer=self.peer,
+                        message=f"{parser.error}; closing the connection",
+                    )
+                    self._backlog.clear()
+                    transport.close()
+                    return
+        except Exception as exc:  # never crash the server because of one connection
+            server.log.emit("error", peer=self.peer, message=f"{type(exc).__name__}: {exc}")
+            self._backlog.clear()
+            transport.abort()
+
+    def eof_received(self) -> bool:
+        if self.parser.pending and self.parser.error is None:
+            self.server.log.emit(
+                "protocol-error",
+                peer=self.peer,
+                message="connection closed in the middle of a request",
+            )
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if exc is not None:
+            self.server.log.emit("connection-error", peer=self.peer, message=str(exc))
+        self.server._closed(self)
+
+    def pause_writing(self) -> None:
+        # The peer is not reading its answers: stop reading its requests meanwhile.
+        self._writing_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._serve_backlog()
+        if not self._writing_paused and not transport.is_closing():
+            transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _schedule(self, when: float) -> None:
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._idle)
+
+    def _idle(self) -> None:
+        # One timer per connection, moved only when it fires: an answer just records
+        # its time (cheaper than rescheduling a timer for every request).
+        self._timer = None
+        deadline = self._last + self.server.idle_timeout
+        if deadline > self._timer_at:
+            self._schedule(deadline)
+            return
+        self.server.log.emit("idle-timeout", peer=self.peer, seconds=self.server.idle_timeout)
+        if self.transport is not None:
+            if self.transport.get_write_buffer_size():
+                self.transport.abort()  # answers that cannot leave are not waited for
+            else:
+                self.transport.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def serve_postfix(config: ServeConfig, *, log: JsonLog) -> int:
+    """Run the Postfix policy service until SIGTERM/SIGINT; the exit status.
+
+    0 after a clean stop; 2 when the policy is invalid or the address cannot be
+    bound; 1 when a worker process died unexpectedly (the whole service stops so the
+    service manager restarts it; Postfix meanwhile applies its default action).
+    """
+    # Hold SIGHUP, SIGTERM and SIGINT until their handlers exist: a reload sent while
+    # the service starts must not kill it (SIGHUP's default action).
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+    try:
+        return _serve(config, log)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _serve(config: ServeConfig, log: JsonLog) -> int:
+    try:
+        policy = load_policy(config.policy_path)
+    except PolicyError as exc:
+        log.emit(
+            "policy-invalid",
+            policy=str(config.policy_path),
+            problems=[str(p) for p in exc.problems],
+            message="not starting: the policy is invalid",
+        )
+        return EXIT_USAGE
+    problem = ungoverned(policy)
+    if problem is not None:
+        log.emit(
+            "policy-invalid",
+            policy=str(config.policy_path),
+            problems=[problem],
+            message=f"not starting: the policy {show(str(config.policy_path), 200)} governs "
+            "no inbound mail",
+        )
+        return EXIT_USAGE
+    for warning in name_constrained_warnings(policy, config.policy_path):
+        log.emit("name-constrained-ca", **warning)
+    try:
+        sock = _bind(config.host, config.port)
+    except OSError as exc:
+        log.emit("error", message=f"cannot listen on {config.host}:{config.port}: {exc}")
+        return EXIT_USAGE
+    address = _address(sock)
+
+    def announce() -> None:
+        log.emit(
+            "listening",
+            address=address,
+            workers=config.workers,
+            policy=str(config.policy_path),
+            message=f"listening on {address}",
+        )
+
+    def make_server() -> PolicyServer:
+        return PolicyServer(
+            policy,
+            policy_path=config.policy_path,
+            log=log,
+            idle_timeout=config.idle_timeout,
+            max_connections=config.max_connections,
+            max_connections_per_client=config.max_connections_per_client,
+        )
+
+    with sock:
+        if config.workers == 1:
+            asyncio.run(make_server().run(sock, announce=announce))
+            return EXIT_OK
+        return _supervise(sock, config.workers, make_server, announce, log)
+
+
+def _supervise(
+    sock: socket.socket,
+    workers: int,
+    make_server: Callable[[], PolicyServer],
+    announce: Callable[[], None],
+    log: JsonLog,
+) -> int:
+    """Fork ``workers`` processes that accept on the one pre-bound socket; forward
+    SIGHUP to them, stop them on SIGTERM/SIGINT, stop all when one dies."""
+    # The signals stay blocked (serve_postfix) until each process has its handlers:
+    # a SIGHUP that arrives early then waits instead of killing a worker.
+    children: set[int] = set()
+    for _ in range(workers):
+        sys.stderr.flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            log.emit("error", message=f"cannot start a worker process: {exc}")
+            _Supervisor(children).forward(signal.SIGTERM)
+            for child in children:
+                os.waitpid(child, 0)
+            return EXIT_FAILED
+        if pid == 0:  # the worker
+            status = EXIT_FAILED
+            try:
+                asyncio.run(make_server().run(sock, announce=None))
+                status = EXIT_OK
+            except BaseException as exc:
+                log.emit("error", message=f"worker failed: {type(exc).__name__}: {exc}")
+            finally:
+                os._exit(status)
+        children.add(pid)
+
+    supervisor = _Supervisor(children)
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, supervisor.on_stop)
+    signal.signal(signal.SIGHUP, supervisor.on_hup)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _ALL_SIGNALS)
+    announce()
+    while children:
+        try:
+            pid, wait_status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        code = os.waitstatus_to_exitcode(wait_status)
+        if not supervisor.stopping:
+            log.emit(
+                "worker-exited",
+                worker=pid,
+                status=code,
+                message="a worker stopped unexpectedly; stopping the service",
+            )
+            supervisor.status = EXIT_FAILED
+            supervisor.on_stop(signal.SIGTERM, None)
+    log.emit("stopped")
+    return supervisor.status
+
+
+class _Supervisor:
+    """The parent's signal handlers. They only set a flag and forward signals: no
+    logging, since a handler may interrupt a log write of the main loop."""
+
+    def __init__(self, children: set[int]) -> None:
+        self.children = children
+        self.stopping = False
+        self.status = EXIT_OK
+
+    def forward(self, signum: int) -> None:
+        for child in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    def on_stop(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+        self.forward(signal.SIGTERM)
+
+    def on_hup(self, signum: int, _frame: object) -> None:
+        self.forward(signal.SIGHUP)

@@ -1,0 +1,82 @@
+"""The command line (section 9): ``tlsconnector check | inbound | outbound | routes``.
+
+Written as a testable ``main(argv) -> int``. Exit statuses:
+
+* 0: the policy is valid (``check``); every session or domain was decided,
+  whatever the actions;
+* 1: the policy is invalid, or ``check --strict`` found lint warnings; some session
+  or domain could not be decided;
+* 2: usage error, unreadable input, or an invalid policy for the other commands.
+* 130: interrupted (Ctrl-C), without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from tlsconnector._decisions import InboundDecision, OutboundDecision, printable
+from tlsconnector._errors import MESSAGE_LIMIT
+
+Decision = InboundDecision | OutboundDecision
+
+#: The most worker processes ``--jobs`` starts.
+MAX_JOBS = 64
+
+EXIT_OK = 0
+EXIT_UNDECIDED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _line_error(number: int, field: str | None, message: str, *, as_json: bool) -> tuple[str, str]:
+    """An undecided line: (its standard output line, its standard error line)."""
+    # Attacker text (a JSON key, a value in the message) is escaped, our own
+    # formatting kept: no line of a session file can forge an output line.
+    where = f"{printable(field)}: " if field else ""
+    message_text = printable(message, MESSAGE_LIMIT)
+    error = f"line {number}: {where}{message_text}\n"
+    if as_json:
+        return _json_line({"error": {"line": number, "field": field, "message": message}}), error
+    return f"line {number}: ERROR {where}{message_text}\n", error
+
+
+def explain(decision: Decision, *, label: str) -> str:
+    """A readable explanation of one decision, for people."""
+    by = f" by connector {decision.connector!r}" if decision.connector else ""
+    lines = [f"{label}: {decision.action.value.upper()}{by}"]
+    if isinstance(decision, OutboundDecision):
+        if decision.route is not None:
+            hosts = ", ".join(decision.route.hosts)
+            lines.append(f"  route: {decision.route.kind} ({hosts})")
+        if decision.tls is not None:
+            checked = f", CN must match {decision.tls.domain}" if decision.tls.domain else ""
+            lines.append(f"  tls: {decision.tls.mode}{checked}")
+        if decision.peer_host:
+            lines.append(f"  connected to: {printable(decision.peer_host)}")
+    for reason in decision.reasons:
+        status = f" [{reason.enhanced}]" if reason.enhanced else ""
+        lines.append(f"  - {reason.code}{status}: {reason.detail}")
+    if decision.smtp is not None:
+        lines.append(f"  reply: {decision.smtp}")
+    if decision.chain_verified_by:
+        lines.append(f"  chain verified by: {decision.chain_verified_by}")
+    return "\n".join(lines)
+
+
+def _json_line(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True) + "\n"
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(_json_line(obj))
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(printable_lines(message) + "\n")
+
+
+def printable_lines(message: str) -> str:
+    """Keep newlines (our own formatting) but escape everything else unprintable."""
+    return "\n".join(printable(line, limit=2000) for line in message.split("\n"))

@@ -1,0 +1,314 @@
+"""The command line's parser, in one place: every command, its options, its handler.
+
+A handler is named ``"module:function"`` and imported only when its command runs
+(:func:`tlsconnector.cli.main`), so ``tlsconnector check`` never imports the probe's
+network code or the Postfix server. The handlers live in one module per command
+family: :mod:`~tlsconnector.cli.policy` (``check``, ``schema``),
+:mod:`~tlsconnector.cli.decide` (``inbound``, ``outbound``, ``routes``),
+:mod:`~tlsconnector.cli.eop` (``import-eop``), :mod:`~tlsconnector.cli.demo`,
+:mod:`~tlsconnector.cli.probe` and :mod:`~tlsconnector.cli.serve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from tlsconnector._outbound import DEFAULT_RETRY_WINDOW
+from tlsconnector.adapters._probe import (
+    DEFAULT_DEADLINE,
+    DEFAULT_TIMEOUT,
+    MAX_DEADLINE,
+    MAX_TIMEOUT,
+    SMTP_PORT,
+)
+from tlsconnector.cli._common import MAX_JOBS
+
+__all__ = ["build_parser"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: every command, its options and its handler, named as
+    ``module:function`` and imported only when that command runs."""
+    parser = argparse.ArgumentParser(
+        prog="tlsconnector",
+        description="Forced-TLS partner connectors: check policies and decide sessions.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check",
+        help="validate a policy file and lint it",
+        description="Validate a policy file; print lint warnings (see docs/lint.md) to "
+        "standard error.",
+    )
+    check.add_argument("policy", metavar="POLICY.toml")
+    check.add_argument(
+        "--strict", action="store_true", help="exit 1 when there is any lint warning"
+    )
+    check.set_defaults(handler="tlsconnector.cli.policy:check")
+
+    inbound = commands.add_parser(
+        "inbound",
+        help="decide inbound sessions",
+        description="Decide inbound sessions from a JSON Lines file (--sessions) or one "
+        "session given by flags.",
+    )
+    _batch_arguments(inbound, what="session")
+    single = inbound.add_argument_group("single session (instead of --sessions)")
+    single.add_argument("--peer-ip", help="the connecting client's IP address")
+    single.add_argument("--mail-from", help='envelope sender; "" or "<>" for the null sender')
+    single.add_argument("--rcpt-to", action="append", default=[], help="repeatable")
+    single.add_argument("--helo")
+    tls = single.add_mutually_exclusive_group()
+    tls.add_argument("--cert", metavar="CHAIN.pem", help="client chain, leaf first (implies TLS)")
+    tls.add_argument("--no-tls", action="store_true", help="the session did not use STARTTLS")
+    tls.add_argument(
+        "--peer-cn",
+        action="append",
+        metavar="CN",
+        help="a CN the MTA extracted (repeatable); with --peer-unverified if the MTA "
+        "did not verify the chain",
+    )
+    single.add_argument("--peer-unverified", action="store_true")
+    inbound.set_defaults(handler="tlsconnector.cli.decide:inbound")
+
+    outbound = commands.add_parser(
+        "outbound",
+        help="plan and judge outbound deliveries",
+        description="Decide outbound messages from a JSON Lines file (--sessions) or one "
+        "recipient given by flags. Without --cert, --tls, --no-tls or --peer-cn the "
+        "answer is the plan only (action 'route').",
+    )
+    _batch_arguments(outbound, what="attempt")
+    outbound.add_argument(
+        "--retry-window",
+        type=float,
+        default=DEFAULT_RETRY_WINDOW.total_seconds() / 3600,
+        metavar="HOURS",
+        help="queue time after which a failing attempt bounces (default: 24)",
+    )
+    one = outbound.add_argument_group("single recipient (instead of --sessions)")
+    one.add_argument("--recipient", help="the recipient address")
+    one.add_argument("--connector", help="a connector named by a transport rule")
+    one.add_argument("--peer-host", help="the host connected to (recorded only)")
+    attempt = one.add_mutually_exclusive_group()
+    attempt.add_argument("--cert", metavar="CHAIN.pem", help="server chain, leaf first")
+    attempt.add_argument("--tls", action="store_true", help="TLS used, no certificate known")
+    attempt.add_argument("--no-tls", action="store_true", help="connected without STARTTLS")
+    attempt.add_argument("--peer-cn", action="append", metavar="CN", help="MTA-verified CN")
+    one.add_argument("--peer-unverified", action="store_true")
+    one.add_argument("--queued-since", help="ISO 8601 time the message was first queued")
+    outbound.set_defaults(handler="tlsconnector.cli.decide:outbound")
+
+    routes = commands.add_parser(
+        "routes",
+        help="show which connector, route and TLS each recipient domain gets",
+        description="For checking routing before go-live: one line per domain.",
+    )
+    routes.add_argument("--policy", required=True, metavar="POLICY.toml")
+    routes.add_argument("domains", nargs="*", metavar="DOMAIN")
+    routes.add_argument("--domains-file", metavar="FILE", help="one domain per line")
+    routes.add_argument("--json", action="store_true")
+    routes.set_defaults(handler="tlsconnector.cli.decide:routes")
+
+    _add_demo(commands)
+    _add_eop(commands)
+    _add_probe(commands)
+    _add_serve(commands)
+    return parser
+
+
+if TYPE_CHECKING:  # generic only for type checkers
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _batch_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """The options ``inbound`` and ``outbound`` share: the policy, the JSON Lines
+    input, JSON output, and the time."""
+    parser.add_argument("--policy", required=True, metavar="POLICY.toml")
+    parser.add_argument(
+        "--sessions", metavar="FILE.jsonl", help="one JSON object per line; - for stdin"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON decision per line")
+    parser.add_argument(
+        "--at",
+        help=f"ISO 8601 time with offset: the {what} time, and with --sessions the time "
+        'of lines without "at" (default: now)',
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_jobs_count,
+        default=1,
+        metavar="N",
+        help="with --sessions: decide in N worker processes (0: one per available core); "
+        "answers keep the input's order (default: 1)",
+    )
+
+
+def _jobs_count(text: str) -> int:
+    """``--jobs``: a whole number from 0 to :data:`MAX_JOBS`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 0 <= value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_JOBS}, not {value}")
+    return value
+
+
+def _add_demo(commands: Commands) -> None:
+    """Add the ``demo`` command."""
+    demo = commands.add_parser(
+        "demo",
+        help="play the Contoso and Fabrikam Bank scenario (no files, no network)",
+        description="Build Contoso's connectors for Fabrikam Bank, mint a test CA and the "
+        "partner's certificates in memory, and decide 20 inbound and outbound "
+        "sessions at a fixed time.",
+    )
+    demo.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per session: the decision plus a 'session' label",
+    )
+    demo.set_defaults(handler="tlsconnector.cli.demo:demo")
+
+
+def _add_eop(commands: Commands) -> None:
+    """Add ``import-eop`` and ``schema`` to the command line."""
+    imp = commands.add_parser(
+        "import-eop",
+        help="convert EOP connector exports (ConvertTo-Json) into a policy file",
+        description="Convert the JSON written by 'Get-InboundConnector | ConvertTo-Json' "
+        "and 'Get-OutboundConnector | ConvertTo-Json' into a policy file. Warnings go to "
+        "standard error and into the file as comments; records that cannot be converted "
+        "are listed and nothing is written.",
+    )
+    imp.add_argument("--inbound", metavar="FILE", help="Get-InboundConnector export; - for stdin")
+    imp.add_argument("--outbound", metavar="FILE", help="Get-OutboundConnector export; - for stdin")
+    imp.add_argument(
+        "-o", "--output", metavar="POLICY.toml", help="write here (default: standard output)"
+    )
+    imp.set_defaults(handler="tlsconnector.cli.eop:import_eop")
+
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema of the policy file (for editors)",
+        description="Print the JSON Schema (draft 2020-12) of the policy file, for "
+        "editors such as Taplo / Even Better TOML: tlsconnector schema > policy.schema.json",
+    )
+    schema.set_defaults(handler="tlsconnector.cli.policy:schema")
+
+
+def _add_probe(commands: Commands) -> None:
+    """Add the ``probe`` command."""
+    probe = commands.add_parser(
+        "probe",
+        help="connect to a partner's server and show the verdict the policy would give",
+        description="Connect to the host mail to RECIPIENT is routed to (or --host), do "
+        "EHLO and STARTTLS, collect the certificate chain the server presents and print "
+        "the delivery verdict with its reasons. No mail is sent. Exit 0: deliver; 3: "
+        "would defer; 1: could not probe; 2: usage error.",
+    )
+    probe.add_argument("--policy", required=True, metavar="POLICY.toml")
+    probe.add_argument("--recipient", required=True, metavar="ADDR", help="user@domain")
+    probe.add_argument(
+        "--host",
+        metavar="HOST[:PORT]",
+        help="connect here instead of the route's hosts (IPv6 with a port: [ADDR]:PORT); "
+        f"port {SMTP_PORT} by default",
+    )
+    probe.add_argument("--connector", metavar="NAME", help="a connector named by a transport rule")
+    probe.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds allowed for each step (default {DEFAULT_TIMEOUT:g}, at most "
+        f"{MAX_TIMEOUT:g})",
+    )
+    probe.add_argument(
+        "--deadline",
+        type=float,
+        default=DEFAULT_DEADLINE,
+        metavar="S",
+        help="seconds allowed for the whole probe: MX lookup, every host and address, every "
+        f"step (default {DEFAULT_DEADLINE:g}, at most {MAX_DEADLINE:g})",
+    )
+    probe.add_argument(
+        "--helo", metavar="NAME", help="the name to give in EHLO (default: this host's name)"
+    )
+    probe.add_argument("--json", action="store_true", help="one JSON object")
+    probe.add_argument(
+        "--at",
+        metavar="TIME",
+        help="ISO 8601 time with offset at which certificates are judged (default: now)",
+    )
+    probe.set_defaults(handler="tlsconnector.cli.probe:probe")
+
+
+def _add_serve(commands: Commands) -> None:
+    """Add the ``serve`` command and its ``postfix`` sub-command."""
+    serve = commands.add_parser(
+        "serve",
+        help="run a policy service for a mail server",
+        description="Run tlsconnector as a long-lived service a mail server asks for "
+        "each inbound decision.",
+    )
+    targets = serve.add_subparsers(dest="target", required=True, metavar="MTA")
+    postfix = targets.add_parser(
+        "postfix",
+        help="Postfix's SMTP access policy delegation (check_policy_service)",
+        description="Answer Postfix's policy requests: DUNNO when the inbound "
+        "connectors accept the session, their SMTP reply when they refuse it, 451 4.3.0 "
+        "when it cannot be decided. Decides at protocol_state=RCPT. One JSON log line "
+        "per decision on standard error; other events a client can cause (protocol "
+        "errors, connection errors, idle timeouts, refused connections) at most 50 of "
+        "each kind per 10 s, the rest counted; at most 1 MiB of log lines waits for a "
+        "slow reader of standard error, the rest is dropped and counted. A request that "
+        "breaks the protocol is answered 451 4.3.0 and its connection closed. The "
+        "service refuses to start with, or reload, a policy without an enabled inbound "
+        "partner connector. SIGHUP reloads the policy (an invalid new policy is logged "
+        "and the previous one kept); SIGTERM and SIGINT stop. See docs/postfix.md.",
+    )
+    postfix.add_argument("--policy", required=True, metavar="POLICY.toml")
+    postfix.add_argument(
+        "--listen",
+        default="127.0.0.1:10040",
+        metavar="HOST:PORT",
+        help="IPv4 address or [IPv6] address and port (default: 127.0.0.1:10040; port 0 "
+        "picks a free port, shown on the 'listening' log line)",
+    )
+    postfix.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes accepting on the same socket (default: 1)",
+    )
+    postfix.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="close a connection that sends no complete request for this long (default: 300)",
+    )
+    postfix.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="connections served at once per worker; more are closed at once, and "
+        "Postfix applies its default action (default: 1000)",
+    )
+    postfix.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=100,
+        metavar="N",
+        help="connections served at once per worker from one client address; more from "
+        "that address are closed at once, and Postfix applies its default action. "
+        "Postfix opens one per smtpd process (default_process_limit, 100, per "
+        "master.cf service), all from one address (default: 100)",
+    )
+    postfix.set_defaults(handler="tlsconnector.cli.serve:serve_postfix")

@@ -1,0 +1,49 @@
+"""The commands ``check`` (validate and lint a policy file) and ``schema`` (its JSON
+Schema, for editors)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tlsconnector._errors import PolicyError
+from tlsconnector.cli import family
+from tlsconnector.cli._common import EXIT_OK, EXIT_UNDECIDED, _err
+from tlsconnector.policy_file.lint import lint
+from tlsconnector.policy_file.loading import load_policy
+from tlsconnector.policy_file.schema import schema_text
+
+
+def check(args: argparse.Namespace) -> int:
+    """``tlsconnector check``."""
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        _err(str(exc))
+        return EXIT_UNDECIDED
+    print(
+        f"{args.policy}: valid ({_count(len(policy.inbound), 'inbound')}, "
+        f"{_count(len(policy.outbound), 'outbound')})"
+    )
+    warnings = lint(policy)
+    for warning in warnings:
+        _err(f"{args.policy}: {warning}")
+    if warnings and args.strict:
+        count = len(warnings)
+        _err(f"{args.policy}: {count} lint warning{'s' if count != 1 else ''} (--strict)")
+        return EXIT_UNDECIDED
+    return EXIT_OK
+
+
+def _count(number: int, direction: str) -> str:
+    return f"{number} {direction} connector{'s' if number != 1 else ''}"
+
+
+def schema(args: argparse.Namespace) -> int:
+    """``tlsconnector schema``: the policy file's JSON Schema on standard output."""
+    sys.stdout.write(schema_text())
+    return EXIT_OK
+
+
+#: The command line restricted to this module's commands (check, schema).
+main = family("check", "schema")
