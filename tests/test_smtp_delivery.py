@@ -835,3 +835,32 @@ def test_bad_arguments_are_raised(kwargs: dict[str, Any], error: type, match: st
     message = arguments.pop("message")
     with pytest.raises(error, match=match):
         deliver(policy("domain_validation", "127.0.0.1:9"), message, **arguments)
+
+
+def test_bare_line_feeds_in_bytes_become_crlf_before_dot_stuffing(tmp_path: Path) -> None:
+    """A lone LF never reaches the server: the data cannot end early at a lenient one."""
+    raw = b"Subject: lf\n\nline\n.\nmore\n"
+    with smtp_server(tmp_path, CN_ONLY) as (port, recorder):
+        report = deliver(
+            policy("domain_validation", f"127.0.0.1:{port}"),
+            raw,
+            sender=SENDER,
+            recipients=["finance@fabrikam.com"],
+            at=NOW,
+            timeout=5,
+        )
+    assert ("finance@fabrikam.com",) == report.delivered
+    received = bytes(recorder.messages[0].original_content or b"")
+    assert b"Subject: lf\r\n\r\nline\r\n.\r\nmore\r\n" == received
+
+
+def test_an_address_needing_smtputf8_fails_at_a_server_without_it(tmp_path: Path) -> None:
+    with smtp_server(tmp_path, CN_ONLY) as (port, recorder):
+        report = send(policy("domain_validation", f"127.0.0.1:{port}"), "jörg@fabrikam.com")
+    [result] = report.results
+    assert (Outcome.FAILED, "smtputf8-not-supported", "5.6.7") == (
+        result.outcome,
+        result.codes[0],
+        result.enhanced,
+    )
+    assert [] == recorder.senders
