@@ -35,7 +35,6 @@ import attrs
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
-
 from test_postfix_server import PolicyService
 
 from certmint import CA, Leaf

@@ -12,8 +12,8 @@ from typing import Any
 import attrs
 import jsonschema
 import pytest
-
 from test_eop import EOP_INBOUND, EOP_OUTBOUND
+
 from tlsconnector import (
     ConnectorType,
     InboundConnector,
