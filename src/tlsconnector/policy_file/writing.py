@@ -9,6 +9,13 @@ with a :class:`TypeError` rather than guessing. Strings are always TOML basic st
 1.0.0 forbids raw control characters in basic strings); printable non-ASCII text is
 written as UTF-8. A lone surrogate cannot be written in TOML at all (``\\uXXXX``
 escapes must be Unicode scalar values) and raises :class:`ValueError`.
+
+Why not ``tomli-w`` or ``tomlkit``: both write a bidi override (U+202E) or a
+zero-width space into a string or a comment as the raw character, so an imported
+policy could show a reviewer another connector name or domain than the one it holds
+(tests/policy_file/test_writing.py). This writer escapes every non-printable
+character, in values and in comments; ``tomlkit``'s comments would be the only thing
+it adds, and comments are a few lines here (:func:`comment_lines`).
 """
 
 from __future__ import annotations
