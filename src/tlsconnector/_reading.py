@@ -471,10 +471,15 @@ _NOT_GIVEN: list[Any] = []  # an absent list setting (read only, never changed)
 _ABSENT: Any = object()  # an absent string setting (None is a value, and a problem)
 
 
-def _common_fast(raw: object, keys: frozenset[str]) -> tuple[str, ConnectorType, str, bool] | None:
-    """A plain table's name, type, comment and enabled flag; None unless the table is
-    a dict of known ``keys`` and all four have their exact types and valid values
-    (then the general reader words why)."""
+_Get = Callable[..., Any]
+
+
+def _common_fast(
+    raw: object, keys: frozenset[str]
+) -> tuple[str, ConnectorType, str, bool, _Get] | None:
+    """A plain table's name, type, comment and enabled flag, and its ``get``; None
+    unless the table is a dict of known ``keys`` and all four have their exact types
+    and valid values (then the general reader words why)."""
     if type(raw) is not dict or not raw.keys() <= keys:
         return None
     get = raw.get
@@ -490,7 +495,7 @@ def _common_fast(raw: object, keys: frozenset[str]) -> tuple[str, ConnectorType,
         and type(comment) is str
         and type(enabled) is bool
     ):
-        return name, _CONNECTOR_TYPES[kind], comment, enabled
+        return name, _CONNECTOR_TYPES[kind], comment, enabled, get
     return None
 
 
@@ -499,9 +504,7 @@ def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
     common = _common_fast(raw, _INBOUND_KEY_SET)
     if common is None:
         return None
-    assert type(raw) is dict
-    name, kind, comment, enabled = common
-    get = raw.get
+    name, kind, comment, enabled, get = common
     require_tls = get("require_tls", True)
     restrict_cert = get("restrict_domains_to_certificate", False)
     restrict_ip = get("restrict_domains_to_ip_addresses", False)
@@ -546,9 +549,7 @@ def _outbound_fast(raw: object, parsers: _Parsers) -> OutboundConnector | None:
     common = _common_fast(raw, _OUTBOUND_KEY_SET)
     if common is None:
         return None
-    assert type(raw) is dict
-    name, kind, comment, enabled = common
-    get = raw.get
+    name, kind, comment, enabled, get = common
     rule_scoped = get("is_transport_rule_scoped", False)
     test_mode = get("test_mode", False)
     use_mx = get("use_mx_record", True)

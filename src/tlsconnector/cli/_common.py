@@ -17,7 +17,9 @@ import sys
 from typing import Any
 
 from tlsconnector._decisions import InboundDecision, OutboundDecision, printable
-from tlsconnector._errors import MESSAGE_LIMIT
+from tlsconnector._errors import MESSAGE_LIMIT, PolicyError
+from tlsconnector._model import Policy
+from tlsconnector.policy_file.loading import load_policy
 
 Decision = InboundDecision | OutboundDecision
 
@@ -80,3 +82,12 @@ def _err(message: str) -> None:
 def printable_lines(message: str) -> str:
     """Keep newlines (our own formatting) but escape everything else unprintable."""
     return "\n".join(printable(line, limit=2000) for line in message.split("\n"))
+
+
+def policy_or_none(path: str) -> Policy | None:
+    """The policy file loaded, or None after every problem was written to stderr."""
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        _err(str(exc))
+        return None

@@ -8,7 +8,7 @@ import datetime as dt
 
 from tlsconnector._chains import PresentedChain
 from tlsconnector._decisions import printable
-from tlsconnector._errors import FactsError, InvalidValue, PolicyError
+from tlsconnector._errors import FactsError, InvalidValue
 from tlsconnector._facts import (
     ConnectionAttempt,
     InboundSession,
@@ -30,9 +30,9 @@ from tlsconnector.cli._common import (
     _err,
     _print_json,
     explain,
+    policy_or_none,
 )
 from tlsconnector.cli.batch import _decide_file
-from tlsconnector.policy_file.loading import load_policy
 
 MAX_RETRY_WINDOW_HOURS = 24 * 366 * 100
 #: The shortest retry window the command takes (a queue is read in whole seconds).
@@ -57,10 +57,8 @@ def inbound(args: argparse.Namespace) -> int:
     if args.sessions is not None and any(flag is not None for flag in single):
         _err("tlsconnector inbound: --sessions cannot be combined with single-session flags")
         return EXIT_USAGE
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        _err(str(exc))
+    policy = policy_or_none(args.policy)
+    if policy is None:
         return EXIT_USAGE
     if args.sessions is None:
         return _single_inbound(policy, args)
@@ -139,10 +137,8 @@ def outbound(args: argparse.Namespace) -> int:
             f"second and at most {MAX_RETRY_WINDOW_HOURS}"
         )
         return EXIT_USAGE
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        _err(str(exc))
+    policy = policy_or_none(args.policy)
+    if policy is None:
         return EXIT_USAGE
     if args.sessions is None:
         return _single_outbound(policy, args, window)
@@ -216,10 +212,8 @@ def routes(args: argparse.Namespace) -> int:
     if not domains:
         _err("tlsconnector routes: name at least one domain (or --domains-file)")
         return EXIT_USAGE
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        _err(str(exc))
+    policy = policy_or_none(args.policy)
+    if policy is None:
         return EXIT_USAGE
     status = EXIT_OK
     rows: list[tuple[str, str, str, str, str]] = []

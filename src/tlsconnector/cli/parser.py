@@ -36,23 +36,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = commands.add_parser(
+    check = _command(
+        commands,
         "check",
         help="validate a policy file and lint it",
         description="Validate a policy file; print lint warnings (see docs/lint.md) to "
         "standard error.",
+        handler="tlsconnector.cli.policy:check",
     )
     check.add_argument("policy", metavar="POLICY.toml")
     check.add_argument(
         "--strict", action="store_true", help="exit 1 when there is any lint warning"
     )
-    check.set_defaults(handler="tlsconnector.cli.policy:check")
 
-    inbound = commands.add_parser(
+    inbound = _command(
+        commands,
         "inbound",
         help="decide inbound sessions",
         description="Decide inbound sessions from a JSON Lines file (--sessions) or one "
         "session given by flags.",
+        handler="tlsconnector.cli.decide:inbound",
     )
     _batch_arguments(inbound, what="session")
     single = inbound.add_argument_group("single session (instead of --sessions)")
@@ -71,14 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
         "did not verify the chain",
     )
     single.add_argument("--peer-unverified", action="store_true")
-    inbound.set_defaults(handler="tlsconnector.cli.decide:inbound")
 
-    outbound = commands.add_parser(
+    outbound = _command(
+        commands,
         "outbound",
         help="plan and judge outbound deliveries",
         description="Decide outbound messages from a JSON Lines file (--sessions) or one "
         "recipient given by flags. Without --cert, --tls, --no-tls or --peer-cn the "
         "answer is the plan only (action 'route').",
+        handler="tlsconnector.cli.decide:outbound",
     )
     _batch_arguments(outbound, what="attempt")
     outbound.add_argument(
@@ -99,18 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     attempt.add_argument("--peer-cn", action="append", metavar="CN", help="MTA-verified CN")
     one.add_argument("--peer-unverified", action="store_true")
     one.add_argument("--queued-since", help="ISO 8601 time the message was first queued")
-    outbound.set_defaults(handler="tlsconnector.cli.decide:outbound")
 
-    routes = commands.add_parser(
+    routes = _command(
+        commands,
         "routes",
         help="show which connector, route and TLS each recipient domain gets",
         description="For checking routing before go-live: one line per domain.",
+        handler="tlsconnector.cli.decide:routes",
     )
     routes.add_argument("--policy", required=True, metavar="POLICY.toml")
     routes.add_argument("domains", nargs="*", metavar="DOMAIN")
     routes.add_argument("--domains-file", metavar="FILE", help="one domain per line")
     routes.add_argument("--json", action="store_true")
-    routes.set_defaults(handler="tlsconnector.cli.decide:routes")
 
     _add_demo(commands)
     _add_eop(commands)
@@ -121,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 if TYPE_CHECKING:  # generic only for type checkers
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _command(
+    commands: Commands, name: str, *, help: str, description: str, handler: str
+) -> argparse.ArgumentParser:
+    """A command's parser, with its texts and its handler (``"module:function"``,
+    imported only when the command runs)."""
+    parser = commands.add_parser(name, help=help, description=description)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def _batch_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
@@ -159,56 +173,61 @@ def _jobs_count(text: str) -> int:
 
 def _add_demo(commands: Commands) -> None:
     """Add the ``demo`` command."""
-    demo = commands.add_parser(
+    demo = _command(
+        commands,
         "demo",
         help="play the Contoso and Fabrikam Bank scenario (no files, no network)",
         description="Build Contoso's connectors for Fabrikam Bank, mint a test CA and the "
         "partner's certificates in memory, and decide 20 inbound and outbound "
         "sessions at a fixed time.",
+        handler="tlsconnector.cli.demo:demo",
     )
     demo.add_argument(
         "--json",
         action="store_true",
         help="one JSON object per session: the decision plus a 'session' label",
     )
-    demo.set_defaults(handler="tlsconnector.cli.demo:demo")
 
 
 def _add_eop(commands: Commands) -> None:
     """Add ``import-eop`` and ``schema`` to the command line."""
-    imp = commands.add_parser(
+    imp = _command(
+        commands,
         "import-eop",
         help="convert EOP connector exports (ConvertTo-Json) into a policy file",
         description="Convert the JSON written by 'Get-InboundConnector | ConvertTo-Json' "
         "and 'Get-OutboundConnector | ConvertTo-Json' into a policy file. Warnings go to "
         "standard error and into the file as comments; records that cannot be converted "
         "are listed and nothing is written.",
+        handler="tlsconnector.cli.eop:import_eop",
     )
     imp.add_argument("--inbound", metavar="FILE", help="Get-InboundConnector export; - for stdin")
     imp.add_argument("--outbound", metavar="FILE", help="Get-OutboundConnector export; - for stdin")
     imp.add_argument(
         "-o", "--output", metavar="POLICY.toml", help="write here (default: standard output)"
     )
-    imp.set_defaults(handler="tlsconnector.cli.eop:import_eop")
 
-    schema = commands.add_parser(
+    _command(
+        commands,
         "schema",
         help="print the JSON Schema of the policy file (for editors)",
         description="Print the JSON Schema (draft 2020-12) of the policy file, for "
         "editors such as Taplo / Even Better TOML: tlsconnector schema > policy.schema.json",
+        handler="tlsconnector.cli.policy:schema",
     )
-    schema.set_defaults(handler="tlsconnector.cli.policy:schema")
 
 
 def _add_probe(commands: Commands) -> None:
     """Add the ``probe`` command."""
-    probe = commands.add_parser(
+    probe = _command(
+        commands,
         "probe",
         help="connect to a partner's server and show the verdict the policy would give",
         description="Connect to the host mail to RECIPIENT is routed to (or --host), do "
         "EHLO and STARTTLS, collect the certificate chain the server presents and print "
         "the delivery verdict with its reasons. No mail is sent. Exit 0: deliver; 3: "
         "would defer; 1: could not probe; 2: usage error.",
+        handler="tlsconnector.cli.probe:probe",
     )
     probe.add_argument("--policy", required=True, metavar="POLICY.toml")
     probe.add_argument("--recipient", required=True, metavar="ADDR", help="user@domain")
@@ -244,7 +263,6 @@ def _add_probe(commands: Commands) -> None:
         metavar="TIME",
         help="ISO 8601 time with offset at which certificates are judged (default: now)",
     )
-    probe.set_defaults(handler="tlsconnector.cli.probe:probe")
 
 
 def _add_serve(commands: Commands) -> None:
@@ -256,7 +274,8 @@ def _add_serve(commands: Commands) -> None:
         "each inbound decision.",
     )
     targets = serve.add_subparsers(dest="target", required=True, metavar="MTA")
-    postfix = targets.add_parser(
+    postfix = _command(
+        targets,
         "postfix",
         help="Postfix's SMTP access policy delegation (check_policy_service)",
         description="Answer Postfix's policy requests: DUNNO when the inbound "
@@ -270,6 +289,7 @@ def _add_serve(commands: Commands) -> None:
         "service refuses to start with, or reload, a policy without an enabled inbound "
         "partner connector. SIGHUP reloads the policy (an invalid new policy is logged "
         "and the previous one kept); SIGTERM and SIGINT stop. See docs/postfix.md.",
+        handler="tlsconnector.cli.serve:serve_postfix",
     )
     postfix.add_argument("--policy", required=True, metavar="POLICY.toml")
     postfix.add_argument(
@@ -311,4 +331,3 @@ def _add_serve(commands: Commands) -> None:
         "Postfix opens one per smtpd process (default_process_limit, 100, per "
         "master.cf service), all from one address (default: 100)",
     )
-    postfix.set_defaults(handler="tlsconnector.cli.serve:serve_postfix")

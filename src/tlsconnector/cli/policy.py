@@ -6,20 +6,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tlsconnector._errors import PolicyError
 from tlsconnector.cli import family
-from tlsconnector.cli._common import EXIT_OK, EXIT_UNDECIDED, _err
+from tlsconnector.cli._common import EXIT_OK, EXIT_UNDECIDED, _err, policy_or_none
 from tlsconnector.policy_file.lint import lint
-from tlsconnector.policy_file.loading import load_policy
 from tlsconnector.policy_file.schema import schema_text
 
 
 def check(args: argparse.Namespace) -> int:
     """``tlsconnector check``."""
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        _err(str(exc))
+    policy = policy_or_none(args.policy)
+    if policy is None:
         return EXIT_UNDECIDED
     print(
         f"{args.policy}: valid ({_count(len(policy.inbound), 'inbound')}, "

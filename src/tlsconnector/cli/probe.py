@@ -20,7 +20,7 @@ import socket
 from typing import Any
 
 from tlsconnector._decisions import printable
-from tlsconnector._errors import FactsError, InvalidValue, PolicyError
+from tlsconnector._errors import FactsError, InvalidValue
 from tlsconnector._facts import parse_time
 from tlsconnector._model import SmartHost
 from tlsconnector.adapters._probe import (
@@ -34,8 +34,15 @@ from tlsconnector.adapters._probe import (
     run_probe,
 )
 from tlsconnector.cli import family
-from tlsconnector.cli._common import EXIT_OK, EXIT_UNDECIDED, EXIT_USAGE, _err, _print_json, explain
-from tlsconnector.policy_file.loading import load_policy
+from tlsconnector.cli._common import (
+    EXIT_OK,
+    EXIT_UNDECIDED,
+    EXIT_USAGE,
+    _err,
+    _print_json,
+    explain,
+    policy_or_none,
+)
 
 __all__ = ["EXIT_WOULD_NOT_DELIVER", "main", "probe"]
 
@@ -76,10 +83,8 @@ def probe(args: argparse.Namespace) -> int:
     if not _HELO.fullmatch(helo):
         _err(f"tlsconnector probe: --helo {printable(helo)!r}: printable ASCII, no spaces")
         return EXIT_USAGE
-    try:
-        policy = load_policy(args.policy)
-    except PolicyError as exc:
-        _err(str(exc))
+    policy = policy_or_none(args.policy)
+    if policy is None:
         return EXIT_USAGE
     try:
         report = run_probe(
