@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eop(commands)
     _add_probe(commands)
     _add_serve(commands)
+    _add_postfix_config(commands)
     return parser
 
 
@@ -262,6 +263,42 @@ def _add_probe(commands: Commands) -> None:
         "--at",
         metavar="TIME",
         help="ISO 8601 time with offset at which certificates are judged (default: now)",
+    )
+
+
+def _add_postfix_config(commands: Commands) -> None:
+    """Add the ``postfix-config`` command."""
+    config = commands.add_parser(
+        "postfix-config",
+        help="print the Postfix settings that enforce the policy's connectors",
+        description="Print the main.cf and master.cf settings (or, with --shell, a POSIX "
+        "shell script of postconf commands) that send mail under the policy's outbound "
+        "connectors through a dedicated 'tlsconnector' transport whose TLS level and "
+        "certificate pins come from 'tlsconnector serve postfix-outbound' at "
+        "--outbound-maps, and with --inbound-policy put 'tlsconnector serve postfix' "
+        "first in smtpd_recipient_restrictions. Nothing is written. Exit 0: printed; "
+        "2: usage error, invalid policy, or a policy without enabled outbound "
+        "connectors. See docs/tutorial.md.",
+    )
+    config.set_defaults(handler="tlsconnector.cli.postfix_config:postfix_config")
+    config.add_argument("--policy", required=True, metavar="POLICY.toml")
+    config.add_argument(
+        "--outbound-maps",
+        required=True,
+        metavar="ADDR",
+        help="where 'serve postfix-outbound' listens: HOST:PORT, [IPv6]:PORT or unix:/PATH",
+    )
+    config.add_argument(
+        "--inbound-policy",
+        metavar="ADDR",
+        help="where 'serve postfix' listens (HOST:PORT, [IPv6]:PORT or unix:/PATH): also "
+        "print the inbound settings",
+    )
+    config.add_argument(
+        "--shell",
+        action="store_true",
+        help="print a POSIX shell script of postconf -e/-M/-P commands; it configures "
+        "the instance in $MAIL_CONFIG when set (postconf -c \"$MAIL_CONFIG\")",
     )
 
 
