@@ -26,7 +26,9 @@ WHEEL_REQUIRED = (
     "tlsconnector/__init__.py",
     "tlsconnector/policy_file/policy.schema.json",
     "tlsconnector/py.typed",
-    "tlsconnector/adapters/postfix.py",
+    "tlsconnector/adapters/postfix/__init__.py",
+    "tlsconnector/adapters/postfix/server.py",
+    "tlsconnector/cli/__init__.py",
     "tlsconnector/adapters/aiosmtpd.py",
     "tlsconnector/testing/__init__.py",
 )
