@@ -19,7 +19,7 @@ from tlsconnector._validation import (
 )
 
 from ._facts import MtaVerifiedCertificate, UndecodableCertificate
-from ._memory import BoundedMemory
+from ._memory import BoundedCache
 
 __all__ = ["CHAIN_VERDICTS", "CertificateAssessment", "ChainVerdictCache", "assess_certificate"]
 
@@ -76,7 +76,7 @@ def assess_certificate(
     return CertificateAssessment(failure, certificate.cns, "tlsconnector")
 
 
-class ChainVerdictCache:
+class ChainVerdictCache(BoundedCache[tuple[object, ...], ChainVerdict]):
     """Chain validation results, keyed by certificate bytes, trust store and purpose.
 
     Memoisation only: the answer is always what :func:`validate_chain` would say.
@@ -94,19 +94,8 @@ class ChainVerdictCache:
     def __init__(
         self, maxsize: int = MAX_CHAIN_VERDICTS, max_bytes: int = MAX_CHAIN_VERDICT_BYTES
     ) -> None:
+        super().__init__(maxsize, max_bytes)
         self.maxsize = maxsize
-        self._memory: BoundedMemory[tuple[object, ...], ChainVerdict]
-        self._memory = BoundedMemory(max_entries=maxsize, max_bytes=max_bytes)
-
-    def __len__(self) -> int:
-        return len(self._memory)
-
-    @property
-    def nbytes(self) -> int:
-        return self._memory.nbytes
-
-    def clear(self) -> None:
-        self._memory.clear()
 
     def validate(
         self, chain: PresentedChain, *, trust: TrustStore, at: dt.datetime, purpose: Purpose

@@ -26,7 +26,7 @@ from cryptography.x509.verification import (
 )
 
 from tlsconnector._errors import InvalidValue, show
-from tlsconnector._memory import BoundedMemory
+from tlsconnector._memory import BoundedCache
 
 __all__ = [
     "CHECKED_CERTIFICATES",
@@ -179,7 +179,7 @@ def _check_certificate(cert: x509.Certificate, what: str) -> bytes:
     return der
 
 
-class _CheckedCertificates:
+class _CheckedCertificates(BoundedCache[x509.Certificate, tuple[x509.Certificate, bytes]]):
     """Certificates that passed :func:`_check_certificate`, with their DER (speed).
 
     The intermediates of a CA are presented again in every chain it issued: once one
@@ -198,15 +198,7 @@ class _CheckedCertificates:
         maxsize: int = MAX_CHECKED_CERTIFICATES,
         max_bytes: int = MAX_CHECKED_CERTIFICATE_BYTES,
     ) -> None:
-        self._memory: BoundedMemory[x509.Certificate, tuple[x509.Certificate, bytes]]
-        self._memory = BoundedMemory(max_entries=maxsize, max_bytes=max_bytes)
-
-    def __len__(self) -> int:
-        return len(self._memory)
-
-    @property
-    def nbytes(self) -> int:
-        return self._memory.nbytes
+        super().__init__(maxsize, max_bytes)
 
     def checked(self, cert: x509.Certificate) -> x509.Certificate:
         """The checked certificate equal to ``cert``, or ``cert`` itself."""
@@ -221,9 +213,6 @@ class _CheckedCertificates:
     def add(self, cert: x509.Certificate, der: bytes) -> None:
         # The object is counted as twice its DER: the decoded certificate and the bytes.
         self._memory.put(cert, (cert, der), 2 * len(der))
-
-    def clear(self) -> None:
-        self._memory.clear()
 
 
 #: The process-wide memory of checked certificates.

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["BoundedMemory"]
+__all__ = ["BoundedCache", "BoundedMemory"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -73,3 +73,22 @@ class BoundedMemory(Generic[K, V]):
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+
+
+class BoundedCache(Generic[K, V]):
+    """A cache kept in one :class:`BoundedMemory` of ``maxsize`` entries and
+    ``max_bytes``: its size, its bytes and its clearing; subclasses add the lookups."""
+
+    def __init__(self, maxsize: int, max_bytes: int) -> None:
+        self._memory: BoundedMemory[K, V] = BoundedMemory(max_entries=maxsize, max_bytes=max_bytes)
+
+    def __len__(self) -> int:
+        return len(self._memory)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes the remembered values hold, as this cache measures them."""
+        return self._memory.nbytes
+
+    def clear(self) -> None:
+        self._memory.clear()
