@@ -158,8 +158,31 @@ def render_reply(
 
 
 
+class _Decision:
+    """What the decisions of both directions share: an action, the connector that
+    decided and the reasons, with their reason codes and how their JSON begins."""
+
+    __slots__ = ()
+
+    action: enum.StrEnum
+    connector: str | None
+    reasons: tuple[Reason, ...]
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The reason codes alone, in order."""
+        return tuple(str(r.code) for r in self.reasons)
+
+    def _json_start(self) -> dict[str, Any]:
+        return {
+            "action": str(self.action),
+            "connector": self.connector,
+            "reasons": [r.to_json() for r in self.reasons],
+        }
+
+
 @attrs.frozen
-class InboundDecision:
+class InboundDecision(_Decision):
     """The answer for one inbound SMTP transaction (section 5)."""
 
     action: InboundAction
@@ -173,17 +196,10 @@ class InboundDecision:
     #: (facts already verified by the MTA), or None when no chain was looked at.
     chain_verified_by: str | None = None
 
-    @property
-    def codes(self) -> tuple[str, ...]:
-        """The reason codes alone, in order."""
-        return tuple(str(r.code) for r in self.reasons)
-
     def to_json(self) -> dict[str, Any]:
         """The JSON object of section 9 (one line of ``tlsconnector inbound --json``)."""
         return {
-            "action": str(self.action),
-            "connector": self.connector,
-            "reasons": [r.to_json() for r in self.reasons],
+            **self._json_start(),
             "smtp": self.smtp.to_json() if self.smtp is not None else None,
             "chain_verified_by": self.chain_verified_by,
         }
@@ -246,7 +262,7 @@ class TLSPlan:
 
 
 @attrs.frozen
-class OutboundDecision:
+class OutboundDecision(_Decision):
     """The answer for one outbound message to one recipient (section 6)."""
 
     action: OutboundAction
@@ -261,17 +277,10 @@ class OutboundDecision:
     peer_host: str | None = None
     chain_verified_by: str | None = None
 
-    @property
-    def codes(self) -> tuple[str, ...]:
-        """The reason codes alone, in order."""
-        return tuple(str(r.code) for r in self.reasons)
-
     def to_json(self) -> dict[str, Any]:
         """The JSON object of section 9 (one line of ``tlsconnector outbound --json``)."""
         return {
-            "action": str(self.action),
-            "connector": self.connector,
-            "reasons": [r.to_json() for r in self.reasons],
+            **self._json_start(),
             "route": self.route.to_json() if self.route is not None else None,
             "tls": self.tls.to_json() if self.tls is not None else None,
             "smtp": self.smtp.to_json() if self.smtp is not None else None,
