@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -156,6 +157,33 @@ class TLSFacts:
 
 #: The keys of a session's JSON object and of its ``tls`` object (section 9).
 _INBOUND_KEYS = frozenset({"peer_ip", "mail_from", "rcpt_to", "tls", "at", "helo"})
+_OUTBOUND_KEYS = frozenset({"recipient", "connector", "peer_host", "tls", "queued_since", "at"})
+
+
+def _session_object(
+    obj: object, keys: frozenset[str], required: tuple[str, ...]
+) -> Mapping[Any, Any]:
+    """``obj`` as one session's JSON object (section 9): a mapping of known ``keys``
+    only, with every ``required`` one."""
+    if type(obj) is not dict and not isinstance(obj, Mapping):
+        raise FactsError("(session)", obj, "must be a JSON object")
+    for key in obj:
+        if key not in keys:
+            raise FactsError(str(key), obj[key], "unknown key")
+    for key in required:
+        if key not in obj:
+            raise FactsError(key, None, "is required")
+    return obj
+
+
+def _session_time(obj: Mapping[Any, Any], default_at: dt.datetime | None) -> dt.datetime:
+    """A session's ``at``, else ``default_at`` (the caller's clock: the CLI reads it, the
+    core never does); without either, the session is malformed."""
+    if "at" in obj:
+        return parse_time(obj["at"])
+    if default_at is not None:
+        return default_at
+    raise FactsError("at", None, "is required")
 _TLS_KEYS = frozenset({"peer_chain_pem", "peer_cn", "peer_verified", "peer_fingerprint"})
 
 
@@ -363,22 +391,10 @@ class InboundSession:
         ``at`` falls back to ``default_at`` (the caller's clock: the CLI reads it, the
         core never does); without either, the session is malformed.
         """
-        if type(obj) is not dict and not isinstance(obj, Mapping):
-            raise FactsError("(session)", obj, "must be a JSON object")
-        for key in obj:
-            if key not in _INBOUND_KEYS:
-                raise FactsError(str(key), obj[key], "unknown key")
-        for key in ("peer_ip", "mail_from"):
-            if key not in obj:
-                raise FactsError(key, None, "is required")
+        obj = _session_object(obj, _INBOUND_KEYS, ("peer_ip", "mail_from"))
         raw_tls = obj.get("tls")
         tls = None if raw_tls is None else TLSFacts.from_json(raw_tls)
-        if "at" in obj:
-            at = parse_time(obj["at"])
-        elif default_at is not None:
-            at = default_at
-        else:
-            raise FactsError("at", None, "is required")
+        at = _session_time(obj, default_at)
         rcpt_to = obj.get("rcpt_to", [])
         if not isinstance(rcpt_to, list):
             raise FactsError("rcpt_to", rcpt_to, "must be an array of addresses")
@@ -457,26 +473,14 @@ class OutboundSession:
     def from_json(cls, obj: object, *, default_at: dt.datetime | None = None) -> OutboundSession:
         """Decode one JSON Lines outbound object (section 9): ``tls`` absent asks for a
         plan; ``null`` is a connection without TLS; an object has the inbound form."""
-        if not isinstance(obj, Mapping):
-            raise FactsError("(session)", obj, "must be a JSON object")
-        allowed = {"recipient", "connector", "peer_host", "tls", "queued_since", "at"}
-        for key in obj:
-            if key not in allowed:
-                raise FactsError(str(key), obj[key], "unknown key")
-        if "recipient" not in obj:
-            raise FactsError("recipient", None, "is required")
+        obj = _session_object(obj, _OUTBOUND_KEYS, ("recipient",))
         attempt: ConnectionAttempt | None = None
         if "tls" in obj:
             raw_tls = obj["tls"]
             attempt = ConnectionAttempt(
                 None if raw_tls is None else TLSFacts.from_json(raw_tls, keep_undecodable=True)
             )
-        if "at" in obj:
-            at = parse_time(obj["at"])
-        elif default_at is not None:
-            at = default_at
-        else:
-            raise FactsError("at", None, "is required")
+        at = _session_time(obj, default_at)
         queued = obj.get("queued_since")
         return cls.create(
             recipient=obj["recipient"],
