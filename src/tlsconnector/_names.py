@@ -217,19 +217,17 @@ class DomainPattern:
         if text == "*":
             return cls(PatternKind.ANY, None)
         if text.startswith("*."):
-            suffix = text[2:]
-            if "*" in suffix:
+            kind, domain = PatternKind.SUBTREE, text[2:]
+            if "*" in domain:
                 # Section 2: '*' only as the whole first label ("*.*.com" is invalid).
                 raise InvalidValue(text, "'*' is allowed only once, as the whole first label")
-            try:
-                return cls(PatternKind.SUBTREE, canonical_domain(suffix))
-            except InvalidValue as err:
-                raise InvalidValue(text, err.reason) from err
-        if "*" in text:
+        elif "*" in text:
             # Section 2: a.*.com, *x.com, f*.x.com, ** are all invalid.
             raise InvalidValue(text, "'*' is allowed only as the whole first label ('*.domain')")
+        else:
+            kind, domain = PatternKind.EXACT, text
         try:
-            return cls(PatternKind.EXACT, canonical_domain(text))
+            return cls(kind, canonical_domain(domain))
         except InvalidValue as err:
             raise InvalidValue(text, err.reason) from err
 
