@@ -25,12 +25,20 @@ from ._names import CertificateName, DomainPattern, canonical_domain
 
 __all__ = [
     "ConnectorType",
+    "Direction",
     "InboundConnector",
     "OutboundConnector",
     "Policy",
     "SmartHost",
     "TLSMode",
 ]
+
+
+class Direction(enum.StrEnum):
+    """Which way mail goes: received from a partner (inbound connectors) or sent."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
 
 
 class ConnectorType(enum.StrEnum):
@@ -177,9 +185,14 @@ def _looks_like_range(text: str) -> bool:
     # Host names with a hyphen are common; only address characters can be a range.
     if not (_IP_CHARACTERS.fullmatch(first) and _IP_CHARACTERS.fullmatch(last)):
         return False
+    return is_ip_address(first) and is_ip_address(last)
+
+
+def is_ip_address(text: str) -> bool:
+    """Whether ``text`` is an IPv4 or IPv6 address as :mod:`ipaddress` reads one: a
+    smart host's ``host`` is either one (in its canonical text) or a host name."""
     try:
-        ipaddress.ip_address(first)
-        ipaddress.ip_address(last)
+        ipaddress.ip_address(text)
     except ValueError:
         return False
     return True

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,7 +30,7 @@ from tlsconnector._facts import (
     TLSFacts,
 )
 from tlsconnector._inbound import evaluate_inbound
-from tlsconnector._model import Policy
+from tlsconnector._model import Direction, Policy
 from tlsconnector._outbound import evaluate_outbound
 from tlsconnector.cli import family
 from tlsconnector.cli._common import EXIT_OK, _print_json
@@ -92,11 +91,6 @@ DEMO_POLICY: Mapping[str, Any] = {
 def demo_policy(trust: TrustStore | None) -> Policy:
     """The demo's policy, trusting ``trust`` (the demo's test root)."""
     return Policy.from_mapping(DEMO_POLICY, trust=trust)
-
-
-class Direction(enum.StrEnum):
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
 
 
 @attrs.frozen

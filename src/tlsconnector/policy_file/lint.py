@@ -9,13 +9,20 @@ change. The rules and the exact meaning of each code are in ``docs/lint.md``.
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
 from tlsconnector._errors import MESSAGE_LIMIT, printable
-from tlsconnector._model import ConnectorType, InboundConnector, OutboundConnector, Policy, TLSMode
+from tlsconnector._model import (
+    ConnectorType,
+    Direction,
+    InboundConnector,
+    OutboundConnector,
+    Policy,
+    TLSMode,
+    is_ip_address,
+)
 from tlsconnector._names import CertificateName, DomainPattern, PatternKind, is_public_suffix
 
 __all__ = ["LintCode", "LintSeverity", "LintWarning", "lint"]
@@ -47,11 +54,6 @@ class LintSeverity(enum.StrEnum):
     WARNING = "warning"
     #: A deliberate state worth knowing about (a disabled or test-mode connector).
     INFO = "info"
-
-
-class Direction(enum.StrEnum):
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
 
 
 @attrs.frozen
@@ -121,20 +123,23 @@ def _warning(
     return LintWarning(connector.name, direction, code, message, severity)
 
 
+def _disabled(connector: Connector, consequence: str) -> LintWarning:
+    """``connector-disabled`` (info); ``consequence`` adds what else being disabled means."""
+    return _warning(
+        connector,
+        LintCode.CONNECTOR_DISABLED,
+        f"enabled = false: it takes no part in any decision{consequence}; remove it, or set "
+        "enabled = true to put it in service",
+        LintSeverity.INFO,
+    )
+
+
 def _lint_inbound(
     connector: InboundConnector, policy: Policy, sharing: _RestrictingByPattern
 ) -> list[LintWarning]:
     found: list[LintWarning] = []
     if not connector.enabled:
-        found.append(
-            _warning(
-                connector,
-                LintCode.CONNECTOR_DISABLED,
-                "enabled = false: it takes no part in any decision; remove it, or set "
-                "enabled = true to put it in service",
-                LintSeverity.INFO,
-            )
-        )
+        found.append(_disabled(connector, ""))
     elif _takes_part_inbound(connector):
         shadowed = _shadowed(
             connector, connector.sender_domains, policy.inbound_candidates, "sender_domains"
@@ -166,14 +171,7 @@ def _lint_outbound(connector: OutboundConnector, policy: Policy) -> list[LintWar
     found: list[LintWarning] = []
     if not connector.enabled:
         found.append(
-            _warning(
-                connector,
-                LintCode.CONNECTOR_DISABLED,
-                "enabled = false: it takes no part in any decision, and a transport rule "
-                "naming it gets connector-unavailable; remove it, or set enabled = true to "
-                "put it in service",
-                LintSeverity.INFO,
-            )
+            _disabled(connector, ", and a transport rule naming it gets connector-unavailable")
         )
     elif connector.test_mode:
         found.append(
@@ -618,7 +616,7 @@ def _smart_hosts(connector: OutboundConnector) -> list[LintWarning]:
         return []
     found: list[LintWarning] = []
     for host in dict.fromkeys(h.host for h in connector.smart_hosts):
-        if _is_ip(host):
+        if is_ip_address(host):
             why = (
                 f"smart host {host} is an IP address, which tls_domain {str(expected)!r} "
                 "can never match (an IP address is never a certificate name)"
@@ -645,12 +643,3 @@ def _smart_hosts(connector: OutboundConnector) -> list[LintWarning]:
             )
         )
     return found
-
-
-def _is_ip(host: str) -> bool:
-    # SmartHost.parse stores IP literals in ipaddress's canonical text.
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
