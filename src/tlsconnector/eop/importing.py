@@ -433,6 +433,13 @@ class _Record:
         else:
             self.problem(field, value, f"must be true or false, not {_json_type(value)}")
 
+    def common(self) -> None:
+        """The settings every connector has: name, enabled, type and comment."""
+        self.name()
+        self.boolean("Enabled", "enabled", True)
+        self.choice("ConnectorType", "type", _CONNECTOR_TYPES, null=None, absent="partner")
+        self.comment()
+
     def comment(self) -> None:
         present, value = self.get("Comment")
         if not present:
@@ -494,6 +501,13 @@ class _Record:
         else:
             self.problem(field, value, f"must be one of {spelled} (any case)")
         return None
+
+    def multi_or_empty(self, field: str, key: str, convert: Callable[[str], str]) -> None:
+        """:meth:`multi`; an absent ``field`` is an empty list (noted as assumed)."""
+        if self.lookup(field)[0]:
+            self.multi(field, key, convert)
+        else:
+            self.assume(field, key, [])
 
     def multi(self, field: str, key: str, convert: Callable[[str], str]) -> list[str] | None:
         """A multi-valued property: an array of strings, one string, or null (empty).
@@ -570,16 +584,10 @@ def _looks_like(record: _Record, direction: Direction) -> bool:
 
 
 def _convert_inbound(r: _Record, warnings: list[EOPWarning]) -> None:
-    r.name()
-    r.boolean("Enabled", "enabled", True)
-    r.choice("ConnectorType", "type", _CONNECTOR_TYPES, null=None, absent="partner")
-    r.comment()
+    r.common()
     # Absent SenderDomains stays absent: the policy reports the required key.
     r.multi("SenderDomains", "sender_domains", _address_space)
-    if r.lookup("SenderIPAddresses")[0]:
-        r.multi("SenderIPAddresses", "sender_ip_addresses", _as_is)
-    else:
-        r.assume("SenderIPAddresses", "sender_ip_addresses", [])
+    r.multi_or_empty("SenderIPAddresses", "sender_ip_addresses", _as_is)
     # Absent RequireTls: our policy's default (true), not EOP's cmdlet default (false):
     # a field missing from the export never weakens the policy (docs/eop-import.md).
     r.boolean("RequireTls", "require_tls", True)
@@ -616,16 +624,10 @@ def _convert_inbound(r: _Record, warnings: list[EOPWarning]) -> None:
 
 
 def _convert_outbound(r: _Record, warnings: list[EOPWarning]) -> None:
-    r.name()
-    r.boolean("Enabled", "enabled", True)
-    r.choice("ConnectorType", "type", _CONNECTOR_TYPES, null=None, absent="partner")
-    r.comment()
+    r.common()
     r.multi("RecipientDomains", "recipient_domains", _address_space)
     r.boolean("UseMXRecord", "use_mx_record", True)
-    if r.lookup("SmartHosts")[0]:
-        r.multi("SmartHosts", "smart_hosts", _smart_host)
-    else:
-        r.assume("SmartHosts", "smart_hosts", [])
+    r.multi_or_empty("SmartHosts", "smart_hosts", _smart_host)
     mode = r.choice(
         "TlsSettings", "tls_settings", _TLS_SETTINGS, null="opportunistic", absent="opportunistic"
     )
