@@ -36,7 +36,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import attrs
 from cryptography import x509
@@ -224,6 +224,35 @@ def _leaf_builder(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
+class LeafOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`CA.issue` and :func:`self_signed` besides ``cn``.
+
+    ``san``: DNS names (or ready-made general names); no SAN extension when absent or
+    ``None``. ``eku``: the EKU purposes (absent: :data:`DEFAULT_EKU`); no EKU extension
+    when ``None``. ``not_before``/``not_after``: the validity (absent: the defaults).
+    ``extra_subject``: attributes added to the subject after the CNs.
+    """
+
+    san: Sequence[str | x509.GeneralName] | None
+    eku: Sequence[x509.ObjectIdentifier] | None
+    not_before: datetime | None
+    not_after: datetime | None
+    extra_subject: list[x509.NameAttribute[Any]] | None
+
+
+class CAOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`CA` besides ``parent`` (what
+    :meth:`CA.intermediate` passes on)."""
+
+    not_before: datetime | None
+    not_after: datetime | None
+    permitted_dns: list[str] | None
+    excluded_dns: list[str] | None
+    path_length: int | None
+    eku: Sequence[x509.ObjectIdentifier] | None
+    key_type: str
+
+
 class CA:
     """A certificate authority: a self-signed root, or an intermediate when ``parent`` is set.
 
@@ -288,60 +317,19 @@ class CA:
         """The self-signed root this CA descends from (itself for a root)."""
         return self if self.parent is None else self.parent.root
 
-    def intermediate(
-        self,
-        name: str = "Test Intermediate CA",
-        *,
-        not_before: datetime | None = None,
-        not_after: datetime | None = None,
-        permitted_dns: list[str] | None = None,
-        excluded_dns: list[str] | None = None,
-        path_length: int | None = None,
-        eku: Sequence[x509.ObjectIdentifier] | None = None,
-        key_type: str = "ec-p256",
-    ) -> CA:
+    def intermediate(self, name: str = "Test Intermediate CA", **options: Unpack[CAOptions]) -> CA:
         """A CA signed by this one; keyword arguments as for :class:`CA`."""
-        return CA(
-            name,
-            not_before=not_before,
-            not_after=not_after,
-            permitted_dns=permitted_dns,
-            excluded_dns=excluded_dns,
-            parent=self,
-            path_length=path_length,
-            eku=eku,
-            key_type=key_type,
-        )
+        return CA(name, parent=self, **options)
 
     def issue(
-        self,
-        cn: str | list[str] | None = "server1.fabrikam.com",
-        *,
-        san: Sequence[str | x509.GeneralName] | None = None,
-        eku: Sequence[x509.ObjectIdentifier] | None = DEFAULT_EKU,
-        not_before: datetime | None = None,
-        not_after: datetime | None = None,
-        extra_subject: list[x509.NameAttribute[Any]] | None = None,
+        self, cn: str | list[str] | None = "server1.fabrikam.com", **options: Unpack[LeafOptions]
     ) -> Leaf:
         """Issue an end-entity certificate.
 
-        ``cn``: one CN, several (several CN attributes, in order) or ``None`` (no CN).
-        ``san``: DNS names (or ready-made general names); no SAN extension when ``None``.
-        ``eku``: the EKU purposes; no EKU extension when ``None``.
+        ``cn``: one CN, several (several CN attributes, in order) or ``None`` (no CN);
+        the other keyword arguments are those of :class:`LeafOptions`.
         """
-        key = _shared_leaf_key()
-        subject = x509.Name(_name_attributes(cn) + list(extra_subject or ()))
-        cert = _leaf_builder(
-            subject,
-            self.subject,
-            key,
-            self.key,
-            san=san,
-            eku=eku,
-            not_before=not_before,
-            not_after=not_after,
-        )
-        return Leaf(cert, key, self.chain)
+        return _minted_leaf(cn, options, _shared_leaf_key(), self)
 
     def cert_pem(self) -> str:
         """This CA's own certificate as PEM text."""
@@ -349,28 +337,29 @@ class CA:
 
 
 def self_signed(
-    cn: str | list[str] | None = "server1.fabrikam.com",
-    *,
-    san: Sequence[str | x509.GeneralName] | None = None,
-    eku: Sequence[x509.ObjectIdentifier] | None = DEFAULT_EKU,
-    not_before: datetime | None = None,
-    not_after: datetime | None = None,
-    extra_subject: list[x509.NameAttribute[Any]] | None = None,
+    cn: str | list[str] | None = "server1.fabrikam.com", **options: Unpack[LeafOptions]
 ) -> Leaf:
-    """A self-signed end-entity certificate (no CA involved), with its own fresh key."""
-    key = _new_key()
-    subject = x509.Name(_name_attributes(cn) + list(extra_subject or ()))
+    """A self-signed end-entity certificate (no CA involved), with its own fresh key;
+    arguments as for :meth:`CA.issue`."""
+    return _minted_leaf(cn, options, _new_key(), None)
+
+
+def _minted_leaf(
+    cn: str | list[str] | None, options: LeafOptions, key: _Key, issuer: CA | None
+) -> Leaf:
+    """A leaf for ``cn`` with ``key``, signed by ``issuer`` (None: by itself)."""
+    subject = x509.Name(_name_attributes(cn) + list(options.get("extra_subject") or ()))
     cert = _leaf_builder(
         subject,
-        subject,
+        subject if issuer is None else issuer.subject,
         key,
-        key,
-        san=san,
-        eku=eku,
-        not_before=not_before,
-        not_after=not_after,
+        key if issuer is None else issuer.key,
+        san=options.get("san"),
+        eku=options.get("eku", DEFAULT_EKU),
+        not_before=options.get("not_before"),
+        not_after=options.get("not_after"),
     )
-    return Leaf(cert, key, ())
+    return Leaf(cert, key, () if issuer is None else issuer.chain)
 
 
 #: The session time the strategies use unless told otherwise (2026-11-26T12:00Z); the

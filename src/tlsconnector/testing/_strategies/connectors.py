@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hypothesis import reject
@@ -88,16 +88,23 @@ def _draw_inbound(
     return raw
 
 
+_DrawTable = Callable[[st.DrawFn, str, Any, Any, Any], dict[str, Any]]
+
+
 @st.composite
-def _inbound_mapping(
+def _mapping(
     draw: st.DrawFn,
+    draw_table: _DrawTable,
     names: SearchStrategy[str],
     patterns: SearchStrategy[str],
     cert_names: SearchStrategy[str],
-    entries: SearchStrategy[str],
+    others: SearchStrategy[str],
 ) -> dict[str, Any]:
-    return _draw_inbound(
-        draw, draw(names), lambda: draw(patterns), lambda: draw(cert_names), lambda: draw(entries)
+    """One table from ``draw_table`` (:func:`_draw_inbound` or :func:`_draw_outbound`),
+    with the name drawn from ``names`` and callables drawing a pattern, a certificate
+    name and the direction's other entry (an IP entry, a smart host)."""
+    return draw_table(
+        draw, draw(names), lambda: draw(patterns), lambda: draw(cert_names), lambda: draw(others)
     )
 
 
@@ -115,7 +122,8 @@ def inbound_connector_mappings(
     """``[[inbound]]`` tables as the TOML loader hands them to
     :meth:`~tlsconnector.Policy.from_mapping`: every one valid, optional keys
     sometimes left out so that the defaults take part."""
-    return _inbound_mapping(
+    return _mapping(
+        _draw_inbound,
         names if names is not None else _CONNECTOR_NAMES,
         patterns if patterns is not None else domain_patterns(),
         certificate_names if certificate_names is not None else _default_certificate_names(),
@@ -173,19 +181,6 @@ def _draw_outbound(
     return raw
 
 
-@st.composite
-def _outbound_mapping(
-    draw: st.DrawFn,
-    names: SearchStrategy[str],
-    patterns: SearchStrategy[str],
-    cert_names: SearchStrategy[str],
-    hosts: SearchStrategy[str],
-) -> dict[str, Any]:
-    return _draw_outbound(
-        draw, draw(names), lambda: draw(patterns), lambda: draw(cert_names), lambda: draw(hosts)
-    )
-
-
 def outbound_connector_mappings(
     *,
     names: SearchStrategy[str] | None = None,
@@ -199,7 +194,8 @@ def outbound_connector_mappings(
 
     ``smart_hosts`` draws host names; IPv4 and IPv6 literals and ports are added here.
     """
-    return _outbound_mapping(
+    return _mapping(
+        _draw_outbound,
         names if names is not None else _CONNECTOR_NAMES,
         patterns if patterns is not None else domain_patterns(),
         certificate_names if certificate_names is not None else _default_certificate_names(),
