@@ -368,3 +368,78 @@ def _add_serve(commands: Commands) -> None:
         "Postfix opens one per smtpd process (default_process_limit, 100, per "
         "master.cf service), all from one address (default: 100)",
     )
+    outbound = _command(
+        targets,
+        "postfix-outbound",
+        help="Postfix socketmap for transport_maps and smtp_tls_policy_maps (outbound)",
+        description="Answer Postfix's socketmap lookups so that mail under an outbound "
+        "connector obeys it (spec section 10, pinning). Map 'transport': a governed "
+        "recipient gets the dedicated transport and the connector's route "
+        "(TRANSPORT:[host]:port, ..., or TRANSPORT:domain for MX routing), any other "
+        "NOTFOUND. Map 'tlspolicy': the next hop's level: 'may' (opportunistic), "
+        "'encrypt' (encryption_only), or for certificate_validation and "
+        "domain_validation 'fingerprint match=...' with the SHA-256 of exactly the "
+        "leaves this service judged deliver when it probed every host and address of "
+        "the next hop; TEMP with the reason when none did. Pins live until the leaf's "
+        "notAfter or --pin-lifetime, whichever comes first, and are refreshed in the "
+        "background while the next hop is in use. Refuses to start with, or reload, a "
+        "policy without an outbound connector chosen by recipient domain, or with a "
+        "smart host two connectors share with different TLS settings. One JSON log line "
+        "per answer on standard error. SIGHUP reloads (pins of changed connectors are "
+        "forgotten); SIGTERM and SIGINT stop. See docs/postfix-outbound.md.",
+        handler="tlsconnector.cli.serve:serve_postfix_outbound",
+    )
+    outbound.add_argument("--policy", required=True, metavar="POLICY.toml")
+    outbound.add_argument(
+        "--listen",
+        default="127.0.0.1:10041",
+        metavar="HOST:PORT|unix:PATH",
+        help="IPv4 address or [IPv6] address and port, or unix:PATH for a Unix socket "
+        "(default: 127.0.0.1:10041; port 0 picks a free port, shown on the 'listening' "
+        "log line)",
+    )
+    outbound.add_argument(
+        "--pin-lifetime",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="the longest a pin is used before the next hop is probed again, 60 to "
+        "604800; a pin never outlives its leaf's notAfter (default: 3600)",
+    )
+    outbound.add_argument(
+        "--probe-deadline",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="the longest one probe of a next hop may take, every host and address "
+        "together, at most 90: Postfix waits 100 s for a lookup (default: 60)",
+    )
+    outbound.add_argument(
+        "--transport",
+        default="tlsconnector",
+        metavar="NAME",
+        help="the dedicated transport's master.cf name in transport answers (default: "
+        "tlsconnector)",
+    )
+    outbound.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="close a connection that sends no complete request for this long (default: 300)",
+    )
+    outbound.add_argument(
+        "--max-connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="connections served at once; more are closed at once (default: 1000)",
+    )
+    outbound.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        default=100,
+        metavar="N",
+        help="connections served at once from one client address (all connections of "
+        "a Unix socket count as one client); more are closed at once (default: 100)",
+    )

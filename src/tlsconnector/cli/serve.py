@@ -1,7 +1,10 @@
-"""``tlsconnector serve postfix``: the policy service for Postfix's ``check_policy_service``.
+"""``tlsconnector serve postfix``: the policy service for Postfix's ``check_policy_service``;
+``tlsconnector serve postfix-outbound``: the socketmap service for Postfix's
+``transport_maps`` and ``smtp_tls_policy_maps``.
 
-The argument checks live here; the server is :mod:`tlsconnector.adapters.postfix.server` and the
-protocol :mod:`tlsconnector.adapters.postfix`.
+The argument checks live here; the servers are :mod:`tlsconnector.adapters.postfix.server`
+and :mod:`tlsconnector.adapters.postfix.socketmap`, the protocols
+:mod:`tlsconnector.adapters.postfix` and :mod:`tlsconnector.adapters.postfix.outbound`.
 """
 
 from __future__ import annotations
@@ -14,9 +17,16 @@ from pathlib import Path
 from tlsconnector.cli import family
 from tlsconnector.cli._common import EXIT_USAGE, _err
 
-__all__ = ["main", "serve_postfix"]
+__all__ = ["main", "serve_postfix", "serve_postfix_outbound"]
 
 MAX_IDLE_TIMEOUT = 24 * 3600.0
+#: --pin-lifetime: at least a minute (each expiry costs a probe), at most a week.
+MIN_PIN_LIFETIME = 60.0
+MAX_PIN_LIFETIME = 7 * 24 * 3600.0
+#: A Postfix transport name: what master.cf accepts as a service name, bounded.
+_TRANSPORT_CHARACTERS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
+)
 
 
 def serve_postfix(args: argparse.Namespace) -> int:
@@ -63,6 +73,77 @@ def serve_postfix(args: argparse.Namespace) -> int:
         max_connections_per_client=args.max_connections_per_client,
     )
     return serve_postfix(config, log=JsonLog(sys.stderr))
+
+
+def serve_postfix_outbound(args: argparse.Namespace) -> int:
+    """``tlsconnector serve postfix-outbound``."""
+    from tlsconnector.adapters.postfix.server import JsonLog
+    from tlsconnector.adapters.postfix.socketmap import (
+        MAX_PROBE_DEADLINE,
+        OutboundServeConfig,
+        parse_socketmap_listen,
+        serve_postfix_outbound,
+    )
+
+    name = "tlsconnector serve postfix-outbound"
+    try:
+        listen = parse_socketmap_listen(args.listen)
+    except ValueError as exc:
+        _err(f"{name}: {exc}")
+        return EXIT_USAGE
+    lifetime = args.pin_lifetime
+    if not (math.isfinite(lifetime) and MIN_PIN_LIFETIME <= lifetime <= MAX_PIN_LIFETIME):
+        _err(
+            f"{name}: --pin-lifetime must be from {MIN_PIN_LIFETIME:.0f} to "
+            f"{MAX_PIN_LIFETIME:.0f} seconds (got {lifetime:g})"
+        )
+        return EXIT_USAGE
+    deadline = args.probe_deadline
+    if not (math.isfinite(deadline) and 0 < deadline <= MAX_PROBE_DEADLINE):
+        _err(
+            f"{name}: --probe-deadline must be more than 0 and at most "
+            f"{MAX_PROBE_DEADLINE:g} seconds, below Postfix's 100 s per lookup (got {deadline:g})"
+        )
+        return EXIT_USAGE
+    timeout = args.idle_timeout
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_IDLE_TIMEOUT):
+        _err(
+            f"{name}: --idle-timeout must be a positive number of seconds, at most "
+            f"{MAX_IDLE_TIMEOUT:.0f} (got {timeout:g})"
+        )
+        return EXIT_USAGE
+    for option, value in (
+        ("--max-connections", args.max_connections),
+        ("--max-connections-per-client", args.max_connections_per_client),
+    ):
+        if not 1 <= value <= 1_000_000:
+            _err(f"{name}: {option} must be from 1 to 1000000 (got {value})")
+            return EXIT_USAGE
+    transport = args.transport
+    if not (0 < len(transport) <= 64 and set(transport) <= _TRANSPORT_CHARACTERS):
+        _err(
+            f"{name}: --transport {transport!r} must be a master.cf service name: 1 to 64 "
+            "letters, digits, '-', '_' or '.'"
+        )
+        return EXIT_USAGE
+    host, port, unix_path = "127.0.0.1", 0, None
+    if isinstance(listen, str):
+        unix_path = listen
+    else:
+        host, port = listen
+    config = OutboundServeConfig(
+        policy_path=Path(args.policy),
+        host=host,
+        port=port,
+        unix_path=unix_path,
+        pin_lifetime=lifetime,
+        probe_deadline=deadline,
+        idle_timeout=timeout,
+        max_connections=args.max_connections,
+        max_connections_per_client=args.max_connections_per_client,
+        transport=transport,
+    )
+    return serve_postfix_outbound(config, log=JsonLog(sys.stderr))
 
 
 #: The command line restricted to this module's commands (serve).
