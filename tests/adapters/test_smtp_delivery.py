@@ -806,6 +806,122 @@ def test_check_host_judges_without_sending(tmp_path: Path) -> None:
     assert [] == recorder.senders
 
 
+def starttls_then(handshake: bytes | None, answer: bytes = b"220 go ahead") -> Any:
+    """A script: greets, offers STARTTLS, answers it with ``answer``, then answers the
+    client's next bytes (its ClientHello) with ``handshake``; None: silence, until the
+    client leaves. QUIT gets 221."""
+
+    def script(connection: socket.socket) -> None:
+        stream = connection.makefile("rb")
+        connection.sendall(b"220 odd.example ESMTP\r\n")
+        stream.readline(1000)
+        connection.sendall(b"250-odd.example\r\n250 STARTTLS\r\n")
+        stream.readline(1000)
+        connection.sendall(answer + b"\r\n")
+        with contextlib.suppress(OSError):
+            while data := connection.recv(1000):
+                if data.upper().startswith(b"QUIT"):
+                    connection.sendall(b"221 bye\r\n")
+                elif handshake is not None:
+                    connection.sendall(handshake)
+
+    return script
+
+
+def test_check_host_names_the_stage_an_attempt_ended_in() -> None:
+    """220 to STARTTLS, then no TLS: the attempt ends at the tls-handshake stage (the
+    probe's error names it), with tls-handshake-failed."""
+    with scripted_server(starttls_then(b"this is not TLS at all\r\n" * 4)) as port:
+        attempt = check_host(
+            policy("domain_validation", "192.0.2.1"),
+            "finance@fabrikam.com",
+            SmartHost("127.0.0.1", port),
+            at=NOW,
+            timeout=5,
+        )
+    assert attempt.error is not None
+    assert ("tls-handshake", "tls-handshake-failed") == (attempt.stage, attempt.error.code)
+    assert attempt.error.detail.startswith("the TLS handshake failed: ")
+    assert (attempt.decision, attempt.attempt) == (None, None)
+
+
+def test_a_handshake_that_never_comes_is_a_tls_handshake_failure() -> None:
+    """220 to STARTTLS, then silence: the handshake times out after the step time-out;
+    a TLS failure (the next host is tried), not a deadline."""
+    with scripted_server(starttls_then(None)) as port:
+        attempt = check_host(
+            policy("domain_validation", "192.0.2.1"),
+            "finance@fabrikam.com",
+            SmartHost("127.0.0.1", port),
+            at=NOW,
+            timeout=0.5,
+            deadline=20,
+        )
+    assert attempt.error is not None
+    assert ("tls-handshake", "tls-handshake-failed") == (attempt.stage, attempt.error.code)
+    assert "the TLS handshake failed: timed out after 0.5 s" == attempt.error.detail
+
+
+def test_check_host_notes_what_the_verdict_does_not_rest_on() -> None:
+    """STARTTLS offered and then refused (454): the attempt has no TLS and says why."""
+    with scripted_server(starttls_then(None, b"454 4.7.0 TLS not available")) as port:
+        attempt = check_host(
+            policy("opportunistic", "192.0.2.1"),
+            "finance@fabrikam.com",
+            SmartHost("127.0.0.1", port),
+            at=NOW,
+            timeout=5,
+        )
+    assert attempt.delivers
+    assert StartTLS.REFUSED == attempt.starttls
+    assert ("STARTTLS was offered but answered 454 4.7.0 TLS not available",) == attempt.notes
+
+
+def test_data_sent_after_the_220_to_starttls_is_dropped_and_noted(tmp_path: Path) -> None:
+    """CVE-2011-0411: a reply injected before the handshake is never read as the answer
+    to the EHLO after it; the attempt notes it."""
+    context = tls_context(CN_ONLY, tmp_path, Recorder())
+
+    def script(connection: socket.socket) -> None:
+        stream = connection.makefile("rb")
+        connection.sendall(b"220 odd.example ESMTP\r\n")
+        stream.readline(1000)
+        connection.sendall(b"250-odd.example\r\n250 STARTTLS\r\n")
+        stream.readline(1000)
+        connection.sendall(b"220 go ahead\r\n554 5.7.0 injected\r\n")
+        with context.wrap_socket(connection, server_side=True) as tls:
+            tls.makefile("rb").readline(1000)  # the EHLO after STARTTLS
+            tls.sendall(b"250 odd.example\r\n")
+            with contextlib.suppress(OSError):
+                tls.recv(100)
+
+    with scripted_server(script) as port:
+        attempt = check_host(
+            policy("domain_validation", "192.0.2.1"),
+            "finance@fabrikam.com",
+            SmartHost("127.0.0.1", port),
+            at=NOW,
+            timeout=5,
+        )
+    assert attempt.delivers, attempt.error
+    assert ("the server sent data after its 220 to STARTTLS: dropped",) == attempt.notes
+
+
+def test_an_mx_lookup_that_uses_up_the_deadline_is_a_deadline() -> None:
+    """The lookup fails only once the call's time is gone: deadline-passed, not an MX
+    failure (the probe reports the same at its resolve stage)."""
+
+    def mx(domain: str, timeout: float) -> Sequence[tuple[int, str]]:
+        time.sleep(min(timeout, 2.0))
+        raise MxLookupFailed(domain, "MX lookup failed: the lifetime expired")
+
+    report = send(
+        policy("domain_validation", mx=True), "finance@fabrikam.com", mx_lookup=mx, deadline=0.3
+    )
+    [result] = report.results
+    assert (Outcome.DEFERRED, "deadline-passed") == (result.outcome, result.codes[0])
+
+
 # -- the caller's bad arguments are raised -------------------------------------------------
 
 

@@ -86,6 +86,7 @@ __all__ = [
     "MAX_REPLY_LINE_BYTES",
     "MAX_TIMEOUT",
     "SMTP_PORT",
+    "STAGES",
     "AddressLookup",
     "DeliveryReason",
     "DeliveryReport",
@@ -133,6 +134,9 @@ MAX_REPLY_TEXT = 300
 
 #: The APIs that read a server's presented chain, newest first (module docstring).
 CHAIN_APIS = ("SSLSocket.get_unverified_chain", "SSLSocket._sslobj.get_unverified_chain")
+#: The steps of one host's attempt, in order; :attr:`HostAttempt.stage` names the one
+#: an attempt ended in.
+STAGES = ("connect", "greeting", "ehlo", "starttls", "tls-handshake", "ehlo after starttls")
 
 _EXTRA = "pip install 'tlsconnector[probe]'"
 _PRINTABLE = re.compile(r"[ -~]*")
@@ -240,8 +244,8 @@ class HostAttempt:
 
     The value the probe needs: ``starttls``, the ``chain`` in DER (leaf first), the
     ``attempt`` facts judged and the ``decision``. ``error`` says why the attempt
-    ended without a verdict (connection refused, time-out, handshake failure...);
-    then ``attempt`` and ``decision`` are None.
+    ended without a verdict (connection refused, time-out, handshake failure...)
+    and ``stage`` the step it ended in; then ``attempt`` and ``decision`` are None.
     """
 
     #: The host as routed (name or IP literal, with the port connected to).
@@ -250,6 +254,11 @@ class HostAttempt:
     address: str | None = None
     greeting: ServerReply | None = None
     starttls: StartTLS = StartTLS.NOT_REACHED
+    #: With ``error``, the step that ended the attempt: one of :data:`STAGES`.
+    stage: str | None = None
+    #: What the server did that the verdict does not rest on (escaped): EHLO refused
+    #: (HELO used), STARTTLS refused, data sent after its 220 to STARTTLS (dropped).
+    notes: tuple[str, ...] = ()
     chain: tuple[bytes, ...] = ()
     #: Which entry of :data:`CHAIN_APIS` read the chain (None: no TLS, or no API).
     chain_api: str | None = None
@@ -418,11 +427,11 @@ def presented_chain(ssl_socket: ssl.SSLSocket) -> PresentedChain | UndecodableCe
 
 
 def _is_ip(host: str) -> bool:
+    """True for an IPv4 or IPv6 address literal (SNI never names one)."""
     try:
-        ipaddress.ip_address(host)
+        return ipaddress.ip_address(host).version in (4, 6)
     except ValueError:
         return False
-    return True
 
 
 @attrs.frozen
@@ -433,17 +442,34 @@ class _Collected:
     api: str | None = None
     version: str | None = None
     cipher: str | None = None
-    reply: ServerReply | None = None
+    notes: tuple[str, ...] = ()
 
 
 def _collect(smtp: smtplib.SMTP, server_hostname: str, context: ssl.SSLContext) -> _Collected:
+    return _ask_starttls(smtp) or _handshake(smtp, server_hostname, context)
+
+
+def _ask_starttls(smtp: smtplib.SMTP) -> _Collected | None:
+    """EHLO if not yet said, then STARTTLS when offered: None when the server answered
+    220 (the handshake comes next), else what the plaintext session is."""
     smtp.ehlo_or_helo_if_needed()
     if not smtp.has_extn("starttls"):
         return _Collected(StartTLS.NOT_OFFERED, None)
     code, text = smtp.docmd("STARTTLS")
-    if code != 220:
-        # RFC 3207 section 4: the server declined; the session stays in plaintext.
-        return _Collected(StartTLS.REFUSED, None, reply=ServerReply.of(code, text))
+    if code == 220:
+        return None
+    # RFC 3207 section 4: the server declined; the session stays in plaintext.
+    note = f"STARTTLS was offered but answered {ServerReply.of(code, text)}"
+    return _Collected(StartTLS.REFUSED, None, notes=(note,))
+
+
+def _handshake(smtp: smtplib.SMTP, server_hostname: str, context: ssl.SSLContext) -> _Collected:
+    """The TLS handshake after a 220 to STARTTLS, and the facts it showed.
+
+    The one place a handshake is made and its facts read, for deliveries, gateways
+    and the probe: what else a handshake shows (an OCSP staple, section 11) is read
+    here and carried beside the chain.
+    """
     # SNI (RFC 6066 section 3) is a host name, never an address literal.
     sni = None if _is_ip(server_hostname) else server_hostname
     assert smtp.sock is not None
@@ -459,8 +485,9 @@ def _collect(smtp: smtplib.SMTP, server_hostname: str, context: ssl.SSLContext) 
     smtp.ehlo_resp = None
     smtp.esmtp_features = {}
     smtp.does_esmtp = False
-    if isinstance(smtp, _Client):
-        smtp.forget_buffer()
+    notes: tuple[str, ...] = ()
+    if isinstance(smtp, _Client) and smtp.forget_buffer():
+        notes = ("the server sent data after its 220 to STARTTLS: dropped",)
     ders, api = _chain_der(tls_sock)
     cipher = tls_sock.cipher()
     return _Collected(
@@ -470,6 +497,7 @@ def _collect(smtp: smtplib.SMTP, server_hostname: str, context: ssl.SSLContext) 
         api,
         tls_sock.version(),
         cipher[0] if cipher else None,
+        notes,
     )
 
 
@@ -558,9 +586,12 @@ class _Client(smtplib.SMTP):
         self._buffer = b""
         self._buffer_sock: object = None
 
-    def forget_buffer(self) -> None:
+    def forget_buffer(self) -> bool:
+        """Drop what was read and not yet used; True when there was something."""
+        dropped = bool(self._buffer)
         self._buffer = b""
         self._buffer_sock = self.sock
+        return dropped
 
     def send(self, s: bytes | str) -> None:  # type: ignore[override]
         if self.sock is None:
@@ -651,7 +682,7 @@ def _os_error(exc: OSError) -> str:
 
 @attrs.frozen
 class _Run:
-    """What every step of one delivery shares."""
+    """What every step of one delivery (or one probe) shares: one deadline."""
 
     policy: Policy
     clock: _Clock
@@ -662,6 +693,24 @@ class _Run:
     mx_lookup: MxLookup | None
     address_lookup: AddressLookup | None
     context: ssl.SSLContext
+
+    @classmethod
+    def start(
+        cls,
+        policy: Policy,
+        options: tuple[str, float, float, int | None, dt.timedelta],
+        mx_lookup: MxLookup | None = None,
+        address_lookup: AddressLookup | None = None,
+    ) -> _Run:
+        """Check the options (helo, timeout, deadline, port, retry window), start the
+        deadline's clock."""
+        helo, timeout, deadline, port, retry_window = options
+        _check_options(helo, timeout, deadline, port, retry_window)
+        clock = _Clock.start(deadline)
+        context = tls_client_context()
+        return cls(
+            policy, clock, timeout, helo, port, retry_window, mx_lookup, address_lookup, context
+        )
 
 
 def _dnspython_lookup(domain: str, timeout: float) -> list[tuple[int, str]]:
@@ -694,29 +743,43 @@ class _RouteFailure(Exception):
     permanent: bool
 
 
-def _mx_hosts(run: _Run, domain: str) -> list[str]:
+def _targets(run: _Run, plan: OutboundDecision) -> list[SmartHost]:
+    """The hosts of a planned route, in the order to try them (all of them: the caller
+    tries at most :data:`MAX_HOSTS`). Raises :class:`_RouteFailure` for a failed MX
+    lookup, :class:`_DeadlinePassed`, and :class:`MissingDependency`."""
+    assert plan.route is not None
+    if plan.route.kind is RouteKind.MX:
+        hosts = _mx_hosts(plan.route.hosts[0], run.mx_lookup, run.clock, run.timeout)
+        return [SmartHost(h) for h in hosts]
+    return [SmartHost.parse(h) for h in plan.route.hosts]
+
+
+def _mx_hosts(domain: str, lookup: MxLookup | None, clock: _Clock, timeout: float) -> list[str]:
     """The hosts for ``domain``, most preferred first (RFC 5321 section 5.1); equal
-    preferences by name, so a delivery is repeatable (as the probe orders them)."""
-    wait = min(run.timeout, run.clock.left())
+    preferences by name, so a delivery (and a probe) is repeatable. The lookup may
+    take the step time-out or the time left, whichever is less."""
+    wait = min(timeout, clock.left())
     if wait <= 0:
         raise _DeadlinePassed
-    lookup = run.mx_lookup or _dnspython_lookup
     try:
-        records = list(lookup(domain, wait))
+        records = list((lookup or _dnspython_lookup)(domain, wait))
         hosts = sorted((int(pref), str(name).rstrip(".").lower()) for pref, name in records)
-    except MxLookupFailed as exc:
-        code, status = (
-            ("domain-not-found", "5.4.4") if exc.permanent else ("mx-lookup-failed", "4.4.3")
-        )
-        detail = _printable(exc.message)
-        raise _RouteFailure(
-            DeliveryReason(code, detail, None, status, domain), exc.permanent
-        ) from None
+    except MissingDependency:
+        raise
     except Exception as exc:  # an error while routing is a temporary failure, never a route
-        detail = f"MX lookup failed: {_printable(str(exc) or type(exc).__name__, 200)}"
-        raise _RouteFailure(
-            DeliveryReason("mx-lookup-failed", detail, None, "4.4.3", domain), False
-        ) from None
+        if clock.left() <= 0:
+            raise _DeadlinePassed from None  # the lookup ran out of the call's time
+        if isinstance(exc, MxLookupFailed):
+            permanent = exc.permanent
+            code, status = (
+                ("domain-not-found", "5.4.4") if permanent else ("mx-lookup-failed", "4.4.3")
+            )
+            detail = _printable(exc.message)
+        else:
+            permanent, code, status = False, "mx-lookup-failed", "4.4.3"
+            detail = f"MX lookup failed: {_printable(str(exc) or type(exc).__name__, 200)}"
+        reason = DeliveryReason(code, detail, None, status, domain)
+        raise _RouteFailure(reason, permanent) from None
     if not hosts:
         return [domain]
     if len(hosts) == 1 and hosts[0][1] == "":
@@ -778,20 +841,65 @@ def _addresses(run: _Run, target: SmartHost) -> list[str]:
     lookup = run.address_lookup or _system_addresses
     try:
         found = [str(a) for a in lookup(target.host, wait)]
-    except TimeoutError:
+    except TimeoutError as exc:
         if end >= run.clock.until:
             raise _DeadlinePassed from None
-        raise
+        raise _Refused(_printable(str(exc) or "resolving the name timed out", 200)) from None
     if not found:
-        raise OSError(f"{target.host} has no address")
+        raise _Refused("the host has no address")
     return found
+
+
+def _connect(run: _Run, target: SmartHost, port: int) -> tuple[socket.socket, str]:
+    """A TCP connection to the first of the host's addresses (at most
+    :data:`MAX_HOST_ADDRESSES`) that accepts; raises :class:`_Refused` when none does."""
+    addresses = _addresses(run, target)
+    errors: list[str] = []
+    for candidate in addresses[:MAX_HOST_ADDRESSES]:
+        end = run.clock.step_end(run.timeout)
+        try:
+            return socket.create_connection((candidate, port), run.clock.wait(end)), candidate
+        except TimeoutError:
+            if end >= run.clock.until:
+                raise _DeadlinePassed from None
+            errors.append(f"{candidate}: timed out")
+        except OSError as exc:
+            errors.append(f"{candidate}: {_os_error(exc)}")
+    if addresses == [target.host]:  # an address literal: its one error says it all
+        raise _Refused(errors[0].removeprefix(f"{target.host}: "))
+    detail = "; ".join(errors)
+    if len(addresses) > MAX_HOST_ADDRESSES:
+        detail += (
+            f"; {len(addresses) - MAX_HOST_ADDRESSES} more addresses not tried "
+            f"(at most {MAX_HOST_ADDRESSES} are)"
+        )
+    raise _Refused(detail)
 
 
 # -- one host: connect, EHLO, STARTTLS, chain, verdict ------------------------------------
 
 
-def _reason(code: str, detail: str, status: str, host: str) -> DeliveryReason:
-    return DeliveryReason(code, detail, None, status, host)
+class _Refused(Exception):
+    """The server (or the network) refused a step: the text says how."""
+
+
+def _failure(run: _Run, stage: str, exc: BaseException, host: str) -> DeliveryReason:
+    """The reason an attempt ended at ``stage`` (one of :data:`STAGES`) with ``exc``."""
+    if isinstance(exc, _DeadlinePassed) or (
+        isinstance(exc, TimeoutError) and run.clock.left() <= 0
+    ):
+        detail = f"the deadline of {run.clock.seconds:g} s passed during the {stage}"
+        return DeliveryReason("deadline-passed", detail, None, "4.4.2", host)
+    if isinstance(exc, TimeoutError):
+        text = f"timed out after {run.timeout:g} s"
+    else:
+        text = _exception_text(exc)
+    if stage == "connect":
+        return DeliveryReason("connection-failed", f"cannot connect: {text}", None, "4.4.1", host)
+    if stage == "tls-handshake":
+        detail = f"the TLS handshake failed: {text}"
+        return DeliveryReason("tls-handshake-failed", detail, None, "4.7.5", host)
+    return DeliveryReason("protocol-error", f"{stage}: {text}", None, "4.4.2", host)
 
 
 def _open(
@@ -805,96 +913,36 @@ def _open(
     """
     name = str(target)
     port = target.port or run.port or SMTP_PORT
-    shown = SmartHost(target.host, port)
-    stage = "connect"
-    address: str | None = None
+    seen = _Seen(SmartHost(target.host, port))
     client: _Client | None = None
-    greeting: ServerReply | None = None
-    collected = _Collected(StartTLS.NOT_REACHED, None)
+    stage = "connect"
     try:
-        addresses = _addresses(run, target)
-        errors: list[str] = []
-        sock: socket.socket | None = None
-        for candidate in addresses[:MAX_HOST_ADDRESSES]:
-            end = run.clock.step_end(run.timeout)
-            try:
-                sock = socket.create_connection((candidate, port), run.clock.wait(end))
-            except TimeoutError:
-                if end >= run.clock.until:
-                    raise _DeadlinePassed from None
-                errors.append(f"{candidate}: timed out")
-                continue
-            except OSError as exc:
-                errors.append(f"{candidate}: {_os_error(exc)}")
-                continue
-            address = candidate
-            break
-        if sock is None:
-            detail = "cannot connect: " + "; ".join(errors)
-            if len(addresses) > MAX_HOST_ADDRESSES:
-                detail += (
-                    f"; {len(addresses) - MAX_HOST_ADDRESSES} more addresses not tried "
-                    f"(at most {MAX_HOST_ADDRESSES} are)"
-                )
-            error = _reason("connection-failed", detail, "4.4.1", name)
-            return HostAttempt(shown, error=error), None, []
+        sock, seen.address = _connect(run, target, port)
         client = _Client(run.clock, run.timeout, run.helo)
         client.sock = sock
         stage = "greeting"
         code, text = client.getreply()
-        greeting = ServerReply.of(code, text)
+        seen.greeting = ServerReply.of(code, text)
         if code != 220:
-            raise _Refused(f"the server refused the session: {greeting}")
+            raise _Refused(f"the server refused the session: {seen.greeting}")
         stage = "ehlo"
-        _hello(client)
+        seen.hello(client)
         stage = "starttls"
-        collected = _collect(client, target.host, run.context)
-        if collected.state is StartTLS.USED:
-            stage = "ehlo after starttls"
-            _hello(client)
-    except _DeadlinePassed:
-        error = _reason(
-            "deadline-passed",
-            f"the delivery's deadline of {run.clock.seconds:g} s passed during the {stage}",
-            "4.4.2",
-            name,
-        )
-        return _ended(shown, address, greeting, collected, client, error), None, []
-    except (ssl.SSLError, ssl.CertificateError) as exc:
-        error = _reason(
-            "tls-handshake-failed",
-            f"the TLS handshake failed: {_printable(str(exc), 200)}",
-            "4.7.5",
-            name,
-        )
-        return _ended(shown, address, greeting, collected, client, error), None, []
-    except TimeoutError:
-        if run.clock.left() <= 0:
-            detail = f"the delivery's deadline of {run.clock.seconds:g} s passed during the {stage}"
-            error = _reason("deadline-passed", detail, "4.4.2", name)
+        plaintext = _ask_starttls(client)
+        if plaintext is not None:
+            seen.collected = plaintext
         else:
-            detail = f"timed out after {run.timeout:g} s during the {stage}"
-            error = _reason("protocol-error", detail, "4.4.2", name)
-        return _ended(shown, address, greeting, collected, client, error), None, []
-    except OSError as exc:
-        if stage == "starttls" and not isinstance(exc, smtplib.SMTPException):
-            # Only the handshake raises a bare OSError here (a reset, an EOF).
-            detail = f"the TLS handshake failed: {_os_error(exc)}"
-            error = _reason("tls-handshake-failed", detail, "4.7.5", name)
-            return _ended(shown, address, greeting, collected, client, error), None, []
-        code_name = "connection-failed" if stage == "connect" else "protocol-error"
-        status = "4.4.1" if stage == "connect" else "4.4.2"
-        error = _reason(code_name, f"{stage}: {_exception_text(exc)}", status, name)
-        return _ended(shown, address, greeting, collected, client, error), None, []
-    except _Refused as exc:
-        code_name = "connection-failed" if stage == "connect" else "protocol-error"
-        status = "4.4.1" if stage == "connect" else "4.4.2"
-        message = _exception_text(exc)
-        error = _reason(code_name, f"{stage}: {message}", status, name)
-        return _ended(shown, address, greeting, collected, client, error), None, []
+            stage = "tls-handshake"
+            seen.collected = _handshake(client, target.host, run.context)
+            stage = "ehlo after starttls"
+            seen.hello(client)
+    except (_DeadlinePassed, _Refused, OSError) as exc:  # OSError: ssl and smtplib's too
+        if client is not None:
+            client.close()  # after a failure the session is not worth a QUIT
+        return seen.record(error=_failure(run, stage, exc, name), stage=stage), None, []
     assert client is not None
     peer_host = name if len(name) <= 255 else target.host
-    attempt = ConnectionAttempt(collected.tls)
+    attempt = ConnectionAttempt(seen.collected.tls)
     decisions = [
         evaluate_outbound(
             run.policy,
@@ -903,36 +951,59 @@ def _open(
         )
         for s in sessions
     ]
-    record = HostAttempt(
-        shown,
-        address,
-        greeting,
-        collected.state,
-        collected.chain,
-        collected.api,
-        collected.version,
-        collected.cipher,
-        attempt,
-        decisions[0] if decisions else None,
-    )
+    record = seen.record(attempt=attempt, decision=decisions[0] if decisions else None)
     if not any(d.action is OutboundAction.DELIVER for d in decisions):
         client.quit_quietly()
         return record, None, decisions
     return record, client, decisions
 
 
-class _Refused(Exception):
-    """The server refused the session (greeting, EHLO and HELO)."""
+@attrs.define
+class _Seen:
+    """What one attempt has shown so far."""
 
+    target: SmartHost
+    address: str | None = None
+    greeting: ServerReply | None = None
+    collected: _Collected = _Collected(StartTLS.NOT_REACHED, None)
+    notes: list[str] = attrs.Factory(list)
 
-def _hello(client: _Client) -> None:
-    """EHLO, or HELO when EHLO is refused (no ESMTP, so no STARTTLS)."""
-    code, text = client.ehlo()
-    if code == 250:
-        return
-    code, text = client.helo()
-    if code != 250:
-        raise _Refused(f"the server refused EHLO and HELO: {ServerReply.of(code, text)}")
+    def hello(self, client: _Client) -> None:
+        """EHLO, or HELO when EHLO is refused (no ESMTP, so no STARTTLS)."""
+        code, text = client.ehlo()
+        if code == 250:
+            return
+        refused = ServerReply.of(code, text)
+        code, text = client.helo()
+        if code != 250:
+            raise _Refused(f"the server refused EHLO and HELO: {ServerReply.of(code, text)}")
+        self.notes.append(f"EHLO was refused ({refused}): HELO said instead (no ESMTP)")
+
+    def record(
+        self,
+        attempt: ConnectionAttempt | None = None,
+        decision: OutboundDecision | None = None,
+        *,
+        error: DeliveryReason | None = None,
+        stage: str | None = None,
+    ) -> HostAttempt:
+        c = self.collected
+        # Positional, in the field order of HostAttempt (mypy checks each type).
+        return HostAttempt(
+            self.target,
+            self.address,
+            self.greeting,
+            c.state,
+            stage,
+            (*c.notes, *self.notes),
+            c.chain,
+            c.api,
+            c.version,
+            c.cipher,
+            attempt,
+            decision,
+            error,
+        )
 
 
 def _exception_text(exc: BaseException) -> str:
@@ -940,30 +1011,18 @@ def _exception_text(exc: BaseException) -> str:
         return str(ServerReply.of(exc.smtp_code, exc.smtp_error))
     if isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPException):
         return _os_error(exc)
+    if isinstance(exc, _Refused):  # made of escaped parts, one per address at most
+        return _printable(str(exc), 2000)
     return _printable(str(exc) or type(exc).__name__, 200)
 
 
-def _ended(
-    target: SmartHost,
-    address: str | None,
-    greeting: ServerReply | None,
-    collected: _Collected,
-    client: _Client | None,
-    error: DeliveryReason,
-) -> HostAttempt:
+def _check(run: _Run, target: SmartHost, session: OutboundSession) -> HostAttempt:
+    """One host judged for one session, nothing sent: the engine of :func:`check_host`
+    and of the probe (which shares one deadline over every host of a route)."""
+    record, client, _ = _open(run, target, [session])
     if client is not None:
-        client.close()  # after a failure the session is not worth a QUIT
-    return HostAttempt(
-        target,
-        address,
-        greeting,
-        collected.state,
-        collected.chain,
-        collected.api,
-        collected.version,
-        collected.cipher,
-        error=error,
-    )
+        client.quit_quietly()
+    return record
 
 
 def check_host(
@@ -985,28 +1044,15 @@ def check_host(
 
     Sends no mail. The value describes the attempt (address, STARTTLS, chain, the
     API that read it, the verdict for ``recipient``) or why it ended without a
-    verdict (``error``). Raises only for bad arguments.
+    verdict (``error``, at ``stage``). Raises only for bad arguments.
     """
-    _check_options(helo, timeout, deadline, port, retry_window)
+    options = (helo, timeout, deadline, port, retry_window)
+    run = _Run.start(policy, options, address_lookup=address_lookup)
     target = host if isinstance(host, SmartHost) else _smart_host(host)
     session = OutboundSession.create(
         recipient=recipient, at=_now(at), connector=connector, queued_since=queued_since
     )
-    run = _Run(
-        policy,
-        _Clock.start(deadline),
-        timeout,
-        helo,
-        port,
-        retry_window,
-        None,
-        address_lookup,
-        tls_client_context(),
-    )
-    record, client, _ = _open(run, target, [session])
-    if client is not None:
-        client.quit_quietly()
-    return record
+    return _check(run, target, session)
 
 
 def _smart_host(text: str) -> SmartHost:
@@ -1076,22 +1122,12 @@ def deliver(
     :class:`TypeError` or :class:`~tlsconnector.FactsError` for bad arguments, and
     :class:`MissingDependency` when an MX route needs dnspython and it is missing.
     """
-    _check_options(helo, timeout, deadline, port, retry_window)
+    run = _Run.start(
+        policy, (helo, timeout, deadline, port, retry_window), mx_lookup, address_lookup
+    )
     payload_source = _check_message(message)
     mail_from = _check_sender(sender)
-    moment = _now(at)
-    groups = _groups(recipients, moment, connector, queued_since)
-    run = _Run(
-        policy,
-        _Clock.start(deadline),
-        timeout,
-        helo,
-        port,
-        retry_window,
-        mx_lookup,
-        address_lookup,
-        tls_client_context(),
-    )
+    groups = _groups(recipients, _now(at), connector, queued_since)
     plans = {domain: _plan(run, members[0]) for domain, members in groups.items()}
     if mx_lookup is None and any(
         p.route is not None and p.route.kind is RouteKind.MX for p in plans.values()
@@ -1132,17 +1168,14 @@ def _deliver_domain(
         reasons = tuple(attrs.evolve(r, enhanced=r.enhanced or status) for r in reasons)
         return {m.given: _Final(Outcome.DEFERRED, reasons, decision=plan) for m in members}, ()
     try:
-        if plan.route.kind is RouteKind.MX:
-            targets = [SmartHost(h) for h in _mx_hosts(run, plan.route.hosts[0])]
-        else:
-            targets = [SmartHost.parse(h) for h in plan.route.hosts]
+        targets = _targets(run, plan)
     except _RouteFailure as exc:
         outcome = Outcome.FAILED if exc.permanent else Outcome.DEFERRED
         return {m.given: _Final(outcome, (exc.reason,), decision=plan) for m in members}, ()
     except _DeadlinePassed:
         reason = DeliveryReason(
             "deadline-passed",
-            f"the delivery's deadline of {run.clock.seconds:g} s passed before the MX lookup",
+            f"the delivery's deadline of {run.clock.seconds:g} s passed before the MX lookup ended",
             plan.connector,
             "4.4.2",
             plan.route.hosts[0],
@@ -1456,28 +1489,22 @@ def _check_options(
         or not all("!" <= c <= "~" for c in helo)
     ):
         raise ValueError(f"helo must be 1 to 255 printable ASCII characters, not {helo!r}")
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not (0 < timeout <= MAX_TIMEOUT)
-    ):
-        raise ValueError(
-            f"timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, not {timeout!r}"
-        )
-    if (
-        isinstance(deadline, bool)
-        or not isinstance(deadline, int | float)
-        or not (0 < deadline <= MAX_DEADLINE)
-    ):
-        raise ValueError(
-            f"deadline must be more than 0 and at most {MAX_DEADLINE:g} seconds, not {deadline!r}"
-        )
+    _check_seconds("timeout", timeout, MAX_TIMEOUT)
+    _check_seconds("deadline", deadline, MAX_DEADLINE)
     if port is not None and (
         isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
     ):
         raise ValueError(f"port must be 1 to 65535, not {port!r}")
     if not isinstance(retry_window, dt.timedelta) or retry_window <= dt.timedelta(0):
         raise ValueError(f"retry_window must be a positive timedelta, not {retry_window!r}")
+
+
+def _check_seconds(field: str, value: object, bound: float) -> None:
+    """A number of seconds, more than 0 and at most ``bound`` (NaN is neither)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= bound:
+        raise ValueError(
+            f"{field} must be more than 0 and at most {bound:g} seconds, not {value!r}"
+        )
 
 
 def _check_message(message: object) -> bytes | email.message.Message:
