@@ -31,10 +31,10 @@ from tlsconnector.adapters._probe import (
     MAX_HOSTS,
     DeadlinePassed,
     ProbeError,
-    probe_server,
     resolve_mx,
     run_probe,
 )
+from tlsconnector.adapters.smtp import MxLookupFailed
 from tlsconnector.cli import main
 
 from certmint import CA, Leaf, self_signed
@@ -506,7 +506,7 @@ def test_refusing_greeting_is_an_error(policy: Path, capsys: pytest.CaptureFixtu
         ("220 " + "x" * 5000, "a reply line longer than 4096 bytes"),
         ("SSH-2.0-OpenSSH_9.2", "not an SMTP reply: 'SSH-2.0-OpenSSH_9.2'"),
         ("220-hello\r\n" * 150 + "220 done", "a reply of more than 100 lines"),
-        ("220 \x1b[31mred\x00", "the server refused HELO: 500 unknown"),
+        ("220 \x1b[31mred\x00", "(ehlo): 127.0.0.1:{port}: the server refused EHLO and HELO: 500"),
         ("554 \x1b[31mred\x00", "refused the session: 554 \\x1b[31mred\\x00"),
     ],
 )
@@ -520,7 +520,7 @@ def test_hostile_server_replies_end_the_probe_cleanly(
         )
     err = capsys.readouterr().err
     assert 1 == status
-    assert message in err
+    assert message.format(port=port) in err
     assert "\x1b" not in err
     assert "\x00" not in err
 
@@ -609,10 +609,13 @@ STEPS += ["250 mx.test.example", "221 bye"]
 
 
 @contextlib.contextmanager
-def stepping_server(context: ssl.SSLContext, delays: Sequence[float | None]) -> Iterator[int]:
+def stepping_server(
+    context: ssl.SSLContext, delays: Sequence[float | None], steps: Sequence[str] = STEPS
+) -> Iterator[int]:
     """A server that answers each step of the dialogue (greeting, EHLO, STARTTLS, the
-    handshake, EHLO, QUIT) correctly, each only after ``delays[i]`` seconds (None: it
-    stays silent until the client leaves); serves one connection."""
+    handshake, EHLO, QUIT) with ``steps`` (by default correctly), each only after
+    ``delays[i]`` seconds (None: it stays silent until the client leaves); serves one
+    connection."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(WAIT)
     port = listener.getsockname()[1]
@@ -622,7 +625,7 @@ def stepping_server(context: ssl.SSLContext, delays: Sequence[float | None]) -> 
             connection: socket.socket | ssl.SSLSocket
             connection, _ = listener.accept()
             connection.settimeout(WAIT)
-            for step, (answer, delay) in enumerate(zip(STEPS, delays, strict=True)):
+            for step, (answer, delay) in enumerate(zip(steps, delays, strict=True)):
                 if step and answer != TLS:
                     read_line(connection)  # the command this step answers
                 if delay is None:
@@ -670,8 +673,20 @@ def test_server_answering_each_step_just_in_time_stops_at_the_deadline(
     assert elapsed < 10 * 1.25  # a safety bound only: the probe did stop
 
 
+def probe_host(policy: Path, host: SmartHost, *, timeout: float, deadline: float) -> Any:
+    """run_probe against one host, as --host does."""
+    return run_probe(
+        load_policy(policy),
+        "finance@fabrikam.com",
+        at=dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC),
+        host=host,
+        timeout=timeout,
+        deadline=deadline,
+    )
+
+
 def test_deadline_passing_in_the_ehlo_after_tls_gives_no_verdict(
-    tmp_path: Path,
+    policy: Path, tmp_path: Path
 ) -> None:
     """The chain is in hand but the EHLO after STARTTLS is never answered: the deadline
     passing there is no verdict (not a note beside a `deliver`)."""
@@ -680,8 +695,70 @@ def test_deadline_passing_in_the_ehlo_after_tls_gives_no_verdict(
         stepping_server(context, [0, 0, 0, 0, None, 0]) as port,
         pytest.raises(DeadlinePassed, match=r"deadline of 0\.5 s passed") as caught,
     ):
-        bounded(lambda: probe_server(SmartHost("127.0.0.1", port), timeout=5, deadline=0.5))
+        bounded(lambda: probe_host(policy, SmartHost("127.0.0.1", port), timeout=5, deadline=0.5))
     assert ("ehlo", f"127.0.0.1:{port}") == (caught.value.stage, caught.value.target)
+
+
+def test_ehlo_refused_after_starttls_gives_no_verdict(policy: Path, tmp_path: Path) -> None:
+    """The chain is good, but the server refuses the EHLO after STARTTLS: a delivery
+    could not go on, so the probe gives no verdict (stage ehlo), not a `deliver`."""
+    steps = [*STEPS[:4], "554 5.7.0 not after TLS", "554 5.7.0 not after TLS"]  # EHLO, HELO
+    with (
+        stepping_server(tls_context(GOOD, tmp_path), [0] * len(steps), steps) as port,
+        pytest.raises(ProbeError, match="the server refused EHLO and HELO: 554") as caught,
+    ):
+        bounded(lambda: probe_host(policy, SmartHost("127.0.0.1", port), timeout=5, deadline=30))
+    assert ("ehlo", f"127.0.0.1:{port}") == (caught.value.stage, caught.value.target)
+
+
+def test_data_after_the_220_to_starttls_is_dropped_and_noted(policy: Path, tmp_path: Path) -> None:
+    """A reply injected before the handshake (CVE-2011-0411) is dropped, never read as
+    the answer to the EHLO after it; the report notes it."""
+    steps = [STEPS[0], STEPS[1], "220 go ahead\r\n554 5.7.0 injected", *STEPS[3:]]
+    with stepping_server(tls_context(GOOD, tmp_path), [0] * len(steps), steps) as port:
+        report = bounded(
+            lambda: probe_host(policy, SmartHost("127.0.0.1", port), timeout=5, deadline=30)
+        )
+    assert report.delivers
+    assert report.result is not None
+    assert ("the server sent data after its 220 to STARTTLS: dropped",) == report.result.notes
+
+
+def test_helo_after_a_refused_ehlo_is_noted(
+    policy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """EHLO refused, HELO accepted: no ESMTP, so no STARTTLS; under default delivery
+    (opportunistic) that still delivers, and the note says why there was no TLS."""
+    replies = {"EHLO": "502 5.5.1 no ESMTP here", "HELO": "250 old.example", "QUIT": "221 bye"}
+    with scripted_server(replies, "220 old.example SMTP") as port:
+        status, result = run_json(
+            probe(policy, "--recipient", "someone@example.org", "--host", f"127.0.0.1:{port}"),
+            capsys,
+        )
+    assert 0 == status
+    assert "not-offered" == result["probe"]["starttls"]
+    assert ["EHLO was refused (502 5.5.1 no ESMTP here): HELO said instead (no ESMTP)"] == result[
+        "probe"
+    ]["notes"]
+
+
+def test_the_probe_needs_no_pyopenssl(
+    policy: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The chain is read with the ssl module's get_unverified_chain, as a delivery reads
+    it: a Python without pyOpenSSL probes the whole chain all the same."""
+    for name in ("OpenSSL", "OpenSSL.SSL", "OpenSSL.crypto"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails, as if absent
+    with smtp_server(tmp_path, GOOD) as port:
+        status, result = run_json(
+            probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}"),
+            capsys,
+        )
+    assert (0, "deliver") == (status, result["action"])
+    assert GOOD.chain_pem() == result["probe"]["chain_pem"]
 
 
 @contextlib.contextmanager
@@ -754,8 +831,8 @@ def test_at_most_ten_routed_hosts_are_tried(
 def test_at_most_five_addresses_of_a_host_are_tried(
     policy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A host name with eight addresses: the first five (refusing) are tried, the sixth,
-    where a server listens, is not."""
+    """A host name with eight addresses: the first five (refusing) are tried, each named
+    in the error, the sixth, where a server listens, is not."""
     listener = socket.create_server(("127.0.0.7", 0))
     listener.settimeout(0)
     port = listener.getsockname()[1]
@@ -777,9 +854,10 @@ def test_at_most_five_addresses_of_a_host_are_tried(
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody connected to the sixth address
     assert 1 == status
+    refused = "; ".join(f"{address}: Connection refused" for address in addresses[:5])
     assert (
-        f"could not probe (connect): partner.test:{port}: cannot connect: Connection refused "
-        f"(first of {MAX_HOST_ADDRESSES} addresses tried; 3 more not tried, at most 5 are)"
+        f"could not probe (connect): partner.test:{port}: cannot connect: {refused}; "
+        f"3 more addresses not tried (at most {MAX_HOST_ADDRESSES} are)\n"
     ) in capsys.readouterr().err
 
 
@@ -800,7 +878,9 @@ def test_a_resolver_that_does_not_answer_is_bounded_by_the_deadline(
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     try:
         with pytest.raises(DeadlinePassed, match=r"deadline of 0\.5 s passed") as caught:
-            bounded(lambda: probe_server(SmartHost("partner.test", 2525), timeout=5, deadline=0.5))
+            bounded(
+                lambda: probe_host(policy, SmartHost("partner.test", 2525), timeout=5, deadline=0.5)
+            )
     finally:
         release.set()
     assert ("connect", "partner.test:2525") == (caught.value.stage, caught.value.target)
@@ -814,7 +894,7 @@ def test_the_mx_lookup_gets_at_most_the_time_left(policy: Path) -> None:
     def lookup(domain: str, timeout: float) -> list[tuple[int, str]]:
         given.append(timeout)
         time.sleep(min(timeout, 1.0))  # a resolver using up its lifetime
-        raise ProbeError("resolve", domain, "MX lookup failed: the lifetime expired")
+        raise MxLookupFailed(domain, "MX lookup failed: the lifetime expired")
 
     with pytest.raises(DeadlinePassed, match=r"deadline of 0\.3 s passed") as caught:
         bounded(
