@@ -930,3 +930,59 @@ def test_a_reload_forgets_pins_of_changed_connectors_and_of_another_trust_store(
     )
     assert ["[mx.fabrikam.com]:25"] == cache.forget_changed(OutboundMaps.build(other_root))
     assert 0 == len(cache)
+
+
+@pytest.mark.postfix
+def test_postfixs_own_socketmap_client_reads_every_kind_of_answer(tmp_path: Path) -> None:
+    """``postmap -q`` (Postfix's socketmap client, the one trivial-rewrite and smtp use)
+    gets OK values, NOTFOUND (exit 1) and TEMP (its 'temporary error' with our text)."""
+    import os
+    import shutil
+
+    postmap = shutil.which(
+        "postmap", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"])
+    )
+    if postmap is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("postmap not found, but CI=true requires the Postfix tests")
+        pytest.skip("Postfix is not installed (postmap not found)")
+    config = tmp_path / "postfix"
+    config.mkdir()
+    (config / "main.cf").write_text("compatibility_level = 3.6\n")
+    with partner(tmp_path, GOOD) as host:
+        service = Service(write_policy(tmp_path, host.port)).start()
+
+        def query(key: str, table: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    postmap,
+                    "-c",
+                    str(config),
+                    "-q",
+                    key,
+                    f"socketmap:inet:{service.address}:{table}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=WAIT,
+                check=False,
+            )
+
+        try:
+            transport = query("finance@fabrikam.com", "transport")
+            notfound = query("someone@contoso.com", "transport")
+            pinned = query(f"[127.0.0.1]:{host.port}", "tlspolicy")
+            temp = query("[mx.contoso.com]:25", "tlspolicy")
+        finally:
+            service.stop()
+    assert (0, f"tlsconnector:[127.0.0.1]:{host.port}\n") == (
+        transport.returncode,
+        transport.stdout,
+    )
+    assert (1, "") == (notfound.returncode, notfound.stdout)
+    assert (0, f"fingerprint match={sha256(GOOD)} servername=hostname\n") == (
+        pinned.returncode,
+        pinned.stdout,
+    )
+    assert temp.returncode != 0
+    assert "temporary error: no outbound connector routes to next hop" in temp.stderr
