@@ -282,6 +282,10 @@ def test_a_recipient_whose_domain_cannot_be_read_is_deferred_never_notfound() ->
     answer = maps.transport_answer("x@fabri..kam.com")
     assert AnswerKind.TEMP == answer.kind
     assert "fabri..kam.com" in answer.text
+    # An unreadable local part: deferred at a governed domain, NOTFOUND elsewhere.
+    overlong = "y" * 2000
+    assert AnswerKind.TEMP == maps.transport_answer(f"{overlong}@fabrikam.com").kind
+    assert AnswerKind.NOTFOUND == maps.transport_answer(f"{overlong}@contoso.com").kind
 
 
 def test_the_transport_name_is_configurable() -> None:
@@ -986,3 +990,37 @@ def test_postfixs_own_socketmap_client_reads_every_kind_of_answer(tmp_path: Path
     )
     assert temp.returncode != 0
     assert "temporary error: no outbound connector routes to next hop" in temp.stderr
+
+
+def test_connections_beyond_the_limit_are_closed_and_idle_ones_time_out(tmp_path: Path) -> None:
+    service = Service(
+        write_policy(tmp_path, closed_port()), "--max-connections", "1", "--idle-timeout", "0.5"
+    ).start()
+    try:
+        with service.connect() as first:
+            assert "NOTFOUND " == ask(first, "transport a@contoso.com")
+            with service.connect() as second:
+                assert b"" == read_until_closed(second)  # refused: the limit is 1
+            service.wait_for(lambda e: e["event"] == "too-many-connections")
+            assert b"" == read_until_closed(first)  # then the idle timeout closes it
+        service.wait_for(lambda e: e["event"] == "idle-timeout")
+        with service.connect() as third:  # a slot is free again
+            assert "NOTFOUND " == ask(third, "transport a@contoso.com")
+    finally:
+        assert 0 == service.stop()
+
+
+def test_hostile_keys_are_escaped_and_bounded_in_the_log(tmp_path: Path) -> None:
+    service = Service(write_policy(tmp_path, closed_port())).start()
+    hostile = 'x"\u202e\\n{"event":"forged"}' + "y" * 2000 + "@fabrikam.com"
+    try:
+        with service.connect() as sock:
+            answer = ask(sock, f"transport {hostile}")
+    finally:
+        service.stop()
+    # Longer than an address may be, at a governed domain: never NOTFOUND.
+    assert answer.startswith("TEMP ")
+    [line] = [e for e in service.events if e["event"] == "answer"]
+    assert line["key"].isascii()
+    assert len(line["key"]) <= 310
+    assert not any(e["event"] == "forged" for e in service.events)

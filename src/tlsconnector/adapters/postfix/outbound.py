@@ -22,6 +22,7 @@ The server is :mod:`tlsconnector.adapters.postfix.socketmap`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import hashlib
@@ -415,8 +416,14 @@ class OutboundMaps:
             try:
                 _, domain = parse_address(key, field="recipient", allow_null=False)
             except FactsError as exc:
-                if key.rpartition("@")[2].startswith("["):
+                tail = key.rpartition("@")[2]
+                if tail.startswith("["):
                     return NOT_FOUND  # an address literal: no connector names one
+                with contextlib.suppress(InvalidValue):
+                    # The local part is what cannot be read: a domain that no connector
+                    # selects is not governed, whatever the address.
+                    if select_outbound(self.policy, canonical_domain(tail))[0] is None:
+                        return NOT_FOUND
                 return MapAnswer.temp(
                     f"recipient {show(key)} cannot be read ({exc.message}); deferring rather "
                     "than guessing whether a connector governs it",
