@@ -8,9 +8,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 
+import attrs
+
 from tlsconnector._assessment import CertificateAssessment, assess_certificate
 from tlsconnector._chains import PresentedChain
 from tlsconnector._model import InboundConnector, Policy
+from tlsconnector._names import canonical_domain
 from tlsconnector._validation import Purpose
 
 from ._decisions import (
@@ -25,7 +28,12 @@ from ._decisions import (
 )
 from ._facts import InboundSession, MtaVerifiedCertificate, UndecodableCertificate
 
-__all__ = ["evaluate_inbound"]
+__all__ = [
+    "ConnectorRequirement",
+    "InboundRequirements",
+    "evaluate_inbound",
+    "inbound_requirements",
+]
 
 
 def evaluate_inbound(
@@ -174,3 +182,94 @@ class _Checker:
                 )
             )
         return failed
+
+
+# --- requirements: what a session must show (section 12) ---------------------------
+
+
+@attrs.frozen
+class ConnectorRequirement:
+    """What one deciding connector asks of a session (section 5.4)."""
+
+    connector: str
+    #: STARTTLS is required (``require_tls``, or implied by a certificate name).
+    tls: bool
+    #: The CN pattern a client certificate must match; None: no certificate asked for.
+    certificate_name: str | None
+    #: Trust anchors the chain must lead to (the policy's store); None when no
+    #: certificate is asked for. 0 means no chain can be trusted.
+    trust_anchors: int | None
+    #: The allowed peer addresses; None: any address.
+    ip_addresses: tuple[str, ...] | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "connector": self.connector,
+            "tls": self.tls,
+            "certificate_name": self.certificate_name,
+            "trust_anchors": self.trust_anchors,
+            "ip_addresses": None if self.ip_addresses is None else list(self.ip_addresses),
+        }
+
+
+@attrs.frozen
+class InboundRequirements:
+    """The inbound counterpart of :func:`~tlsconnector.plan_routes`: for one sender
+    domain, which connectors decide (after specificity and restrict beats allow,
+    section 5.2-5.3) and what a session must show to be accepted. With several
+    deciding connectors, satisfying any one suffices (section 5.5); ``dropped`` names
+    the candidates that restrict beats allow takes out. No connector: the policy does
+    not govern the domain (``accept``, ``no-connector``)."""
+
+    domain: str | None
+    connectors: tuple[ConnectorRequirement, ...]
+    dropped: tuple[str, ...]
+
+    @property
+    def governed(self) -> bool:
+        return bool(self.connectors)
+
+    @property
+    def either_suffices(self) -> bool:
+        return len(self.connectors) > 1
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "domain": self.domain,
+            "governed": self.governed,
+            "either_suffices": self.either_suffices,
+            "connectors": [c.to_dict() for c in self.connectors],
+            "dropped": list(self.dropped),
+        }
+
+
+def inbound_requirements(policy: Policy, sender_domain: str) -> InboundRequirements:
+    """What mail from ``sender_domain`` must show (``""`` or ``"<>"``: the null sender).
+
+    Uses the very selection :func:`evaluate_inbound` uses. Raises
+    :class:`~tlsconnector.InvalidValue` for an invalid domain.
+    """
+    domain = None if sender_domain in ("", "<>") else canonical_domain(sender_domain)
+    deciding = _candidates(policy, domain)
+    anchors = len(policy.trust.certificates) if policy.trust is not None else 0
+    names = {c.name for c in deciding}
+    dropped = tuple(c.name for c in policy.inbound_candidates(domain) if c.name not in names)
+    return InboundRequirements(
+        domain=domain,
+        connectors=tuple(_requirement(c, anchors) for c in deciding),
+        dropped=dropped,
+    )
+
+
+def _requirement(connector: InboundConnector, anchors: int) -> ConnectorRequirement:
+    name = connector.tls_sender_certificate_name
+    ips = connector.sender_ip_addresses
+    return ConnectorRequirement(
+        connector=connector.name,
+        tls=connector.requires_tls,
+        certificate_name=None if name is None else str(name),
+        trust_anchors=None if name is None else anchors,
+        ip_addresses=tuple(str(r) for r in ips.ranges)
+        if connector.restrict_domains_to_ip_addresses
+        else None,
+    )

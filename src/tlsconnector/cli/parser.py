@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     routes.add_argument("--domains-file", metavar="FILE", help="one domain per line")
     routes.add_argument("--json", action="store_true")
 
+    _add_requirements(commands)
     _add_demo(commands)
     _add_eop(commands)
     _add_probe(commands)
@@ -170,6 +171,23 @@ def _jobs_count(text: str) -> int:
     if not 0 <= value <= MAX_JOBS:
         raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_JOBS}, not {value}")
     return value
+
+
+def _add_requirements(commands: Commands) -> None:
+    """Add ``requirements``: the inbound counterpart of ``routes``."""
+    requirements = _command(
+        commands,
+        "requirements",
+        help="show what mail from each sender domain must show to be accepted",
+        description="For each sender domain: which inbound connectors decide (after "
+        "specificity and restrict beats allow), and what a session must show: TLS, the "
+        "certificate name and trust store, the IP addresses; where several decide, "
+        "satisfying either one suffices. DOMAIN '<>' is the null sender.",
+        handler="tlsconnector.cli.requirements:requirements",
+    )
+    requirements.add_argument("--policy", required=True, metavar="POLICY.toml")
+    requirements.add_argument("domains", nargs="+", metavar="DOMAIN")
+    requirements.add_argument("--json", action="store_true", help="one JSON object per domain")
 
 
 def _add_demo(commands: Commands) -> None:
