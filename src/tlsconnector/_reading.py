@@ -9,6 +9,7 @@ every problem (tests/test_reading.py holds them equal). Pure: no files.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard, TypeVar
 
@@ -254,16 +255,18 @@ class _Common:
     comment: str
 
 
-def _open_table(
-    raw: object,
-    index: int,
+def _read_table(
     direction: str,
     keys: Sequence[str],
+    read_rest: Callable[[_Reader, _Common, _Parsers], C | None],
+    raw: object,
+    index: int,
     problems: list[Problem],
     parsers: _Parsers,
-) -> tuple[_Reader, _Common] | None:
-    """Start reading one ``[[inbound]]``/``[[outbound]]`` table: its shape, unknown keys
-    and the keys both directions share. None when it is not a table at all."""
+) -> C | None:
+    """Read one ``[[inbound]]``/``[[outbound]]`` table: its shape, unknown keys and the
+    keys both directions share here, the direction's own keys by ``read_rest``. None
+    when it is not a table at all, or has a problem (recorded in ``problems``)."""
     if not isinstance(raw, Mapping):
         problems.append(Problem(None, f"{direction}[{index}]", raw, "must be a table"))
         return None
@@ -277,19 +280,10 @@ def _open_table(
         type=r.choice("type", ConnectorType, ConnectorType.PARTNER),
         comment=r.string("comment", "") or "",
     )
-    return r, common
+    return read_rest(r, common, parsers)
 
 
-def _inbound_from_mapping(
-    raw: object,
-    index: int,
-    problems: list[Problem],
-    parsers: _Parsers,
-) -> InboundConnector | None:
-    opened = _open_table(raw, index, "inbound", _INBOUND_KEYS, problems, parsers)
-    if opened is None:
-        return None
-    r, common = opened
+def _inbound_rest(r: _Reader, common: _Common, parsers: _Parsers) -> InboundConnector | None:
     raw = r.raw
     domains = r.items("sender_domains", parsers.pattern, required=True)
     if raw.get("sender_domains") == []:
@@ -330,6 +324,11 @@ def _inbound_from_mapping(
         restrict_domains_to_certificate=restrict_cert,
         restrict_domains_to_ip_addresses=restrict_ip,
     )
+
+
+#: ``_inbound_from_mapping(raw, index, problems, parsers)``: one ``[[inbound]]`` table
+#: read, every problem recorded (the reference reader).
+_inbound_from_mapping = functools.partial(_read_table, "inbound", _INBOUND_KEYS, _inbound_rest)
 
 
 def _check_duplicate_names(
@@ -387,16 +386,7 @@ _OUTBOUND_KEYS = (
 )
 
 
-def _outbound_from_mapping(
-    raw: object,
-    index: int,
-    problems: list[Problem],
-    parsers: _Parsers,
-) -> OutboundConnector | None:
-    opened = _open_table(raw, index, "outbound", _OUTBOUND_KEYS, problems, parsers)
-    if opened is None:
-        return None
-    r, common = opened
+def _outbound_rest(r: _Reader, common: _Common, parsers: _Parsers) -> OutboundConnector | None:
     raw = r.raw
     rule_scoped = r.boolean("is_transport_rule_scoped", False)
     test_mode = r.boolean("test_mode", False)
@@ -453,6 +443,11 @@ def _outbound_from_mapping(
     )
 
 
+#: ``_outbound_from_mapping(raw, index, problems, parsers)``: one ``[[outbound]]`` table
+#: read, every problem recorded (the reference reader).
+_outbound_from_mapping = functools.partial(_read_table, "outbound", _OUTBOUND_KEYS, _outbound_rest)
+
+
 # --------------------------------------------------------------------------------------
 # Speed: the fast readers. Nearly every table of a real policy is a plain dict whose
 # values all have their exact types and are valid. For such a table the fast reader
@@ -474,9 +469,10 @@ _ABSENT: Any = object()  # an absent string setting (None is a value, and a prob
 _Get = Callable[..., Any]
 
 
-def _common_fast(
-    raw: object, keys: frozenset[str]
-) -> tuple[str, ConnectorType, str, bool, _Get] | None:
+_FastCommon = tuple[str, ConnectorType, str, bool, _Get]
+
+
+def _common_fast(raw: object, keys: frozenset[str]) -> _FastCommon | None:
     """A plain table's name, type, comment and enabled flag, and its ``get``; None
     unless the table is a dict of known ``keys`` and all four have their exact types
     and valid values (then the general reader words why)."""
@@ -499,11 +495,19 @@ def _common_fast(
     return None
 
 
-def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
-    """:func:`_inbound_from_mapping` for a plain, valid table; None for any other."""
-    common = _common_fast(raw, _INBOUND_KEY_SET)
-    if common is None:
-        return None
+def _read_fast(
+    keys: frozenset[str],
+    read_rest: Callable[[_FastCommon, _Parsers], C | None],
+    raw: object,
+    parsers: _Parsers,
+) -> C | None:
+    """The general reader's connector for a plain, valid table (its shared keys read by
+    :func:`_common_fast`, the direction's own by ``read_rest``); None for any other."""
+    common = _common_fast(raw, keys)
+    return None if common is None else read_rest(common, parsers)
+
+
+def _inbound_fast_rest(common: _FastCommon, parsers: _Parsers) -> InboundConnector | None:
     name, kind, comment, enabled, get = common
     require_tls = get("require_tls", True)
     restrict_cert = get("restrict_domains_to_certificate", False)
@@ -544,11 +548,12 @@ def _inbound_fast(raw: object, parsers: _Parsers) -> InboundConnector | None:
     )
 
 
-def _outbound_fast(raw: object, parsers: _Parsers) -> OutboundConnector | None:
-    """:func:`_outbound_from_mapping` for a plain, valid table; None for any other."""
-    common = _common_fast(raw, _OUTBOUND_KEY_SET)
-    if common is None:
-        return None
+#: ``_inbound_fast(raw, parsers)``: :func:`_inbound_from_mapping` for a plain, valid
+#: table; None for any other.
+_inbound_fast = functools.partial(_read_fast, _INBOUND_KEY_SET, _inbound_fast_rest)
+
+
+def _outbound_fast_rest(common: _FastCommon, parsers: _Parsers) -> OutboundConnector | None:
     name, kind, comment, enabled, get = common
     rule_scoped = get("is_transport_rule_scoped", False)
     test_mode = get("test_mode", False)
@@ -596,6 +601,11 @@ def _outbound_fast(raw: object, parsers: _Parsers) -> OutboundConnector | None:
         is_transport_rule_scoped=rule_scoped,
         test_mode=test_mode,
     )
+
+
+#: ``_outbound_fast(raw, parsers)``: :func:`_outbound_from_mapping` for a plain, valid
+#: table; None for any other.
+_outbound_fast = functools.partial(_read_fast, _OUTBOUND_KEY_SET, _outbound_fast_rest)
 
 
 def _table_claim(
