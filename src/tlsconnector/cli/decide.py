@@ -39,6 +39,20 @@ MAX_RETRY_WINDOW_HOURS = 24 * 366 * 100
 MIN_RETRY_WINDOW = dt.timedelta(seconds=1)
 
 
+def _one_input(
+    args: argparse.Namespace, command: str, flags: tuple[object, ...], needed: str, kind: str
+) -> bool:
+    """Whether the command reads either ``--sessions`` or one session given by flags
+    (``flags[0]`` the one it cannot do without), never both; else says why on stderr."""
+    if args.sessions is None and flags[0] is None:
+        _err(f"tlsconnector {command}: give --sessions FILE, or {needed}")
+        return False
+    if args.sessions is not None and any(flag is not None for flag in flags):
+        _err(f"tlsconnector {command}: --sessions cannot be combined with {kind} flags")
+        return False
+    return True
+
+
 def inbound(args: argparse.Namespace) -> int:
     """``tlsconnector inbound``."""
     single = (
@@ -51,11 +65,7 @@ def inbound(args: argparse.Namespace) -> int:
         args.no_tls or None,
         args.peer_unverified or None,
     )
-    if args.sessions is None and args.peer_ip is None:
-        _err("tlsconnector inbound: give --sessions FILE, or --peer-ip and --mail-from")
-        return EXIT_USAGE
-    if args.sessions is not None and any(flag is not None for flag in single):
-        _err("tlsconnector inbound: --sessions cannot be combined with single-session flags")
+    if not _one_input(args, "inbound", single, "--peer-ip and --mail-from", "single-session"):
         return EXIT_USAGE
     policy = policy_or_none(args.policy)
     if policy is None:
@@ -118,11 +128,7 @@ def outbound(args: argparse.Namespace) -> int:
         args.peer_unverified or None,
         args.queued_since,
     )
-    if args.sessions is None and args.recipient is None:
-        _err("tlsconnector outbound: give --sessions FILE, or --recipient")
-        return EXIT_USAGE
-    if args.sessions is not None and any(flag is not None for flag in flags):
-        _err("tlsconnector outbound: --sessions cannot be combined with single-recipient flags")
+    if not _one_input(args, "outbound", flags, "--recipient", "single-recipient"):
         return EXIT_USAGE
     # Positive and at most about a century: a timedelta cannot hold "inf" or 1e20 hours.
     # Checked again after conversion: 1e-12 hours passes the range but rounds to a
