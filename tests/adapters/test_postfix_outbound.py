@@ -736,6 +736,15 @@ class Service:
                     self.events.append(event)
 
 
+def exit_status(service: Service) -> int:
+    """The status of a service expected to exit by itself (stopped if it does not)."""
+    try:
+        service.process.wait(timeout=WAIT)
+    finally:
+        status = service.stop()
+    return status
+
+
 def ask(sock: socket.socket, request: str) -> str:
     sock.sendall(encode_netstring(request.encode()))
     return read_netstring(sock)
@@ -862,8 +871,7 @@ def test_a_shared_smart_host_with_different_tls_settings_is_refused_at_start(
     )
     (tmp_path / "root.pem").write_text(ROOT.cert_pem())
     service = Service(path)
-    service.process.wait(timeout=WAIT)
-    assert 2 == service.stop()
+    assert 2 == exit_status(service)
     [invalid] = [e for e in service.events if e["event"] == "policy-invalid"]
     assert "Fabrikam Bank outbound" in invalid["problems"][0]
     assert "Woodgrove outbound" in invalid["problems"][0]
@@ -874,8 +882,7 @@ def test_a_policy_without_outbound_connectors_is_refused_at_start(tmp_path: Path
     path = tmp_path / "policy.toml"
     path.write_text('[[inbound]]\nname = "In"\nsender_domains = ["fabrikam.com"]\n')
     service = Service(path)
-    service.process.wait(timeout=WAIT)
-    assert 2 == service.stop()
+    assert 2 == exit_status(service)
     [invalid] = [e for e in service.events if e["event"] == "policy-invalid"]
     assert "governs no outbound mail" in invalid["problems"][0]
 
