@@ -109,11 +109,15 @@ DATA_DOCS = {
     ),
 }
 
+# Classes whose members partly live on a private base class (shown as their own).
+INHERITED_MEMBERS = frozenset({"InboundDecision", "OutboundDecision"})
+
 # Documented as whole modules (each with its own __all__), when importable.
 SUBMODULES: tuple[tuple[str, str], ...] = (
     ("tlsconnector.testing", "Property tests for your policies (extra `testing`)"),
     ("tlsconnector.adapters.postfix", "The Postfix policy protocol"),
     ("tlsconnector.adapters.aiosmtpd", "The aiosmtpd adapter (extra `aiosmtpd`)"),
+    ("tlsconnector.adapters.smtp", "Delivering from Python with outbound connectors enforced"),
 )
 
 logger = logging.getLogger(__name__)
@@ -125,6 +129,8 @@ def _directive(name: str, value: object) -> list[str]:
         return [f".. autoexception:: {target}", "   :members:", "   :show-inheritance:"]
     if isinstance(value, type) and issubclass(value, enum.Enum):
         return [f".. autoclass:: {target}", "   :members:", "   :undoc-members:"]
+    if isinstance(value, type) and name in INHERITED_MEMBERS:
+        return [f".. autoclass:: {target}", "   :members:", "   :inherited-members:"]
     if isinstance(value, type):
         return [f".. autoclass:: {target}", "   :members:"]
     if inspect.isroutine(value):
