@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from tlsconnector._decisions import InboundDecision, OutboundDecision, printable
-from tlsconnector._errors import MESSAGE_LIMIT, PolicyError
+from tlsconnector._errors import MESSAGE_LIMIT, InvalidValue, PolicyError
 from tlsconnector._model import Policy
 from tlsconnector.policy_file.loading import load_policy
 
@@ -31,6 +32,8 @@ EXIT_UNDECIDED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+
+T = TypeVar("T")
 
 def _line_error(number: int, field: str | None, message: str, *, as_json: bool) -> tuple[str, str]:
     """An undecided line: (its standard output line, its standard error line)."""
@@ -91,3 +94,19 @@ def policy_or_none(path: str) -> Policy | None:
     except PolicyError as exc:
         _err(str(exc))
         return None
+
+
+def per_domain(
+    domains: Sequence[str], decide: Callable[[str], T], *, as_json: bool
+) -> Iterator[tuple[str, T | None]]:
+    """``(domain, decide(domain))`` for each domain; an invalid domain (``InvalidValue``)
+    is reported on stderr (and as an ``error`` object with ``as_json``) and yields
+    ``(domain, None)``: the command's exit status is then 1."""
+    for domain in domains:
+        try:
+            yield domain, decide(domain)
+        except InvalidValue as exc:
+            _err(f"{printable(domain)}: {exc.reason}")
+            if as_json:
+                _print_json({"error": {"domain": domain, "message": exc.reason}})
+            yield domain, None

@@ -30,6 +30,7 @@ from tlsconnector.cli._common import (
     _err,
     _print_json,
     explain,
+    per_domain,
     policy_or_none,
 )
 from tlsconnector.cli.batch import _decide_file
@@ -223,14 +224,11 @@ def routes(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     status = EXIT_OK
     rows: list[tuple[str, str, str, str, str]] = []
-    for domain in domains:
-        try:
-            (decision,) = plan_routes(policy, [domain])
-        except InvalidValue as exc:
+    for domain, decision in per_domain(
+        domains, lambda d: plan_routes(policy, [d])[0], as_json=args.json
+    ):
+        if decision is None:
             status = EXIT_UNDECIDED
-            _err(f"{printable(domain)}: {exc.reason}")
-            if args.json:
-                _print_json({"error": {"domain": domain, "message": exc.reason}})
             continue
         if args.json:
             _print_json({"domain": domain, **decision.to_json()})

@@ -6,15 +6,14 @@ from __future__ import annotations
 import argparse
 
 from tlsconnector._decisions import printable
-from tlsconnector._errors import InvalidValue
 from tlsconnector._inbound import ConnectorRequirement, InboundRequirements, inbound_requirements
 from tlsconnector.cli import family
 from tlsconnector.cli._common import (
     EXIT_OK,
     EXIT_UNDECIDED,
     EXIT_USAGE,
-    _err,
     _print_json,
+    per_domain,
     policy_or_none,
 )
 
@@ -27,14 +26,11 @@ def requirements(args: argparse.Namespace) -> int:
     if policy is None:
         return EXIT_USAGE
     status = EXIT_OK
-    for domain in args.domains:
-        try:
-            found = inbound_requirements(policy, domain)
-        except InvalidValue as exc:
+    for _, found in per_domain(
+        args.domains, lambda d: inbound_requirements(policy, d), as_json=args.json
+    ):
+        if found is None:
             status = EXIT_UNDECIDED
-            _err(f"{printable(domain)}: {exc.reason}")
-            if args.json:
-                _print_json({"error": {"domain": domain, "message": exc.reason}})
             continue
         if args.json:
             _print_json(found.to_dict())
