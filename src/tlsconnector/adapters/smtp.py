@@ -40,7 +40,6 @@ import email.policy
 import enum
 import importlib
 import io
-import ipaddress
 import re
 import smtplib
 import socket
@@ -72,6 +71,7 @@ from tlsconnector import (
     canonical_domain,
     evaluate_outbound,
 )
+from tlsconnector._model import is_ip_address
 
 __all__ = [
     "CHAIN_APIS",
@@ -426,14 +426,6 @@ def presented_chain(ssl_socket: ssl.SSLSocket) -> PresentedChain | UndecodableCe
     return _facts(*_chain_der(ssl_socket))
 
 
-def _is_ip(host: str) -> bool:
-    """True for an IPv4 or IPv6 address literal (SNI never names one)."""
-    try:
-        return ipaddress.ip_address(host).version in (4, 6)
-    except ValueError:
-        return False
-
-
 @attrs.frozen
 class _Collected:
     state: StartTLS
@@ -471,7 +463,7 @@ def _handshake(smtp: smtplib.SMTP, server_hostname: str, context: ssl.SSLContext
     here and carried beside the chain.
     """
     # SNI (RFC 6066 section 3) is a host name, never an address literal.
-    sni = None if _is_ip(server_hostname) else server_hostname
+    sni = None if is_ip_address(server_hostname) else server_hostname
     assert smtp.sock is not None
     if isinstance(smtp, _Client):
         smtp.clock.arm(smtp.sock, smtp.step_timeout)  # bounds the handshake as a whole
@@ -834,7 +826,7 @@ def _system_addresses(host: str, timeout: float) -> list[str]:
 
 
 def _addresses(run: _Run, target: SmartHost) -> list[str]:
-    if _is_ip(target.host):
+    if is_ip_address(target.host):
         return [target.host]
     end = run.clock.step_end(run.timeout)
     wait = run.clock.wait(end)

@@ -36,7 +36,7 @@ from cryptography import x509
 
 from tlsconnector._errors import FactsError, InvalidValue, printable, show
 from tlsconnector._facts import parse_address
-from tlsconnector._model import OutboundConnector, Policy, SmartHost, TLSMode
+from tlsconnector._model import OutboundConnector, Policy, SmartHost, TLSMode, is_ip_address
 from tlsconnector._names import canonical_domain
 from tlsconnector._outbound import select_outbound
 
@@ -429,7 +429,7 @@ class OutboundMaps:
                     "than guessing whether a connector governs it",
                     code="bad-key",
                 )
-            if domain is None or domain.startswith("[") or _is_ip(domain):
+            if domain is None or domain.startswith("[") or is_ip_address(domain):
                 return NOT_FOUND  # postmaster without a domain, or an address literal
         else:
             try:
@@ -494,14 +494,6 @@ class OutboundMaps:
             connector=lookup.connector.name,
             next_hop=str(lookup.hop),
         )
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 # -- pins ---------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ import contextlib
 import datetime as dt
 import importlib
 import importlib.util
-import ipaddress
 import os
 import signal
 import socket
@@ -39,7 +38,7 @@ from typing import Any, TypeVar
 import attrs
 
 from tlsconnector._errors import PolicyError, printable, show
-from tlsconnector._model import OutboundConnector, Policy, SmartHost
+from tlsconnector._model import OutboundConnector, Policy, SmartHost, is_ip_address
 from tlsconnector._names import canonical_domain
 from tlsconnector.adapters.postfix.outbound import (
     DEFAULT_PIN_LIFETIME,
@@ -149,14 +148,6 @@ def parse_socketmap_listen(text: str) -> tuple[str, int] | str:
 
 
 # -- probing ------------------------------------------------------------------------------
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _in_thread(function: Callable[[], _T], *, name: str) -> asyncio.Future[_T]:
@@ -277,7 +268,7 @@ class Prober:
                 text = printable(str(exc), 300)
                 return Probe((), (f"{hop}: {text}",), ("mx-lookup-failed",))
         for host in hosts[:MAX_PROBE_HOSTS]:
-            if _is_ip(host):
+            if is_ip_address(host):
                 addresses = [host]
             else:
                 try:
