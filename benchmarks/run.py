@@ -13,18 +13,25 @@ docs/performance.md for what each figure means.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime as dt
 import gc
+import hashlib
 import json
 import math
 import os
 import platform
 import resource
 import signal
+import socket
+import sqlite3
+import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -1212,6 +1219,690 @@ def postfix_breakdown(results: Results, policy_path: Path, *, quick: bool) -> No
 
 
 # --------------------------------------------------------------------------------------
+# 9. The Postfix outbound socketmap service against a do-nothing one and against
+# postfix-mta-sts-resolver
+
+
+#: Partner servers (next hops) the outbound service pins; their connectors alternate
+#: domain_validation and certificate_validation.
+OUTBOUND_PARTNERS = 8
+#: Every wait on a partner, a lookup or a process in this step is bounded (seconds).
+OUTBOUND_WAIT = 90.0
+#: The resolver's cache entries: fresh for ten years (cache_grace) and valid for a
+#: year (the policy's max_age), so that no lookup of the run leaves the cache.
+RESOLVER_CACHE_GRACE = 315_360_000
+RESOLVER_MAX_AGE = 31_557_600
+#: What the two targets of this step compare.
+OUTBOUND_VS_NOOP = (
+    "tlsconnector serve postfix-outbound / do-nothing asyncio socketmap service, "
+    "lookups per second with warm pins (transport and tlspolicy alternating), "
+    "32 connections on 127.0.0.1"
+)
+OUTBOUND_VS_RESOLVER = (
+    "tlsconnector serve postfix-outbound / postfix-mta-sts-resolver (sqlite cache, "
+    "pre-filled), tlspolicy lookups per second answered from memory, 32 connections "
+    "on 127.0.0.1"
+)
+
+
+class _PartnerHandler:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        return "250 OK"
+
+
+class Partners:
+    """``count`` aiosmtpd servers on 127.0.0.1 (port 0 each), in one event loop in a
+    daemon thread, each offering STARTTLS with its own leaf (CN
+    ``mail.partner{i}.example``, issued by the bench PKI's intermediate, valid around
+    the real clock: the service subprocess reads it)."""
+
+    def __init__(self, pki: BenchPKI, workdir: Path, count: int) -> None:
+        from aiosmtpd.smtp import SMTP
+
+        now = dt.datetime.now(dt.UTC)
+        self.leaves = [
+            pki.intermediate.issue(
+                f"mail.partner{i}.example",
+                not_before=now - dt.timedelta(days=1),
+                not_after=now + dt.timedelta(days=30),
+            )
+            for i in range(count)
+        ]
+        contexts = []
+        for i, leaf in enumerate(self.leaves):
+            chain, key = workdir / f"partner{i}-chain.pem", workdir / f"partner{i}-key.pem"
+            chain.write_text(leaf.chain_pem())
+            key.write_text(leaf.key_pem())
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(chain, key)
+            contexts.append(context)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def listen() -> list[asyncio.AbstractServer]:
+            servers = []
+            for i, context in enumerate(contexts):
+
+                def factory(context: ssl.SSLContext = context, i: int = i) -> SMTP:
+                    return SMTP(
+                        _PartnerHandler(),
+                        hostname=f"mail.partner{i}.example",
+                        tls_context=context,
+                        loop=self.loop,
+                    )
+
+                servers.append(await self.loop.create_server(factory, "127.0.0.1", 0))
+            return servers
+
+        self.servers = asyncio.run_coroutine_threadsafe(listen(), self.loop).result(OUTBOUND_WAIT)
+        self.ports: list[int] = [s.sockets[0].getsockname()[1] for s in self.servers]
+
+    def pin(self, i: int) -> str:
+        """The SHA-256 fingerprint of partner ``i``'s leaf, as the service pins it."""
+        digest = hashlib.sha256(self.leaves[i].der()).hexdigest().upper()
+        return ":".join(digest[j : j + 2] for j in range(0, 64, 2))
+
+    def stop(self) -> None:
+        async def close() -> None:
+            for server in self.servers:
+                server.close()
+            for server in self.servers:
+                await asyncio.wait_for(server.wait_closed(), OUTBOUND_WAIT)
+
+        with contextlib.suppress(TimeoutError):
+            asyncio.run_coroutine_threadsafe(close(), self.loop).result(OUTBOUND_WAIT)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(OUTBOUND_WAIT)
+        self.loop.close()
+
+
+def outbound_policy_toml(partners: Sequence[int], *, ca_file: str, generated: int) -> str:
+    """The generated policy of ``generated`` connectors per direction, then one outbound
+    connector per partner port: smart host ``127.0.0.1:PORT``, recipient domain
+    ``partner{i}.example``, domain_validation (tls_domain ``*.partner{i}.example``) for
+    even ``i``, certificate_validation for odd ``i``."""
+    out = [policy_toml(generated, ca_file=ca_file)]
+    for i, port in enumerate(partners):
+        out += [
+            "[[outbound]]",
+            f'name = "bench-pinned-{i}"',
+            f'recipient_domains = ["partner{i}.example"]',
+            "use_mx_record = false",
+            f'smart_hosts = ["127.0.0.1:{port}"]',
+        ]
+        if i % 2 == 0:
+            out += ['tls_settings = "domain_validation"', f'tls_domain = "*.partner{i}.example"']
+        else:
+            out.append('tls_settings = "certificate_validation"')
+        out.append("")
+    return "\n".join(out)
+
+
+def _socketmap_ask(sock: socket.socket, request: str) -> str:
+    """Send one socketmap request on a blocking socket and read its answer."""
+    from benchmarks.socketmap_client import MAX_ANSWER_BYTES, netstring
+
+    sock.sendall(netstring(request.encode("utf-8")))
+    head = b""
+    while not head.endswith(b":"):
+        if len(head) > len(str(MAX_ANSWER_BYTES)):
+            raise RuntimeError(f"{request!r}: not a netstring answer: {head!r}")
+        chunk = sock.recv(1)
+        if not chunk:
+            raise RuntimeError(f"{request!r}: the connection closed after {head!r}")
+        head += chunk
+    size = int(head[:-1]) + 1
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise RuntimeError(f"{request!r}: the connection closed in the answer")
+        data += chunk
+    if not data.endswith(b","):
+        raise RuntimeError(f"{request!r}: the answer does not end with ','")
+    return data[:-1].decode("ascii", "backslashreplace")
+
+
+def _connect(address: str) -> socket.socket:
+    host, _, port = address.rpartition(":")
+    return socket.create_connection((host, int(port)), timeout=OUTBOUND_WAIT)
+
+
+def _check_answers(address: str, expected: dict[str, str]) -> dict[str, float]:
+    """Ask each request on one connection; raise unless every answer is the expected
+    one. The wall time of each lookup (seconds), in order."""
+    took = {}
+    with _connect(address) as sock:
+        for request, wanted in expected.items():
+            started = time.perf_counter()
+            answer = _socketmap_ask(sock, request)
+            took[request] = time.perf_counter() - started
+            if answer != wanted:
+                raise RuntimeError(f"{request!r} was answered {answer!r}, not {wanted!r}")
+    return took
+
+
+def _drive_socketmap(
+    address: str, requests: Path, *, count: int, seconds: float, connections: int = 32
+) -> dict[str, Any]:
+    done = subprocess.run(  # noqa: S603 - our own interpreter and modules
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.socketmap_client",
+            "--connect",
+            address,
+            "--requests",
+            str(requests),
+            "--connections",
+            str(connections),
+            "--count",
+            str(count),
+            "--seconds",
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=False,
+        preexec_fn=_on_cpus(CLIENT_CPUS),
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the load generator failed: {done.stderr.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return int(sock.getsockname()[1])
+
+
+def resolver_config(port: int, cache: Path) -> str:
+    """postfix-mta-sts-resolver's configuration (YAML) for the benchmark."""
+    return "\n".join(
+        [
+            "# tlsconnector make bench: postfix-mta-sts-resolver answering from its cache",
+            "host: 127.0.0.1",
+            f"port: {port}",
+            "# the daemon's default; its TCP listener is only set up with it",
+            "reuse_port: true",
+            "shutdown_timeout: 5",
+            "# every pre-filled entry stays fresh: no lookup of the run goes to DNS/HTTPS",
+            f"cache_grace: {RESOLVER_CACHE_GRACE}",
+            "proactive_policy_fetching:",
+            "  enabled: false",
+            "cache:",
+            "  type: sqlite",
+            "  options:",
+            f"    filename: {json.dumps(str(cache))}",
+            "default_zone:",
+            "  strict_testing: false",
+            "  timeout: 4",
+            "  require_sni: true",
+            "",
+        ]
+    )
+
+
+def prefill_resolver_cache(path: Path, domains: Sequence[str], *, now: float) -> dict[str, str]:
+    """Write the resolver's sqlite cache (its own schema) with an ``enforce`` policy for
+    each domain (MX ``mail.DOMAIN``), fetched ``now``; the answer each lookup must get."""
+    answers = {}
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "create table if not exists proactive_fetch_ts "
+            "(id integer primary key, last_fetch_ts integer)"
+        )
+        db.execute(
+            "create table if not exists sts_policy_cache "
+            "(domain text, ts integer, pol_id text, pol_body text)"
+        )
+        db.execute(
+            "create unique index if not exists sts_policy_domain on sts_policy_cache (domain)"
+        )
+        db.execute(
+            "create index if not exists sts_policy_domain_ts on sts_policy_cache (domain, ts)"
+        )
+        for number, domain in enumerate(domains):
+            body = {
+                "version": "STSv1",
+                "mode": "enforce",
+                "mx": [f"mail.{domain}"],
+                "max_age": RESOLVER_MAX_AGE,
+            }
+            db.execute(
+                "insert or replace into sts_policy_cache (domain, ts, pol_id, pol_body) "
+                "values (?, ?, ?, ?)",
+                (domain, int(now), f"bench{number}", json.dumps(body)),
+            )
+            answers[f"postfix {domain}"] = f"OK secure match=mail.{domain} servername=hostname"
+        db.commit()
+    return answers
+
+
+@contextlib.contextmanager
+def _resolver(daemon: Path, workdir: Path, run: int) -> Iterator[tuple[str, dict[str, str]]]:
+    """Start ``mta-sts-daemon -c CONFIG`` on the server core with a pre-filled cache;
+    yield its address, and the answers it gave, once it answers every benchmark domain
+    from its cache as it should."""
+    cache = workdir / f"resolver-cache-{run}.db"
+    answers = prefill_resolver_cache(cache, _resolver_domains(), now=time.time())
+    port = _free_port()
+    config = workdir / f"resolver-{run}.yml"
+    config.write_text(resolver_config(port, cache), encoding="utf-8")
+    log_path = workdir / f"resolver-{run}.log"
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(  # noqa: S603 - the resolver's own console script
+            [str(daemon), "-c", str(config), "--disable-uvloop"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            preexec_fn=_on_cpus(SERVER_CPUS),
+        )
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + OUTBOUND_WAIT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"mta-sts-daemon exited with {process.returncode}: "
+                    f"{log_path.read_text(encoding='utf-8')[-1000:]}"
+                )
+            try:
+                _check_answers(address, answers)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("mta-sts-daemon did not start answering in time") from None
+                time.sleep(0.1)
+                continue
+            break
+        yield address, answers
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+def _resolver_domains() -> list[str]:
+    return [f"partner{i}.example" for i in range(OUTBOUND_PARTNERS)]
+
+
+def _warm_pins(address: str, partners: Partners) -> dict[str, float]:
+    """The first lookups: every next hop probed and pinned, every answer checked."""
+    expected = {}
+    for i, port in enumerate(partners.ports):
+        expected[f"transport user@partner{i}.example"] = f"OK tlsconnector:[127.0.0.1]:{port}"
+        expected[f"tlspolicy [127.0.0.1]:{port}"] = (
+            f"OK fingerprint match={partners.pin(i)} servername=hostname"
+        )
+    return _check_answers(address, expected)
+
+
+def bench_postfix_outbound(results: Results, workdir: Path, pki: BenchPKI, *, quick: bool) -> None:
+    def unmeasured(note: str) -> None:
+        for key, text, threshold in (
+            ("postfix-outbound-vs-noop", OUTBOUND_VS_NOOP, 0.6),
+            ("postfix-outbound-vs-mta-sts-resolver", OUTBOUND_VS_RESOLVER, 1.0),
+        ):
+            results.target(
+                key, text, measured=None, op=">=", threshold=threshold, unit="x", note=note
+            )
+
+    results.figure(
+        "postfix-outbound.load_average_before",
+        [round(x, 2) for x in os.getloadavg()],
+        "",
+        "the machine's load average when this step started (1, 5, 15 minutes)",
+    )
+    help_run = subprocess.run(
+        [sys.executable, "-m", "tlsconnector", "serve", "postfix-outbound", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    if help_run.returncode != 0:
+        unmeasured(
+            "`tlsconnector serve postfix-outbound` is not available: "
+            f"{help_run.stderr.strip()[-300:]}"
+        )
+        return
+    try:
+        partners = Partners(pki, workdir, OUTBOUND_PARTNERS)
+    except ImportError as exc:
+        unmeasured(f"the partner servers need aiosmtpd (the test extra): {exc}")
+        return
+    try:
+        _bench_postfix_outbound(results, workdir, pki, partners, quick=quick)
+    except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+        unmeasured(f"could not be measured: {str(exc)[-500:]}")
+    finally:
+        partners.stop()
+
+
+def _bench_postfix_outbound(
+    results: Results, workdir: Path, pki: BenchPKI, partners: Partners, *, quick: bool
+) -> None:
+    (workdir / "ca-outbound.pem").write_text(pki.trust_pem())
+    policy = workdir / "policy-outbound.toml"
+    policy.write_text(
+        outbound_policy_toml(partners.ports, ca_file="ca-outbound.pem", generated=1_000)
+    )
+    serve = [
+        "-m",
+        "tlsconnector",
+        "serve",
+        "postfix-outbound",
+        "--policy",
+        str(policy),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    noop = ["-m", "benchmarks.noop_socketmap_server", "--listen", "127.0.0.1:0"]
+    # The mix: for each message, the recipient's transport lookup, then its next hop's
+    # TLS policy (a warm pin), over 1,000 recipients of the pinned partners.
+    mix = workdir / "requests-mix.txt"
+    lines = []
+    for n in range(1_000):
+        i = n % OUTBOUND_PARTNERS
+        lines.append(f"transport user{n}@partner{i}.example")
+        lines.append(f"tlspolicy [127.0.0.1]:{partners.ports[i]}")
+    mix.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tls_only = workdir / "requests-tlspolicy.txt"
+    tls_only.write_text(
+        "".join(f"tlspolicy [127.0.0.1]:{port}\n" for port in partners.ports), encoding="utf-8"
+    )
+    resolver_requests = workdir / "requests-resolver.txt"
+    resolver_requests.write_text(
+        "".join(f"postfix {domain}\n" for domain in _resolver_domains()), encoding="utf-8"
+    )
+    daemon = Path(sys.executable).with_name("mta-sts-daemon")
+    resolver_note = ""
+    if not daemon.exists():
+        resolver_note = (
+            f"postfix-mta-sts-resolver is not installed (pip install -e '.[bench]'): no {daemon}"
+        )
+
+    postfix_outbound_breakdown(results, policy, partners, quick=quick)
+    _bench_outbound_cold(results, workdir, serve, partners, quick=quick)
+
+    count, seconds = (5_000, 4.0) if quick else (60_000, 10.0)
+    runs: dict[str, list[dict[str, Any]]] = {"noop": [], "serve": [], "serve-tls": []}
+    if not resolver_note:
+        runs["resolver"] = []
+    resolver_answers: dict[str, str] = {}
+    # Alternated, three times each, so that drift in the machine's load hits all alike;
+    # the best run of each is kept.
+    for alternation in range(1 if quick else 3):
+        _log("socketmap load: do-nothing service")
+        with _server(noop, workdir / "noop-socketmap.log") as address:
+            runs["noop"].append(_drive_socketmap(address, mix, count=count, seconds=seconds))
+        _log("socketmap load: serve postfix-outbound (pins warmed first)")
+        with _server(serve, workdir / f"serve-outbound-{alternation}.log") as address:
+            _warm_pins(address, partners)
+            runs["serve"].append(_drive_socketmap(address, mix, count=count, seconds=seconds))
+            runs["serve-tls"].append(
+                _drive_socketmap(address, tls_only, count=count, seconds=seconds)
+            )
+        if not resolver_note:
+            _log("socketmap load: postfix-mta-sts-resolver (warm sqlite cache)")
+            with _resolver(daemon, workdir, alternation) as (address, answers):
+                resolver_answers.update(answers)
+                runs["resolver"].append(
+                    _drive_socketmap(address, resolver_requests, count=count, seconds=seconds)
+                )
+    best = {label: max(found, key=lambda r: r["rate"]) for label, found in runs.items() if found}
+    what = {
+        "noop": "do-nothing socketmap service, the transport/tlspolicy mix",
+        "serve": "serve postfix-outbound, the transport/tlspolicy mix (warm pins)",
+        "serve-tls": "serve postfix-outbound, tlspolicy lookups only (warm pins)",
+        "resolver": "postfix-mta-sts-resolver, lookups of its pre-filled domains",
+    }
+    for label, run in best.items():
+        key = f"postfix-outbound.{label}"
+        results.figure(f"{key}.rate", run["rate"], "/s", f"{what[label]}: lookups per second")
+        for name in ("p50", "p90", "p99", "max"):
+            results.figure(
+                f"{key}.{name}_ms",
+                run[f"latency_{name}_ms"],
+                "ms",
+                f"{what[label]}: {name} latency",
+            )
+        results.figure(f"{key}.requests", run["requests"], "", f"{what[label]}: lookups measured")
+        results.figure(f"{key}.answers", run["answers"], "", f"{what[label]}: answers by kind")
+        results.figure(
+            f"{key}.all_rates",
+            [round(r["rate"]) for r in runs[label]],
+            "/s",
+            f"{what[label]}: the rate of every alternation",
+        )
+    if resolver_answers:
+        results.figure(
+            "postfix-outbound.resolver.checked_answers",
+            [f"{k} -> {v}" for k, v in sorted(resolver_answers.items())][:3],
+            "",
+            "answers the resolver gave before each load (all checked; three shown)",
+        )
+        results.figure(
+            "postfix-outbound.resolver.config",
+            resolver_config(0, workdir / "resolver-cache.db").replace("port: 0", "port: FREE"),
+            "",
+            "the resolver's configuration (mta-sts-daemon -c CONFIG --disable-uvloop)",
+        )
+    serve_run, noop_run = best["serve"], best["noop"]
+    results.target(
+        "postfix-outbound-vs-noop",
+        OUTBOUND_VS_NOOP,
+        measured=serve_run["rate"] / noop_run["rate"],
+        op=">=",
+        threshold=0.6,
+        unit="x",
+        note=(
+            f"p50/p99 {serve_run['latency_p50_ms']:.2f}/{serve_run['latency_p99_ms']:.2f} ms "
+            f"(do-nothing {noop_run['latency_p50_ms']:.2f}/"
+            f"{noop_run['latency_p99_ms']:.2f} ms)"
+        ),
+    )
+    if "resolver" in best:
+        tls_run, resolver_run = best["serve-tls"], best["resolver"]
+        results.target(
+            "postfix-outbound-vs-mta-sts-resolver",
+            OUTBOUND_VS_RESOLVER,
+            measured=tls_run["rate"] / resolver_run["rate"],
+            op=">=",
+            threshold=1.0,
+            unit="x",
+            note=(
+                f"p50/p99 {tls_run['latency_p50_ms']:.2f}/{tls_run['latency_p99_ms']:.2f} ms "
+                f"(resolver {resolver_run['latency_p50_ms']:.2f}/"
+                f"{resolver_run['latency_p99_ms']:.2f} ms)"
+            ),
+        )
+    else:
+        results.target(
+            "postfix-outbound-vs-mta-sts-resolver",
+            OUTBOUND_VS_RESOLVER,
+            measured=None,
+            op=">=",
+            threshold=1.0,
+            unit="x",
+            note=resolver_note,
+        )
+
+
+def postfix_outbound_breakdown(
+    results: Results, policy_path: Path, partners: Partners, *, quick: bool
+) -> None:
+    """Where one lookup's time goes, in process (CPU, warm pins stored as a probe would
+    store them): the transport answer, the tlspolicy answer, the whole answer with its
+    log line, and the ``asyncio.wait_for`` the service puts around each read and each
+    drain. Uses the service's own classes."""
+    from tlsconnector import load_policy
+    from tlsconnector.adapters.postfix.outbound import HopLookup, NextHop, Pin
+    from tlsconnector.adapters.postfix.server import JsonLog
+    from tlsconnector.adapters.postfix.socketmap import OutboundService
+
+    policy = load_policy(policy_path)
+    repeat = 3 if quick else 5
+    size = 2_000 if quick else 10_000
+    transports = [f"user{n}@partner{n % OUTBOUND_PARTNERS}.example" for n in range(size)]
+    hops = [f"[127.0.0.1]:{partners.ports[n % OUTBOUND_PARTNERS]}" for n in range(size)]
+    mixed = [
+        request
+        for n in range(size // 2)
+        for request in (f"transport {transports[n]}", f"tlspolicy {hops[n]}")
+    ]
+    with open(os.devnull, "w", encoding="utf-8") as devnull:
+        log = JsonLog(devnull)
+        service = OutboundService(policy, policy_path=policy_path, log=log)
+        now = dt.datetime.now(dt.UTC)
+        for i, port in enumerate(partners.ports):
+            hop = NextHop.parse(f"[127.0.0.1]:{port}")
+            found = service.maps.next_hop(str(hop))
+            if not isinstance(found, HopLookup) or policy.trust is None:
+                raise RuntimeError(f"next hop {hop} is not served by the benchmark policy")
+            leaf = partners.leaves[i].cert
+            pin = Pin(partners.pin(i), leaf.not_valid_after_utc, "127.0.0.1", "127.0.0.1")
+            service.cache.store(hop, found.connector, policy.trust.key, [pin], now)
+
+        async def measure() -> dict[str, float]:
+            log.attach(asyncio.get_running_loop())
+            try:
+                answer = await service.lookup("tlspolicy", hops[0])
+                if answer.codes != ("pinned",):
+                    raise RuntimeError(f"the warm pin was not used: {answer}")
+
+                async def tls_lookups() -> None:
+                    for key in hops:
+                        await service.lookup("tlspolicy", key)
+
+                async def answers() -> None:
+                    for request in mixed:
+                        await service._answer(request.encode(), "127.0.0.1:1")
+
+                async def nothing() -> None:
+                    return None
+
+                async def waits() -> None:
+                    for _ in hops:
+                        await asyncio.wait_for(nothing(), 300.0)
+
+                found: dict[str, float] = {}
+                for name, run in (("tls", tls_lookups), ("answer", answers), ("wait", waits)):
+                    best = math.inf
+                    for _ in range(repeat):
+                        started = time.process_time()
+                        await run()
+                        best = min(best, time.process_time() - started)
+                    found[name] = best
+                return found
+            finally:
+                log.detach()
+
+        measured = asyncio.run(measure())
+        transport = best_cpu(
+            lambda: [service.maps.transport_answer(key) for key in transports], repeat=repeat
+        )
+    results.figure(
+        "postfix-outbound.cpu.transport_us",
+        transport / size * 1e6,
+        "us",
+        "OutboundMaps.transport_answer of a governed recipient",
+    )
+    results.figure(
+        "postfix-outbound.cpu.tlspolicy_us",
+        measured["tls"] / size * 1e6,
+        "us",
+        "OutboundService.lookup of a tlspolicy next hop with a warm pin",
+    )
+    results.figure(
+        "postfix-outbound.cpu.answer_us",
+        measured["answer"] / len(mixed) * 1e6,
+        "us",
+        "a request's whole answer (request parsed, looked up, JSON log line), the mix",
+    )
+    results.figure(
+        "postfix-outbound.cpu.wait_for_us",
+        measured["wait"] / size * 1e6,
+        "us",
+        "one asyncio.wait_for around an awaitable that is ready (the service makes two per "
+        "request: the read and the drain)",
+    )
+
+
+def _bench_outbound_cold(
+    results: Results, workdir: Path, serve: list[str], partners: Partners, *, quick: bool
+) -> None:
+    """A fresh service's first tlspolicy lookup (one probe of one next hop: connect,
+    EHLO, STARTTLS, the chain judged), best of several fresh services; then, in the
+    same service, the first lookup of another next hop (a probe with the code warm)
+    and a repeated one (the pin)."""
+    firsts: list[float] = []
+    others: list[float] = []
+    repeats: list[float] = []
+    for run in range(2 if quick else 5):
+        i, j = run % OUTBOUND_PARTNERS, (run + 1) % OUTBOUND_PARTNERS
+        first = f"tlspolicy [127.0.0.1]:{partners.ports[i]}"
+        other = f"tlspolicy [127.0.0.1]:{partners.ports[j]}"
+        _log(f"socketmap cold lookup {run + 1}")
+        with _server(serve, workdir / f"serve-outbound-cold-{run}.log") as address:
+            took = _check_answers(
+                address,
+                {
+                    first: f"OK fingerprint match={partners.pin(i)} servername=hostname",
+                    other: f"OK fingerprint match={partners.pin(j)} servername=hostname",
+                },
+            )
+            again = _check_answers(
+                address, {first: f"OK fingerprint match={partners.pin(i)} servername=hostname"}
+            )
+        firsts.append(took[first])
+        others.append(took[other])
+        repeats.append(again[first])
+    results.figure(
+        "postfix-outbound.cold.first_lookup_ms",
+        min(firsts) * 1000,
+        "ms",
+        "a fresh service's first tlspolicy lookup (one probe: connect, EHLO, STARTTLS, "
+        "chain judged, pinned), best of the fresh services",
+    )
+    results.figure(
+        "postfix-outbound.cold.first_lookup_median_ms",
+        statistics.median(firsts) * 1000,
+        "ms",
+        "the same, median",
+    )
+    results.figure(
+        "postfix-outbound.cold.first_lookups_ms",
+        [round(t * 1000, 2) for t in firsts],
+        "ms",
+        "the same, every fresh service",
+    )
+    results.figure(
+        "postfix-outbound.cold.other_hop_ms",
+        min(others) * 1000,
+        "ms",
+        "the same service's first lookup of another next hop (one probe, code warm), best",
+    )
+    results.figure(
+        "postfix-outbound.cold.repeated_ms",
+        min(repeats) * 1000,
+        "ms",
+        "a repeated lookup of the first next hop on a new connection (the pin), best",
+    )
+
+
+# --------------------------------------------------------------------------------------
 # The machine, the table, the file
 
 
@@ -1266,7 +1957,7 @@ def markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-BENCHMARKS = ("decisions", "certificates", "load", "lint", "cli", "postfix")
+BENCHMARKS = ("decisions", "certificates", "load", "lint", "cli", "postfix", "postfix-outbound")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1304,6 +1995,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Last: the policy service is the newest part of the tree.
         if "postfix" in chosen:
             bench_postfix(results, workdir, pki, quick=args.quick)
+        if "postfix-outbound" in chosen:
+            bench_postfix_outbound(results, workdir, pki, quick=args.quick)
     document = {
         "generated": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "quick": args.quick,

@@ -13,6 +13,7 @@ import gc
 import ipaddress
 import json
 import sys
+import time
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -57,8 +58,19 @@ from benchmarks.generate import (
     spread_inbound_session_facts,
 )
 from benchmarks.noop_policy_server import DUNNO_REPLY, DoNothing, count_requests
+from benchmarks.noop_socketmap_server import FIXED_ANSWER, NetstringError, split_netstrings
+from benchmarks.noop_socketmap_server import handle as noop_socketmap
 from benchmarks.policy_client import postfix_request, postfix_requests, run_load
-from benchmarks.run import Results, chain_facts, table
+from benchmarks.run import (
+    Results,
+    chain_facts,
+    outbound_policy_toml,
+    prefill_resolver_cache,
+    resolver_config,
+    table,
+)
+from benchmarks.socketmap_client import UnexpectedAnswer, netstring
+from benchmarks.socketmap_client import run_load as run_socketmap_load
 
 # --------------------------------------------------------------------------------------
 # The generated inputs
@@ -405,3 +417,154 @@ def test_subject_cns_are_every_cn_attribute_in_order() -> None:
     attributes = leaf.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     assert tuple(_cn_text(a) for a in attributes) == subject_cns(leaf.cert)
     assert ("b.partner.com", "a.partner.com") == PresentedChain.from_pem(leaf.chain_pem()).cns
+
+
+# --------------------------------------------------------------------------------------
+# The outbound socketmap benchmark: its do-nothing service, its load generator, its
+# policy and the resolver's pre-filled cache
+
+
+def test_split_netstrings_takes_complete_netstrings_and_keeps_the_rest() -> None:
+    buffer = bytearray(b"11:transport a,13:tlspolicy b.c,5:tlsp")
+    assert 2 == split_netstrings(buffer)
+    assert bytearray(b"5:tlsp") == buffer
+    buffer += b"o"
+    assert 0 == split_netstrings(buffer)  # the payload is there, its comma is not
+    buffer += b",1"
+    assert 1 == split_netstrings(buffer)
+    assert bytearray(b"1") == buffer  # the next length is still arriving
+
+
+@pytest.mark.parametrize("garbage", [b"GET / HTTP/1.1\r\n", b"5:hello!", b"99999:", b"12345"])
+def test_split_netstrings_refuses_what_is_not_a_bounded_netstring(garbage: bytes) -> None:
+    with pytest.raises(NetstringError):
+        split_netstrings(bytearray(garbage))
+
+
+async def _noop_socketmap_port() -> tuple[asyncio.AbstractServer, int]:
+    server = await asyncio.start_server(noop_socketmap, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_the_do_nothing_socketmap_service_answers_each_request_and_closes_on_garbage() -> None:
+    """Requests split across writes: one fixed answer each; then garbage closes."""
+
+    async def scenario() -> tuple[bytes, bytes]:
+        server, port = await _noop_socketmap_port()
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            request = netstring(b"tlspolicy [127.0.0.1]:25")
+            writer.write(request + request[:7])
+            await writer.drain()
+            writer.write(request[7:])
+            answers = await asyncio.wait_for(reader.readexactly(2 * len(FIXED_ANSWER)), 10)
+            writer.write(b"GET / HTTP/1.1\r\n")
+            rest = await asyncio.wait_for(reader.read(), timeout=10)
+            writer.close()
+            await writer.wait_closed()
+        return answers, rest
+
+    answers, rest = asyncio.run(scenario())
+    assert FIXED_ANSWER * 2 == answers
+    assert b"" == rest
+    assert FIXED_ANSWER.startswith(b"136:OK fingerprint match=00:00:")
+
+
+def test_the_socketmap_load_generator_counts_answers_from_a_real_server() -> None:
+    """Bounded: a few hundred lookups on loopback, then it stops by itself."""
+
+    async def scenario() -> dict[str, object]:
+        server, port = await _noop_socketmap_port()
+        async with server:
+            return await run_socketmap_load(
+                "127.0.0.1",
+                port,
+                ["transport a@b.example", "tlspolicy b.example"],
+                connections=4,
+                count=200,
+                warmup=20,
+            )
+
+    result = asyncio.run(scenario())
+    assert 200 == result["requests"]
+    assert {"OK": 200} == result["answers"]
+    assert result["latency_p50_ms"] <= result["latency_p99_ms"] <= result["latency_max_ms"]
+
+
+def test_the_socketmap_load_generator_fails_on_an_answer_it_did_not_expect() -> None:
+    """A service answering TEMP (or anything but the expected kind) is not measured."""
+
+    async def scenario() -> None:
+        server, port = await _noop_socketmap_port()
+        async with server:
+            await run_socketmap_load(
+                "127.0.0.1", port, ["tlspolicy b.example"], count=5, warmup=0, expect=["TEMP "]
+            )
+
+    with pytest.raises(UnexpectedAnswer, match="does not start with b'TEMP '"):
+        asyncio.run(scenario())
+
+
+def test_the_socketmap_load_generator_refuses_addresses_off_this_machine() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        asyncio.run(run_socketmap_load("192.0.2.1", 10041, ["tlspolicy x"], count=1))
+
+
+def test_the_outbound_benchmark_policy_is_served_and_routes_each_partner(tmp_path: Path) -> None:
+    from tlsconnector.adapters.postfix.outbound import AnswerKind, OutboundMaps
+
+    pki = BenchPKI("ec-p256")
+    (tmp_path / "ca.pem").write_text(pki.trust_pem())
+    path = tmp_path / "policy.toml"
+    path.write_text(outbound_policy_toml([40001, 40002, 40003], ca_file="ca.pem", generated=40))
+    maps = OutboundMaps.build(load_policy(path))
+    for i, port in enumerate([40001, 40002, 40003]):
+        routed = maps.transport_answer(f"user{i}@partner{i}.example")
+        assert (AnswerKind.OK, f"tlsconnector:[127.0.0.1]:{port}") == (routed.kind, routed.text)
+        assert f"bench-pinned-{i}" == routed.connector
+        hop = maps.next_hop(f"[127.0.0.1]:{port}")
+        assert not isinstance(hop, type(routed))
+        assert maps.static_answer(hop) is None  # validating: answered by a pin
+        settings = "domain_validation" if i % 2 == 0 else "certificate_validation"
+        assert settings == str(hop.connector.tls_settings)
+
+
+def test_the_pre_filled_resolver_cache_answers_secure_without_a_lookup(tmp_path: Path) -> None:
+    """postfix-mta-sts-resolver (the bench extra) configured as the benchmark does
+    answers each domain from the pre-filled cache: a lookup would go to DNS, which has
+    no such domain, and answer NOTFOUND."""
+    pytest.importorskip("aiosqlite")
+    responder = pytest.importorskip("postfix_mta_sts_resolver.responder")
+    from postfix_mta_sts_resolver import utils
+    from postfix_mta_sts_resolver.sqlite_cache import SqliteCache
+
+    cache_path = tmp_path / "cache.db"
+    expected = prefill_resolver_cache(
+        cache_path, ["partner0.example", "partner1.example"], now=time.time()
+    )
+    config = tmp_path / "resolver.yml"
+    config.write_text(resolver_config(18461, cache_path))
+    cfg = utils.load_config(str(config))
+    assert (str(cache_path), False) == (
+        cfg["cache"]["options"]["filename"],
+        cfg["proactive_policy_fetching"]["enabled"],
+    )
+
+    async def scenario() -> dict[str, str]:
+        cache = SqliteCache(cfg["cache"]["options"]["filename"], threads=1)
+        await cache.setup()
+        try:
+            server = responder.STSSocketmapResponder(cfg, asyncio.get_running_loop(), cache)
+            answers = {}
+            for request in expected:
+                wire = await asyncio.wait_for(server.process_request(request.encode()), 10)
+                answers[request] = wire.split(b":", 1)[1][:-1].decode()
+            return answers
+        finally:
+            await cache.teardown()
+
+    assert expected == asyncio.run(scenario())
+    assert (
+        "OK secure match=mail.partner0.example servername=hostname"
+        == expected["postfix partner0.example"]
+    )
