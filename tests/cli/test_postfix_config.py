@@ -144,19 +144,40 @@ def test_a_policy_without_outbound_connectors_is_refused(
     policy = write_policy(tmp_path, TRUST + INBOUND)
     status, out, err = run(capsys, "--policy", str(policy), "--outbound-maps", "127.0.0.1:10041")
     assert (2, "") == (status, out)
-    assert "no enabled [[outbound]] connector" in err
+    assert "no enabled [[outbound]] connector chosen by recipient domain" in err
     assert str(policy) in err
 
 
-def test_a_policy_whose_outbound_connectors_are_all_disabled_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "setting", ["enabled = false", "test_mode = true", "is_transport_rule_scoped = true"]
+)
+def test_a_policy_whose_outbound_connectors_no_recipient_selects_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str
 ) -> None:
+    """Disabled, test-mode and rule-scoped connectors are never chosen by recipient
+    domain: serve postfix-outbound refuses such a policy, and so does this command."""
     policy = write_policy(
-        tmp_path, TRUST + OUTBOUND.replace("tls_settings", "enabled = false\ntls_settings")
+        tmp_path, TRUST + OUTBOUND.replace("tls_settings", f"{setting}\ntls_settings")
     )
     status, out, err = run(capsys, "--policy", str(policy), "--outbound-maps", "127.0.0.1:10041")
     assert (2, "") == (status, out)
-    assert "no enabled [[outbound]] connector" in err
+    assert "no enabled [[outbound]] connector chosen by recipient domain" in err
+
+
+def test_the_transport_name_follows_the_services(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = write_policy(tmp_path, TRUST + OUTBOUND)
+    argv = ["--policy", str(policy), "--outbound-maps", "127.0.0.1:10041"]
+    status, out, _ = run(capsys, *argv, "--transport", "fabrikam-tls")
+    assert 0 == status
+    assert "\nfabrikam-tls unix - - n - - smtp\n" in out
+    status, out, _ = run(capsys, *argv, "--transport", "fabrikam-tls", "--shell")
+    assert "-M 'fabrikam-tls/unix=fabrikam-tls unix - - n - - smtp'\n" in out
+    assert "-P fabrikam-tls/unix/smtp_tls_security_level=secure\n" in out
+    status, out, err = run(capsys, *argv, "--transport", "bad name\n")
+    assert (2, "") == (status, out)
+    assert "--transport 'bad name\\n' must be a master.cf service name" in err
 
 
 def test_opportunistic_connectors_still_get_the_transport(

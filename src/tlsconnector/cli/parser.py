@@ -313,6 +313,13 @@ def _add_postfix_config(commands: Commands) -> None:
         "print the inbound settings",
     )
     config.add_argument(
+        "--transport",
+        default="tlsconnector",
+        metavar="NAME",
+        help="the dedicated transport's master.cf name: the --transport of 'serve "
+        "postfix-outbound' (default: tlsconnector)",
+    )
+    config.add_argument(
         "--shell",
         action="store_true",
         help="print a POSIX shell script of postconf -e/-M/-P commands; it configures "

@@ -48,8 +48,11 @@ __all__ = [
     "settings_for",
 ]
 
-#: The master.cf service that carries every message under an outbound connector.
+#: The master.cf service that carries every message under an outbound connector
+#: (``--transport``; the same name as ``serve postfix-outbound --transport``).
 TRANSPORT = "tlsconnector"
+#: A master.cf service name, as ``serve postfix-outbound --transport`` accepts it.
+_TRANSPORT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: The socketmap names the outbound service answers (``serve postfix-outbound``).
 TRANSPORT_MAP = "transport"
 TLS_POLICY_MAP = "tlspolicy"
@@ -167,17 +170,21 @@ def settings_for(
     ca_file: str | None,
     outbound: Endpoint,
     inbound: Endpoint | None = None,
+    transport: str = TRANSPORT,
 ) -> PostfixSettings:
     """The settings for ``policy`` (loaded from ``policy_path``).
 
     Raises :class:`InvalidValue` when the policy has nothing for them to enforce.
     """
-    connectors = tuple(c for c in policy.outbound if c.enabled)
+    # The connectors the transport map routes: chosen by recipient domain (section
+    # 6.2), as serve postfix-outbound serves them (it refuses a policy without one).
+    connectors = tuple(c for c in policy.outbound if c.selectable_by_domain)
     if not connectors:
         raise InvalidValue(
             str(policy_path),
-            "the policy has no enabled [[outbound]] connector, so Postfix has nothing to "
-            "send through the tlsconnector transport (add one, or leave transport_maps "
+            "the policy has no enabled [[outbound]] connector chosen by recipient domain "
+            "(is_transport_rule_scoped = false, test_mode = false), so Postfix has nothing "
+            "to send through the tlsconnector transport (add one, or leave transport_maps "
             "alone)",
         )
     main_cf: list[Setting] = [
@@ -228,8 +235,8 @@ def settings_for(
         policy=policy_path,
         connectors=connectors,
         main_cf=tuple(main_cf),
-        service=f"{TRANSPORT}/unix",
-        entry=f"{TRANSPORT} unix - - n - - smtp",
+        service=f"{transport}/unix",
+        entry=f"{transport} unix - - n - - smtp",
         parameters=tuple(parameters),
     )
 
@@ -320,6 +327,12 @@ def postfix_config(args: argparse.Namespace) -> int:
     except InvalidValue as exc:
         _err(f"tlsconnector postfix-config: {show(exc.value)}: {exc.reason}")
         return EXIT_USAGE
+    if not _TRANSPORT_NAME.fullmatch(args.transport):
+        _err(
+            f"tlsconnector postfix-config: --transport {show(args.transport)} must be a "
+            "master.cf service name: 1 to 64 letters, digits, '-', '_' or '.'"
+        )
+        return EXIT_USAGE
     try:
         policy = load_policy(args.policy)
     except PolicyError as exc:
@@ -333,6 +346,7 @@ def postfix_config(args: argparse.Namespace) -> int:
             ca_file=_ca_file(policy_path),
             outbound=outbound,
             inbound=inbound,
+            transport=args.transport,
         )
     except InvalidValue as exc:
         _err(f"tlsconnector postfix-config: {show(exc.value)}: {exc.reason}")
