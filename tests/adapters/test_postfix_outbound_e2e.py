@@ -272,7 +272,8 @@ def test_a_matching_san_with_another_cn_is_deferred(contoso: Contoso) -> None:
 
 def test_a_two_label_cn_under_the_wildcard_is_deferred(contoso: Contoso) -> None:
     recipient = send(contoso, "two-labels")
-    deferred(contoso, recipient)
+    _, line = deferred(contoso, recipient)
+    assert "dsn=4.7.5" in line
     never_received(contoso, recipient)
 
 
@@ -283,7 +284,8 @@ def test_an_expired_self_signed_or_untrusted_certificate_is_deferred(
     """Postfix checks no date or chain at the fingerprint level: the service never pins
     such a leaf, so Postfix has nothing it may deliver to."""
     recipient = send(contoso, case)
-    deferred(contoso, recipient)
+    _, line = deferred(contoso, recipient)
+    assert "dsn=4.7.5" in line
     never_received(contoso, recipient)
 
 
@@ -292,10 +294,21 @@ def test_a_self_signed_certificate_under_encryption_only_is_delivered(contoso: C
     delivered(contoso, "self-signed-enc", recipient)
 
 
-@pytest.mark.parametrize("case", ["plain-dv", "plain-enc"])
-def test_a_plaintext_partner_never_receives_the_mail(contoso: Contoso, case: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        # The service probed, found no STARTTLS and answered TEMP.
+        ("plain-dv", "dsn=4.7.5"),
+        # The service answered 'encrypt'; Postfix found no STARTTLS.
+        ("plain-enc", "dsn=4.7.4"),
+    ],
+)
+def test_a_plaintext_partner_never_receives_the_mail(
+    contoso: Contoso, case: str, status: str
+) -> None:
     recipient = send(contoso, case)
-    deferred(contoso, recipient)
+    _, line = deferred(contoso, recipient)
+    assert status in line
     contoso.postfix.flush()  # and again: still never in plaintext
     deferred(contoso, recipient)
     never_received(contoso, recipient)
