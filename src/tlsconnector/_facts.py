@@ -156,7 +156,7 @@ class TLSFacts:
 
 
 #: The keys of a session's JSON object and of its ``tls`` object (section 9).
-_INBOUND_KEYS = frozenset({"peer_ip", "mail_from", "rcpt_to", "tls", "at", "helo"})
+_INBOUND_KEYS = frozenset({"peer_ip", "mail_from", "rcpt_to", "tls", "at", "helo", "recorded"})
 _OUTBOUND_KEYS = frozenset({"recipient", "connector", "peer_host", "tls", "queued_since", "at"})
 
 

@@ -48,6 +48,7 @@ from .._decisions import (
 from .._errors import FactsError, InvalidValue
 from .._facts import InboundSession, TLSFacts
 from .._inbound import evaluate_inbound
+from ._recording import Recorder, policy_digest, session_json
 from ._replies import refusal_line
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Clock",
     "DecisionHook",
+    "Recorder",
     "TLSConnectorHandler",
     "reply_line",
     "requires_starttls",
@@ -263,6 +265,12 @@ class TLSConnectorHandler:
     accepts. ``clock`` gives the session time (default: UTC now). ``on_decision`` is
     called with every decision, for logging or auditing.
 
+    ``record``, a :class:`Recorder` (``Recorder("sessions.jsonl")``), records every
+    decided RCPT for replay (``tlsconnector inbound --sessions``, ``tlsconnector
+    diff``): the facts, the client's chain as PEM (``peer_chain_pem``), the time and
+    the decision under ``recorded``. Recording never waits and never changes a
+    decision; close the recorder (:meth:`Recorder.close`) when the server stops.
+
     Never fails open: malformed facts, an error while deciding or an exception from
     ``on_decision`` give ``451 4.3.0``, never an accept.
     """
@@ -275,6 +283,7 @@ class TLSConnectorHandler:
         clock: Clock = utc_now,
         replies: Mapping[ReasonCode, SmtpReply] = DEFAULT_REPLIES,
         on_decision: DecisionHook | None = None,
+        record: Recorder | None = None,
     ) -> None:
         if not callable(getattr(delivery, "handle_DATA", None)):
             raise TypeError("delivery must be an aiosmtpd handler with a handle_DATA method")
@@ -283,6 +292,8 @@ class TLSConnectorHandler:
         self.clock = clock
         self.replies = replies
         self.on_decision = on_decision
+        self.record = record
+        self._digest: tuple[Policy, str] | None = None
         self._delivery_rcpt = getattr(delivery, "handle_RCPT", None)
         # aiosmtpd finds hooks with dir(handler): show the delivery handler's own.
         for name in dir(delivery):
@@ -320,16 +331,20 @@ class TLSConnectorHandler:
 
     def decide(self, session: Session, envelope: Envelope, address: str) -> InboundDecision:
         """The decision for one RCPT (section 5); a tempfail on any error."""
+        facts: InboundSession | None = None
+        policy = self.policy
+        at: dt.datetime | None = None
         try:
+            at = self.clock()
             facts = InboundSession.create(
                 peer_ip=_peer_ip(session.peer),
                 mail_from=envelope.mail_from,  # type: ignore[arg-type]  # None: FactsError
                 rcpt_to=[address],
                 tls=tls_facts(session),
-                at=self.clock(),
+                at=at,
                 helo=session.host_name,
             )
-            decision = evaluate_inbound(self.policy, facts, replies=self.replies)
+            decision = evaluate_inbound(policy, facts, replies=self.replies)
         except FactsError as exc:
             decision = InboundDecision.tempfail(
                 f"malformed session facts: {exc}", code=ReasonCode.MALFORMED_FACTS
@@ -346,7 +361,31 @@ class TLSConnectorHandler:
             log.exception("tlsconnector: on_decision failed")
             decision = InboundDecision.tempfail(f"on_decision failed: {type(exc).__name__}: {exc}")
         _log_decision(session, envelope, address, decision)
+        if self.record is not None:
+            self._record(policy, facts, decision, at)
         return decision
+
+    def _record(
+        self,
+        policy: Policy,
+        facts: InboundSession | None,
+        decision: InboundDecision,
+        at: dt.datetime | None,
+    ) -> None:
+        """Record one decided RCPT; never raises (the decision is already made)."""
+        recorder = self.record
+        if recorder is None:
+            return
+        try:
+            if self._digest is None or self._digest[0] is not policy:
+                self._digest = (policy, policy_digest(policy))
+            recorded = None
+            if facts is not None and decision.action is not InboundAction.TEMPFAIL:
+                recorded = session_json(facts)
+            when = at if at is not None else utc_now()
+            recorder.record(recorded, decision, policy=self._digest[1], at=when)
+        except Exception:  # a record must never change or stop a decision
+            log.exception("tlsconnector: recording a decision failed")
 
 
 def _peer_ip(peer: object) -> str:

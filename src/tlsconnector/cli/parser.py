@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     routes.add_argument("--json", action="store_true")
 
     _add_requirements(commands)
+    _add_diff(commands)
     _add_demo(commands)
     _add_eop(commands)
     _add_probe(commands)
@@ -188,6 +189,54 @@ def _add_requirements(commands: Commands) -> None:
     requirements.add_argument("--policy", required=True, metavar="POLICY.toml")
     requirements.add_argument("domains", nargs="+", metavar="DOMAIN")
     requirements.add_argument("--json", action="store_true", help="one JSON object per domain")
+
+
+def _add_diff(commands: Commands) -> None:
+    """Add ``diff``: what a policy change would decide otherwise (section 12)."""
+    diff = _command(
+        commands,
+        "diff",
+        help="show which recorded sessions a new policy decides otherwise",
+        description="Decide every session line under the old and the new policy (with "
+        "--old recorded: compare with the decision recorded in the line) and report "
+        "exactly the sessions whose action, connector or reason codes change: a summary "
+        "by transition and by connector, then examples. With --json: one object per "
+        "changed session (line, direction, old, new), in input order, and the summary on "
+        "standard error. Exit 0: nothing changes; 1: some decision changes or some line "
+        "cannot be read; 2: usage error or invalid policy. See docs/changing-a-policy.md.",
+        handler="tlsconnector.cli.diff:diff",
+    )
+    diff.add_argument(
+        "--old",
+        required=True,
+        metavar="OLD.toml|recorded",
+        help="the policy in force, or 'recorded' for the decisions recorded in the file "
+        "(a policy file called 'recorded': ./recorded)",
+    )
+    diff.add_argument("--new", required=True, metavar="NEW.toml", help="the changed policy")
+    diff.add_argument(
+        "--inbound",
+        metavar="FILE.jsonl",
+        help="inbound session lines (serve postfix --record); - for stdin",
+    )
+    diff.add_argument("--outbound", metavar="FILE.jsonl", help="outbound session lines")
+    diff.add_argument(
+        "--json", action="store_true", help="one JSON object per changed session"
+    )
+    diff.add_argument(
+        "--jobs",
+        type=_jobs_count,
+        default=1,
+        metavar="N",
+        help="decide in N worker processes (0: one per available core; default: 1)",
+    )
+    diff.add_argument(
+        "--examples",
+        type=int,
+        default=5,
+        metavar="N",
+        help="example lines per transition in the report, 0 to 1000 (default: 5)",
+    )
 
 
 def _add_demo(commands: Commands) -> None:
@@ -392,6 +441,40 @@ def _add_serve(commands: Commands) -> None:
         "that address are closed at once, and Postfix applies its default action. "
         "Postfix opens one per smtpd process (default_process_limit, 100, per "
         "master.cf service), all from one address (default: 100)",
+    )
+    record = postfix.add_argument_group(
+        "recording (for replay: tlsconnector inbound --sessions, tlsconnector diff)"
+    )
+    record.add_argument(
+        "--record",
+        metavar="FILE.jsonl",
+        help="write one JSON line per decided RCPT (the facts and the answered decision, "
+        "under 'recorded') to FILE; it holds envelope addresses (mode 0600). Never delays "
+        "or changes an answer; write errors are logged and counted. Needs --workers 1",
+    )
+    record.add_argument(
+        "--record-max-bytes",
+        type=int,
+        metavar="N",
+        help="rotate FILE before it passes N bytes (4096 to 2**40; default: 67108864)",
+    )
+    record.add_argument(
+        "--record-keep",
+        type=int,
+        metavar="N",
+        help="keep at most N files: FILE, FILE.1 ... FILE.N-1 (1 to 1000; default: 8)",
+    )
+    record.add_argument(
+        "--record-redact-local-parts",
+        action="store_true",
+        help="replace each address's local part by r- and a keyed hash (HMAC-SHA256; key "
+        "random per run unless --record-key-file); the domain stays",
+    )
+    record.add_argument(
+        "--record-key-file",
+        metavar="FILE",
+        help="the HMAC key for --record-redact-local-parts (16 to 4096 bytes), so hashes "
+        "stay the same across runs",
     )
     outbound = _command(
         targets,

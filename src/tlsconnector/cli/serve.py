@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
+from tlsconnector._errors import show
 from tlsconnector.cli import family
 from tlsconnector.cli._common import EXIT_USAGE, _err
 
@@ -63,6 +66,9 @@ def serve_postfix(args: argparse.Namespace) -> int:
             f"1000000 (got {args.max_connections_per_client})"
         )
         return EXIT_USAGE
+    recording = _recording_options(args, "tlsconnector serve postfix")
+    if recording is None:
+        return EXIT_USAGE
     config = ServeConfig(
         policy_path=Path(args.policy),
         host=host,
@@ -71,8 +77,78 @@ def serve_postfix(args: argparse.Namespace) -> int:
         idle_timeout=timeout,
         max_connections=args.max_connections,
         max_connections_per_client=args.max_connections_per_client,
+        **recording,
     )
     return serve_postfix(config, log=JsonLog(sys.stderr))
+
+
+def _recording_options(args: argparse.Namespace, name: str) -> dict[str, Any] | None:
+    """The ``--record*`` options as :class:`ServeConfig` fields; None after saying on
+    standard error what is wrong (a usage error)."""
+    from tlsconnector.adapters._recording import (
+        DEFAULT_RECORD_KEEP,
+        DEFAULT_RECORD_MAX_BYTES,
+        MAX_KEY_BYTES,
+        MAX_RECORD_KEEP,
+        MAX_RECORD_MAX_BYTES,
+        MIN_KEY_BYTES,
+        MIN_RECORD_MAX_BYTES,
+    )
+
+    if args.record is None:
+        for option, given in (
+            ("--record-max-bytes", args.record_max_bytes is not None),
+            ("--record-keep", args.record_keep is not None),
+            ("--record-redact-local-parts", args.record_redact_local_parts),
+            ("--record-key-file", args.record_key_file is not None),
+        ):
+            if given:
+                _err(f"{name}: {option} needs --record FILE")
+                return None
+        return {}
+    if args.workers != 1:
+        _err(f"{name}: --record needs --workers 1 (one process writes and rotates the file)")
+        return None
+    max_bytes = args.record_max_bytes
+    if max_bytes is None:
+        max_bytes = DEFAULT_RECORD_MAX_BYTES
+    if not MIN_RECORD_MAX_BYTES <= max_bytes <= MAX_RECORD_MAX_BYTES:
+        _err(
+            f"{name}: --record-max-bytes must be from {MIN_RECORD_MAX_BYTES} to "
+            f"{MAX_RECORD_MAX_BYTES} (got {max_bytes})"
+        )
+        return None
+    keep = args.record_keep if args.record_keep is not None else DEFAULT_RECORD_KEEP
+    if not 1 <= keep <= MAX_RECORD_KEEP:
+        _err(f"{name}: --record-keep must be from 1 to {MAX_RECORD_KEEP} (got {keep})")
+        return None
+    key: bytes | None = None
+    if args.record_key_file is not None and not args.record_redact_local_parts:
+        _err(f"{name}: --record-key-file needs --record-redact-local-parts")
+        return None
+    if args.record_redact_local_parts:
+        if args.record_key_file is None:
+            key = secrets.token_bytes(32)  # per run: hashes differ from one run to the next
+        else:
+            try:
+                with open(args.record_key_file, "rb") as handle:
+                    key = handle.read(MAX_KEY_BYTES + 1)
+            except OSError as exc:
+                _err(f"{name}: --record-key-file {show(args.record_key_file)}: {exc.strerror}")
+                return None
+            if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
+                _err(
+                    f"{name}: --record-key-file {show(args.record_key_file)}: the key must be "
+                    f"from {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes (got "
+                    f"{'more' if len(key) > MAX_KEY_BYTES else len(key)})"
+                )
+                return None
+    return {
+        "record_path": Path(args.record),
+        "record_max_bytes": max_bytes,
+        "record_keep": keep,
+        "record_redact_key": key,
+    }
 
 
 def serve_postfix_outbound(args: argparse.Namespace) -> int:

@@ -10,7 +10,14 @@ RCPT request), ``protocol-error`` (a malformed request; the connection is closed
 ``connection-error``, ``idle-timeout``, ``too-many-connections``,
 ``too-many-connections-per-client``, ``reload``, ``reload-failed``,
 ``policy-invalid``, ``name-constrained-ca``, ``log-suppressed``, ``log-dropped``,
-``worker-exited``, ``stopping``, ``stopped``, ``error``.
+``worker-exited``, ``stopping``, ``stopped``, ``error``; with ``--record``,
+``record-error`` (writing a record failed; at most one per 10 s, the rest counted) and
+``record-stopped`` (the counts, at the end).
+
+With a :class:`~tlsconnector.adapters._recording.Recorder` (``--record``), every
+answered RCPT request, from the memory of answers too, is recorded for replay
+(``tlsconnector inbound --sessions``, ``tlsconnector diff``); recording never waits
+and never changes an answer.
 
 The events a peer can cause at will (:data:`RATE_LIMITED_EVENTS`) are logged at most
 :data:`LOG_BURST` times per kind in :data:`LOG_WINDOW` seconds; the rest are counted
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import ipaddress
 import json
 import os
@@ -47,13 +55,21 @@ from cryptography import x509
 from tlsconnector._chains import describe
 from tlsconnector._decisions import InboundAction, InboundDecision
 from tlsconnector._errors import PolicyError, show
+from tlsconnector._facts import MAX_ADDRESS_LENGTH
 from tlsconnector._model import ConnectorType, Policy
+from tlsconnector.adapters._recording import (
+    DEFAULT_RECORD_KEEP,
+    DEFAULT_RECORD_MAX_BYTES,
+    Recorder,
+    policy_digest,
+)
 from tlsconnector.adapters.postfix.protocol import (
     MAX_LOGGED_VALUE,
     PolicyAnswer,
     RequestParser,
     decide_request,
     decision_key,
+    decode_xtext,
     format_reply,
     reply_for,
 )
@@ -133,6 +149,12 @@ class ServeConfig:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     max_connections: int = MAX_CONNECTIONS
     max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT
+    #: Record every decided RCPT here (``--record``; one worker only), rotated by size.
+    record_path: Path | None = None
+    record_max_bytes: int = DEFAULT_RECORD_MAX_BYTES
+    record_keep: int = DEFAULT_RECORD_KEEP
+    #: Replace local parts by HMAC-SHA256 under this key (``--record-redact-local-parts``).
+    record_redact_key: bytes | None = attrs.field(default=None, repr=False)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -535,6 +557,8 @@ class _Answer:
     wire: bytes
     logged: str | None
     violation: str | None = None
+    #: The decision answered (for the recorder), None when there was no decision line.
+    decision: InboundDecision | None = None
 
 
 def _answer_of(result: PolicyAnswer) -> _Answer:
@@ -556,7 +580,45 @@ def _answer_of(result: PolicyAnswer) -> _Answer:
         ensure_ascii=True,
         separators=(",", ":"),
     )
-    return _Answer(wire, part[1:-1])
+    return _Answer(wire, part[1:-1], decision=decision)
+
+
+def _recorded_facts(request: dict[str, str]) -> dict[str, Any]:
+    """The ``inbound --sessions`` object of a decided RCPT request: the facts
+    :func:`facts_from_postfix` read, as Postfix sent them, so they decide the same way
+    again (only called for requests whose facts were read: accept or reject)."""
+    get = request.get
+    facts: dict[str, Any] = {
+        "peer_ip": get("client_address"),
+        "mail_from": get("sender"),
+        "rcpt_to": [get("recipient")],
+    }
+    helo = get("helo_name")
+    # The HELO name plays no part in the decision: kept only when it reads back.
+    if helo and len(helo) <= MAX_ADDRESS_LENGTH and not _has_surrogates(helo):
+        facts["helo"] = helo
+    tls: dict[str, Any] | None = None
+    if get("encryption_protocol"):
+        subject, fingerprint = get("ccert_subject"), get("ccert_fingerprint")
+        if subject:
+            cn = decode_xtext(subject, field="ccert_subject")
+            tls = {"peer_cn": [cn], "peer_verified": True}
+            if fingerprint:
+                tls["peer_fingerprint"] = fingerprint
+        elif fingerprint:
+            tls = {"peer_cn": [], "peer_verified": False, "peer_fingerprint": fingerprint}
+        else:
+            tls = {}
+    facts["tls"] = tls
+    return facts
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class PolicyServer:
@@ -587,7 +649,9 @@ class PolicyServer:
         max_connections: int = MAX_CONNECTIONS,
         max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
         max_answers: int = MAX_REMEMBERED_ANSWERS,
+        recorder: Recorder | None = None,
     ) -> None:
+        self.recorder = recorder
         self.policy = policy
         self.policy_path = policy_path
         self.log = log
@@ -609,6 +673,7 @@ class PolicyServer:
     def policy(self, policy: Policy) -> None:
         self._policy = policy
         self._answers = {}  # answers were decided under the previous policy
+        self._digest: str | None = None  # the policy's digest, for records (when asked)
 
     def respond(self, requests: list[dict[str, str]]) -> bytes:
         """The replies to requests that arrived together, in order; each decision is
@@ -634,6 +699,8 @@ class PolicyServer:
             if answer.logged is not None:
                 if stamp is None:
                     stamp, pid = self.log.stamp(self.clock()), os.getpid()
+                if self.recorder is not None:
+                    self._record(request, answer, stamp)
                 get = request.get
                 self.log.write(
                     f'{{"time":"{stamp}","event":"decision","pid":{pid},'
@@ -646,6 +713,23 @@ class PolicyServer:
                     f'"ccert_fingerprint":{_json_text(get("ccert_fingerprint"))}}}'
                 )
         return b"".join(replies), None
+
+    def _record(self, request: dict[str, str], answer: _Answer, stamp: str) -> None:
+        """Record one answered request, from the memory of answers too (the record is
+        of traffic). Never raises, never waits: the answer is already decided."""
+        recorder = self.recorder
+        decision = answer.decision
+        if recorder is None or decision is None:
+            return
+        try:
+            if self._digest is None:
+                self._digest = policy_digest(self.policy)
+            facts = None
+            if decision.action is not InboundAction.TEMPFAIL:
+                facts = _recorded_facts(request)
+            recorder.record(facts, decision, policy=self._digest, at=stamp)
+        except Exception as exc:  # a record must never change or stop an answer
+            recorder._failed(1, f"cannot record a decision: {type(exc).__name__}: {exc}")
 
     def _decide(self, request: dict[str, str], key: tuple[str | None, ...]) -> _Answer:
         """Decide (never raising; never failing open) and remember the answer."""
@@ -753,9 +837,22 @@ class PolicyServer:
         """
         loop = asyncio.get_running_loop()
         self.log.attach(loop)
+        recorder = self.recorder
+        if recorder is not None:
+            path = str(recorder.path)
+
+            def on_error(message: str) -> None:
+                # Called in the recorder's thread: the log line is written by the loop.
+                loop.call_soon_threadsafe(
+                    functools.partial(self.log.emit, "record-error", path=path, message=message)
+                )
+
+            recorder.on_error = on_error
         try:
             await self._run(loop, sock, announce)
         finally:
+            if recorder is not None:
+                recorder.on_error = None
             self.log.detach()
 
     async def _run(
@@ -989,10 +1086,24 @@ def _serve(config: ServeConfig, log: JsonLog) -> int:
         return EXIT_USAGE
     for warning in name_constrained_warnings(policy, config.policy_path):
         log.emit("name-constrained-ca", **warning)
+    recorder: Recorder | None = None
+    if config.record_path is not None:
+        if config.workers != 1:
+            # Several processes would rotate one file under each other.
+            log.emit("error", message="--record needs --workers 1")
+            return EXIT_USAGE
+        recorder = Recorder(
+            config.record_path,
+            max_bytes=config.record_max_bytes,
+            keep=config.record_keep,
+            redact_key=config.record_redact_key,
+        )
     try:
         sock = _bind(config.host, config.port)
     except OSError as exc:
         log.emit("error", message=f"cannot listen on {config.host}:{config.port}: {exc}")
+        if recorder is not None:
+            recorder.close(timeout=0)
         return EXIT_USAGE
     address = _address(sock)
 
@@ -1013,13 +1124,32 @@ def _serve(config: ServeConfig, log: JsonLog) -> int:
             idle_timeout=config.idle_timeout,
             max_connections=config.max_connections,
             max_connections_per_client=config.max_connections_per_client,
+            recorder=recorder,
         )
 
     with sock:
         if config.workers == 1:
-            asyncio.run(make_server().run(sock, announce=announce))
+            try:
+                asyncio.run(make_server().run(sock, announce=announce))
+            finally:
+                if recorder is not None:
+                    _close_recorder(recorder, log)
             return EXIT_OK
         return _supervise(sock, config.workers, make_server, announce, log)
+
+
+def _close_recorder(recorder: Recorder, log: JsonLog) -> None:
+    """Write the records still waiting (bounded wait), then log the counts."""
+    finished = recorder.close(timeout=LOG_DRAIN_SECONDS)
+    counts = recorder.stats()
+    log.emit(
+        "record-stopped",
+        path=str(recorder.path),
+        **counts,
+        message=f"recording stopped: {counts['written']} records written, "
+        f"{counts['dropped']} dropped (buffer full), {counts['failed']} lost to write errors"
+        + ("" if finished else "; records still waiting were not written in time"),
+    )
 
 
 def _supervise(

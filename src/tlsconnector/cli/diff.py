@@ -1,0 +1,283 @@
+"""``tlsconnector diff``: which recorded sessions a policy change decides otherwise
+(spec section 12).
+
+Every session line is decided under the old policy (or taken from its ``recorded``
+decision with ``--old recorded``) and under the new one; exactly the sessions whose
+action, connector or reason codes differ are reported. The lines stream through the
+batch engine of :mod:`tlsconnector.cli.batch` (bounded memory, ``--jobs`` workers,
+an error object in place of a line that cannot be read); this module only compares
+and counts what comes out.
+
+Exit status: 0 nothing changes; 1 some decision changes or some line cannot be read;
+2 usage error, unreadable file or invalid policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable
+from typing import IO, Any, cast
+
+from tlsconnector._decisions import printable
+from tlsconnector._errors import FactsError
+from tlsconnector._facts import InboundSession, OutboundSession
+from tlsconnector._inbound import evaluate_inbound
+from tlsconnector._model import Policy
+from tlsconnector._outbound import DEFAULT_RETRY_WINDOW, evaluate_outbound
+from tlsconnector.cli import family
+from tlsconnector.cli._common import (
+    EXIT_OK,
+    EXIT_UNDECIDED,
+    EXIT_USAGE,
+    Decision,
+    _err,
+    policy_or_none,
+)
+from tlsconnector.cli.batch import _decide_file
+
+__all__ = ["diff", "main"]
+
+#: ``--old recorded``: compare against the decisions recorded in the file.
+RECORDED = "recorded"
+#: ``--examples``: example lines per transition in the text report.
+DEFAULT_EXAMPLES = 5
+MAX_EXAMPLES = 1000
+#: Reasons shown per side of one example line.
+MAX_EXAMPLE_REASONS = 8
+_UNCHANGED = "{}"
+
+Key = tuple[str, "str | None", tuple[str, ...]]
+
+
+class _Comparison:
+    """One line's outcome, shaped like a decision for the batch engine: ``to_json()``
+    is ``{}`` when nothing changes, else ``{"direction", "old", "new"}``."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+
+    def to_json(self) -> dict[str, Any]:
+        return self.obj
+
+
+_SAME = _Comparison({})
+
+
+def _key_of(decision: Decision) -> Key:
+    return (str(decision.action), decision.connector, decision.codes)
+
+
+def _recorded(value: object) -> tuple[Key, dict[str, Any]]:
+    """A line's ``recorded`` decision (as the adapters write it): its key and object."""
+    if not isinstance(value, dict):
+        raise FactsError("recorded", value, "must be an object (action, connector, codes)")
+    action, connector, codes = value.get("action"), value.get("connector"), value.get("codes")
+    if not isinstance(action, str) or not action:
+        raise FactsError("recorded.action", action, "must be an action name")
+    if connector is not None and not isinstance(connector, str):
+        raise FactsError("recorded.connector", connector, "must be a connector name or null")
+    if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+        raise FactsError("recorded.codes", codes, "must be an array of reason codes")
+    return (action, connector, tuple(codes)), value
+
+
+def _comparer(
+    direction: str, old: Policy | None, new: Policy
+) -> Callable[[object, dt.datetime], Decision]:
+    """The engine's deciding function: both decisions of one line, compared."""
+
+    def decide(policy: Policy, obj: dict[str, Any], at: dt.datetime) -> Decision:
+        if direction == "inbound":
+            return evaluate_inbound(policy, InboundSession.from_json(obj, default_at=at))
+        session = OutboundSession.from_json(obj, default_at=at)
+        return evaluate_outbound(policy, session, retry_window=DEFAULT_RETRY_WINDOW)
+
+    def compare(obj: object, at: dt.datetime) -> Decision:
+        if not isinstance(obj, dict):
+            raise FactsError("(session)", obj, "must be a JSON object")
+        recorded = obj.pop("recorded", None)  # a fresh object: ours to change
+        if old is None:
+            if recorded is None:
+                raise FactsError("recorded", None, "is required with --old recorded")
+            old_key, old_json = _recorded(recorded)
+            if old_key[0] == "tempfail" and "peer_ip" not in obj and "recipient" not in obj:
+                raise FactsError(
+                    "recorded",
+                    "tempfail",
+                    "a temporary failure recorded without facts (they could not be read "
+                    "or deciding failed): nothing to replay",
+                )
+            new_decision = decide(new, obj, at)
+            if old_key == _key_of(new_decision):
+                return cast("Decision", _SAME)
+            changed = {"direction": direction, "old": old_json, "new": new_decision.to_json()}
+            return cast("Decision", _Comparison(changed))
+        old_decision = decide(old, obj, at)
+        new_decision = decide(new, obj, at)
+        if _key_of(old_decision) == _key_of(new_decision):
+            return cast("Decision", _SAME)
+        changed = {
+            "direction": direction,
+            "old": old_decision.to_json(),
+            "new": new_decision.to_json(),
+        }
+        # The engine takes any value with to_json(); cast for its Decision annotation.
+        return cast("Decision", _Comparison(changed))
+
+    return compare
+
+
+def _codes(side: dict[str, Any]) -> list[str]:
+    if "reasons" in side:
+        return [str(r.get("code")) for r in side["reasons"] if isinstance(r, dict)]
+    return [str(c) for c in side.get("codes", [])]
+
+
+def _reasons_text(side: dict[str, Any]) -> str:
+    """``code (detail); ...`` of one side, for people."""
+    if "reasons" not in side:  # a recorded decision: codes only
+        return ", ".join(printable(c) for c in _codes(side)) or "(none)"
+    parts = []
+    for reason in side["reasons"][:MAX_EXAMPLE_REASONS]:
+        if isinstance(reason, dict):
+            code = printable(str(reason.get("code")))
+            detail = printable(str(reason.get("detail", "")), 200)
+            parts.append(f"{code} ({detail})" if detail else code)
+    if len(side["reasons"]) > MAX_EXAMPLE_REASONS:
+        parts.append(f"... {len(side['reasons']) - MAX_EXAMPLE_REASONS} more")
+    return "; ".join(parts) or "(none)"
+
+
+def _connector(side: dict[str, Any]) -> str:
+    name = side.get("connector")
+    return printable(name) if isinstance(name, str) else "(none)"
+
+
+class _Tally:
+    """What one direction's comparison produced: reads the engine's JSON lines in
+    input order (standard output is redirected here), writes the changed sessions
+    (``--json``) and keeps the counts and a bounded number of examples."""
+
+    def __init__(self, direction: str, *, out: IO[str], as_json: bool, examples: int) -> None:
+        self.direction = direction
+        self.out = out
+        self.as_json = as_json
+        self.examples = examples
+        self.lines = 0
+        self.changed = 0
+        self.errors = 0
+        self.transitions: Counter[str] = Counter()
+        self.connectors: Counter[str] = Counter()
+        self.samples: dict[str, list[str]] = {}
+        self._partial = ""
+
+    # the file-like side the engine writes to
+    def write(self, text: str) -> int:
+        data = self._partial + text
+        lines = data.split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._line(line)
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def _line(self, line: str) -> None:
+        self.lines += 1
+        if line == _UNCHANGED:
+            return
+        obj = json.loads(line)
+        if "error" in obj:
+            self.errors += 1
+            if self.as_json:
+                self.out.write(line + "\n")
+            return
+        self.changed += 1
+        old, new = obj["old"], obj["new"]
+        transition = f"{old.get('action')} -> {new.get('action')}"
+        self.transitions[transition] += 1
+        before, after = _connector(old), _connector(new)
+        self.connectors[before if before == after else f"{before} -> {after}"] += 1
+        if self.as_json:
+            self.out.write(f'{{"line":{self.lines},{line[1:]}\n')
+            return
+        samples = self.samples.setdefault(transition, [])
+        if len(samples) < self.examples:
+            samples.append(
+                f"    line {self.lines}: {before if before == after else f'{before} -> {after}'}\n"
+                f"      old: {_reasons_text(old)}\n"
+                f"      new: {_reasons_text(new)}"
+            )
+
+    def summary(self, *, with_examples: bool) -> str:
+        unreadable = f", {self.errors} lines could not be read" if self.errors else ""
+        lines = [
+            f"{self.direction}: {self.lines} sessions, {self.changed} decisions change{unreadable}"
+        ]
+        if self.changed:
+            lines.append("  by transition:")
+            lines += [f"    {t}: {n}" for t, n in sorted(self.transitions.items())]
+            lines.append("  by connector:")
+            lines += [f"    {c}: {n}" for c, n in sorted(self.connectors.items())]
+        if with_examples and self.samples:
+            for transition in sorted(self.samples):
+                shown = len(self.samples[transition])
+                lines.append(
+                    f"  examples of {transition} ({shown} of {self.transitions[transition]}):"
+                )
+                lines += self.samples[transition]
+        return "\n".join(lines)
+
+
+def diff(args: argparse.Namespace) -> int:
+    """``tlsconnector diff``."""
+    name = "tlsconnector diff"
+    if args.inbound is None and args.outbound is None:
+        _err(f"{name}: give --inbound FILE.jsonl and/or --outbound FILE.jsonl")
+        return EXIT_USAGE
+    if not 0 <= args.examples <= MAX_EXAMPLES:
+        _err(f"{name}: --examples must be from 0 to {MAX_EXAMPLES} (got {args.examples})")
+        return EXIT_USAGE
+    new = policy_or_none(args.new)
+    if new is None:
+        return EXIT_USAGE
+    old: Policy | None = None
+    if args.old != RECORDED:
+        old = policy_or_none(args.old)
+        if old is None:
+            return EXIT_USAGE
+    out = sys.stdout
+    report = sys.stderr if args.json else out
+    status = EXIT_OK
+    for direction, path in (("inbound", args.inbound), ("outbound", args.outbound)):
+        if path is None:
+            continue
+        tally = _Tally(direction, out=out, as_json=args.json, examples=args.examples)
+        with contextlib.redirect_stdout(tally):
+            result = _decide_file(
+                path,
+                _comparer(direction, old, new),
+                as_json=True,
+                command="diff",
+                at=None,
+                jobs=args.jobs,
+            )
+        if result == EXIT_USAGE:
+            return EXIT_USAGE
+        out.flush()
+        report.write(tally.summary(with_examples=not args.json) + "\n")
+        if tally.changed or tally.errors or result != EXIT_OK:
+            status = EXIT_UNDECIDED
+    return status
+
+
+#: The command line restricted to this module's command (diff).
+main = family("diff")
