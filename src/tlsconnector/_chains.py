@@ -27,6 +27,7 @@ from cryptography.x509.verification import (
 
 from tlsconnector._errors import InvalidValue, show
 from tlsconnector._memory import BoundedCache
+from tlsconnector._revocation import NO_CRLS, CrlSet
 
 __all__ = [
     "CHECKED_CERTIFICATES",
@@ -421,9 +422,15 @@ def _check_anchors(instance: TrustStore, _: attrs.Attribute[object], value: obje
         _check_certificate(cert, what)
 
 
+def _check_crls(instance: TrustStore, _: attrs.Attribute[CrlSet], value: object) -> None:
+    if not isinstance(value, CrlSet):
+        raise InvalidValue(value, "crls must be a CrlSet")
+
+
 @attrs.frozen
 class TrustStore:
-    """The trust anchors (from the policy's ``[trust] ca_file`` or a system bundle).
+    """The trust anchors (from the policy's ``[trust] ca_file`` or a system bundle),
+    and the CRLs (``[trust] crl_files``, spec section 11) checked on validated paths.
 
     The validator's :class:`~cryptography.x509.verification.Store` is built once.
     """
@@ -431,6 +438,8 @@ class TrustStore:
     certificates: tuple[x509.Certificate, ...] = attrs.field(
         converter=_as_tuple, validator=_check_anchors
     )
+    #: The CRLs; their ``key`` (a content digest) keys cached chain verdicts.
+    crls: CrlSet = attrs.field(default=NO_CRLS, validator=_check_crls, kw_only=True)
     _store: Store = attrs.field(init=False, eq=False, repr=False)
     #: SHA-256 over the anchors' DER: identifies the store's content in cache keys.
     key: bytes = attrs.field(init=False, eq=False, repr=False)
@@ -450,10 +459,14 @@ class TrustStore:
         return self._store
 
     @classmethod
-    def from_pem(cls, data: str | bytes) -> TrustStore:
+    def from_pem(cls, data: str | bytes, *, crls: CrlSet = NO_CRLS) -> TrustStore:
         """Decode a PEM bundle of trust anchors; :class:`InvalidValue` if empty or undecodable."""
         raw = _encode(data, MAX_TRUST_STORE_BYTES, "trust store")
-        return cls(_load_pem(raw, "trust store"))
+        return cls(_load_pem(raw, "trust store"), crls=crls)
+
+    def with_crls(self, crls: CrlSet) -> TrustStore:
+        """The same anchors with ``crls`` instead of this store's CRLs."""
+        return attrs.evolve(self, crls=crls)
 
 
 def _has_dns_constraints(cert: x509.Certificate) -> bool:

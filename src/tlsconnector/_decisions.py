@@ -43,6 +43,11 @@ class ReasonCode(enum.StrEnum):
     CERTIFICATE_NOT_TRUSTED = "certificate-not-trusted"
     CERTIFICATE_EXPIRED = "certificate-expired"
     CERTIFICATE_NAME_MISMATCH = "certificate-name-mismatch"
+    #: Both directions (section 11): a certificate of the validated path is revoked.
+    CERTIFICATE_REVOKED = "certificate-revoked"
+    #: Both directions (section 11): no usable CRL or OCSP answer. Soft: a note beside
+    #: the deciding reasons; hard: a temporary failure.
+    REVOCATION_UNKNOWN = "revocation-unknown"
     IP_NOT_ALLOWED = "ip-not-allowed"
     INTERNAL_ERROR = "internal-error"
     #: An adapter could not build session facts from what the MTA sent (section 8).
@@ -126,6 +131,13 @@ DEFAULT_REPLIES: Mapping[ReasonCode, SmtpReply] = MappingProxyType({
     ),
     ReasonCode.IP_NOT_ALLOWED: SmtpReply(
         550, "5.7.1", "Connector {connector}: sending IP address not allowed"
+    ),
+    ReasonCode.CERTIFICATE_REVOKED: SmtpReply(
+        550, "5.7.1", "Connector {connector}: client certificate revoked"
+    ),
+    # Section 11, revocation = "hard": temporary, a current CRL may answer later.
+    ReasonCode.REVOCATION_UNKNOWN: SmtpReply(
+        451, "4.7.5", "Connector {connector}: client certificate revocation status unknown"
     ),
     # Never a permanent reject because of an error (section 5), nor because of
     # malformed facts at the SMTP edge (section 8).

@@ -7,6 +7,8 @@ the field. The time is always a fact passed in; nothing here reads a clock.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import functools
 import hashlib
@@ -23,6 +25,7 @@ from ._addresses import IPAddress, parse_peer_ip
 from ._errors import FactsError, InvalidValue
 from ._memory import BoundedMemory
 from ._names import canonical_domain
+from ._revocation import MAX_OCSP_RESPONSE_BYTES
 
 __all__ = [
     "ConnectionAttempt",
@@ -92,9 +95,15 @@ class UndecodableCertificate:
 class TLSFacts:
     """The session used STARTTLS. ``certificate`` is None when no client certificate
     was presented, a :class:`PresentedChain` (leaf first) when the peer's chain is
-    known, or :class:`MtaVerifiedCertificate` facts."""
+    known, or :class:`MtaVerifiedCertificate` facts.
+
+    ``ocsp_response``: outbound only, the OCSP response the server stapled (DER bytes,
+    at most :data:`MAX_OCSP_RESPONSE_BYTES`), checked for the leaf of a presented chain
+    (section 11); ``tls.ocsp_response`` (base64) in JSON facts.
+    """
 
     certificate: PresentedChain | MtaVerifiedCertificate | UndecodableCertificate | None = None
+    ocsp_response: bytes | None = None
 
     def __attrs_post_init__(self) -> None:
         known = (PresentedChain, MtaVerifiedCertificate, UndecodableCertificate)
@@ -104,18 +113,44 @@ class TLSFacts:
                 "certificate must be a PresentedChain, MtaVerifiedCertificate, "
                 "UndecodableCertificate or None",
             )
+        staple = self.ocsp_response
+        if staple is not None:
+            if not isinstance(staple, bytes):
+                raise InvalidValue(staple, "ocsp_response must be bytes (DER) or None")
+            if not staple or len(staple) > MAX_OCSP_RESPONSE_BYTES:
+                raise InvalidValue(
+                    f"<{len(staple)} bytes>",
+                    f"ocsp_response must hold 1 to {MAX_OCSP_RESPONSE_BYTES} bytes",
+                )
 
     @classmethod
     def from_json(
-        cls, value: object, *, field: str = "tls", keep_undecodable: bool = False
+        cls,
+        value: object,
+        *,
+        field: str = "tls",
+        keep_undecodable: bool = False,
+        allow_ocsp: bool = False,
     ) -> TLSFacts:
         """Decode the ``tls`` object of section 9: ``{}``, ``{"peer_chain_pem": ...}``
-        or ``{"peer_cn": [...], "peer_verified": bool}``."""
+        or ``{"peer_cn": [...], "peer_verified": bool}``; with ``allow_ocsp`` (outbound
+        attempts) also ``"ocsp_response"``, a stapled OCSP response in base64."""
         if type(value) is not dict and not isinstance(value, Mapping):
             raise FactsError(field, value, "must be an object or null")
         for key in value:
             if key not in _TLS_KEYS:
                 raise FactsError(f"{field}.{key}", value[key], "unknown key")
+        if "ocsp_response" in value:
+            if not allow_ocsp:
+                raise FactsError(
+                    f"{field}.ocsp_response",
+                    value["ocsp_response"],
+                    "only outbound connection attempts carry a stapled OCSP response",
+                )
+            staple = _staple_from_json(value["ocsp_response"], f"{field}.ocsp_response")
+            rest = {k: v for k, v in value.items() if k != "ocsp_response"}
+            facts = cls.from_json(rest, field=field, keep_undecodable=keep_undecodable)
+            return attrs.evolve(facts, ocsp_response=staple)
         if "peer_chain_pem" in value:
             if "peer_cn" in value or "peer_verified" in value:
                 raise FactsError(
@@ -184,7 +219,30 @@ def _session_time(obj: Mapping[Any, Any], default_at: dt.datetime | None) -> dt.
     if default_at is not None:
         return default_at
     raise FactsError("at", None, "is required")
-_TLS_KEYS = frozenset({"peer_chain_pem", "peer_cn", "peer_verified", "peer_fingerprint"})
+_TLS_KEYS = frozenset(
+    {"peer_chain_pem", "peer_cn", "peer_verified", "peer_fingerprint", "ocsp_response"}
+)
+#: Base64 text of a staple of MAX_OCSP_RESPONSE_BYTES, with room for line breaks.
+_MAX_STAPLE_TEXT = 2 * MAX_OCSP_RESPONSE_BYTES
+
+
+def _staple_from_json(value: object, field: str) -> bytes:
+    """A stapled OCSP response from its base64 text (section 11)."""
+    if not isinstance(value, str):
+        raise FactsError(field, value, "must be a string (base64 of the DER response)")
+    if len(value) > _MAX_STAPLE_TEXT:
+        raise FactsError(field, f"<{len(value)} characters>", "too long for an OCSP response")
+    try:
+        staple = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise FactsError(field, value, "not base64") from None
+    if not staple or len(staple) > MAX_OCSP_RESPONSE_BYTES:
+        raise FactsError(
+            field,
+            f"<{len(staple)} bytes>",
+            f"must hold 1 to {MAX_OCSP_RESPONSE_BYTES} bytes of DER",
+        )
+    return staple
 
 
 #: Bounds on the memory of parsed PEM chains (section 8): entries, and the PEM text
@@ -478,7 +536,9 @@ class OutboundSession:
         if "tls" in obj:
             raw_tls = obj["tls"]
             attempt = ConnectionAttempt(
-                None if raw_tls is None else TLSFacts.from_json(raw_tls, keep_undecodable=True)
+                None
+                if raw_tls is None
+                else TLSFacts.from_json(raw_tls, keep_undecodable=True, allow_ocsp=True)
             )
         at = _session_time(obj, default_at)
         queued = obj.get("queued_since")

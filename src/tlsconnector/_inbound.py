@@ -68,14 +68,36 @@ def evaluate_inbound(
     for connector in candidates:  # sorted by name: the first satisfied one decides
         failed = checker.check(connector)
         if not failed:
-            return _accepted(connector.name, checker.verified_by)
+            accepted = _accepted(connector.name, checker.verified_by)
+            if connector.tls_sender_certificate_name is None:
+                return accepted
+            # Section 11, soft: revocation unknown is listed, never deciding.
+            note = checker.revocation_note(connector.name)
+            if note is None:
+                return accepted
+            return attrs.evolve(accepted, reasons=(*accepted.reasons, note))
         failures.append((connector, failed))
+    reasons = tuple(reason for _, failed in failures for reason in failed)
+    note = checker.revocation_note(None)
+    if note is not None:
+        reasons = (*reasons, note)
+    # Section 11, hard: a candidate refused only because revocation is unknown may be
+    # satisfied once a current CRL answers: a temporary failure, not a reject.
+    for connector, failed in failures:
+        if all(r.code is ReasonCode.REVOCATION_UNKNOWN for r in failed):
+            return InboundDecision(
+                action=InboundAction.TEMPFAIL,
+                connector=connector.name,
+                reasons=reasons,
+                smtp=render_reply(failed[0].code, connector.name, failed[0].detail, replies),
+                chain_verified_by=checker.verified_by,
+            )
     first_connector, first_failed = failures[0]
     reply_reason = first_failed[0]
     return InboundDecision(
         action=InboundAction.REJECT,
         connector=first_connector.name,
-        reasons=tuple(reason for _, failed in failures for reason in failed),
+        reasons=reasons,
         smtp=render_reply(reply_reason.code, first_connector.name, reply_reason.detail, replies),
         chain_verified_by=checker.verified_by,
     )
@@ -116,16 +138,32 @@ class _Checker:
         self.session = session
         self._assessment: CertificateAssessment | None = None
         self.verified_by: str | None = None
+        #: The first connector that looked at the certificate.
+        self._assessed_for: str | None = None
 
     def assess(
-        self, certificate: PresentedChain | MtaVerifiedCertificate | UndecodableCertificate
+        self,
+        certificate: PresentedChain | MtaVerifiedCertificate | UndecodableCertificate,
+        connector: str,
     ) -> CertificateAssessment:
         if self._assessment is None:
             self._assessment = assess_certificate(
-                certificate, trust=self.policy.trust, at=self.session.at, purpose=Purpose.INBOUND
+                certificate,
+                trust=self.policy.trust,
+                at=self.session.at,
+                purpose=Purpose.INBOUND,
+                revocation=self.policy.revocation,
             )
             self.verified_by = self._assessment.verified_by
+            self._assessed_for = connector
         return self._assessment
+
+    def revocation_note(self, connector: str | None) -> Reason | None:
+        """The ``revocation-unknown`` note of a soft check (section 11), or None."""
+        if self._assessment is None or self._assessment.revocation_note is None:
+            return None
+        owner = connector if connector is not None else self._assessed_for
+        return Reason(ReasonCode.REVOCATION_UNKNOWN, self._assessment.revocation_note, owner)
 
     def check(self, connector: InboundConnector) -> list[Reason]:
         """Every failed check of ``connector``, in a fixed order (section 5.4)."""
@@ -148,7 +186,7 @@ class _Checker:
                     )
                 )
             else:
-                assessment = self.assess(certificate)
+                assessment = self.assess(certificate, name)
                 if assessment.trust_failure is not None:
                     code, detail = assessment.trust_failure
                     failed.append(Reason(ReasonCode(code), detail, name))

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from tlsconnector._chains import TrustStore
+from tlsconnector._revocation import Revocation
 
 from ._addresses import IPSet
 from ._errors import InvalidValue
@@ -29,6 +30,7 @@ __all__ = [
     "InboundConnector",
     "OutboundConnector",
     "Policy",
+    "Revocation",
     "SmartHost",
     "TLSMode",
 ]
@@ -262,7 +264,10 @@ class Policy:
     inbound: tuple[InboundConnector, ...] = ()
     outbound: tuple[OutboundConnector, ...] = ()
     #: Trust anchors for chain validation; None or empty means no chain is trusted.
+    #: The trust store also carries the CRLs (``[trust] crl_files``, section 11).
     trust: TrustStore | None = None
+    #: ``[trust] revocation``: what a certificate without a usable answer gets.
+    revocation: Revocation = attrs.field(default=Revocation.SOFT, converter=Revocation)
     # Indexes built once from the fields above (not part of the value).
     _inbound_index: DomainIndex[InboundConnector] = attrs.field(init=False, eq=False, repr=False)
     _outbound_index: DomainIndex[OutboundConnector] = attrs.field(init=False, eq=False, repr=False)

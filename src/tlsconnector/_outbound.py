@@ -162,10 +162,13 @@ def evaluate_outbound(
     smtp: SmtpReply | None = None
     verified_by: str | None = None
     if session.attempt is not None:
-        failures, verified_by = _attempt_failures(policy, connector, session, session.attempt)
+        failures, verified_by, note = _attempt_failures(policy, connector, session, session.attempt)
+        # Section 11, soft: revocation unknown is listed after the others, never deciding.
+        notes = () if note is None else (note,)
         queued = session.at - session.queued_since if session.queued_since is not None else None
         if not failures:
             action = OutboundAction.DELIVER
+            reasons = (plan.selection, *notes)
         elif queued is not None and queued >= retry_window:
             action = OutboundAction.FAIL
             expired = Reason(
@@ -175,12 +178,12 @@ def evaluate_outbound(
                 _EXPIRED_STATUS,
             )
             permanent = tuple(_with_status(r, permanent=True) for r in failures)
-            reasons = (expired, *permanent, plan.selection)
+            reasons = (expired, *permanent, plan.selection, *notes)
             smtp = SmtpReply(554, _EXPIRED_STATUS, f"Message expired: {_summary(name, failures)}")
         else:
             action = OutboundAction.DEFER
             transient = tuple(_with_status(r, permanent=False) for r in failures)
-            reasons = (*transient, plan.selection)
+            reasons = (*transient, plan.selection, *notes)
             smtp = SmtpReply(451, transient[0].enhanced or "4.7.5", _summary(name, failures))
     return OutboundDecision(
         action=action,
@@ -218,30 +221,43 @@ def _attempt_failures(
     connector: OutboundConnector | None,
     session: OutboundSession,
     attempt: ConnectionAttempt,
-) -> tuple[list[Reason], str | None]:
-    """Every TLS requirement of the connector's mode the attempt missed, in order."""
+) -> tuple[list[Reason], str | None, Reason | None]:
+    """Every TLS requirement of the connector's mode the attempt missed, in order; who
+    verified the chain; the ``revocation-unknown`` note of a soft check, or None."""
     name = connector.name if connector is not None else None
     mode = connector.tls_settings if connector is not None else TLSMode.OPPORTUNISTIC
     if not mode.requires_tls:
-        return [], None  # opportunistic: plaintext allowed, nothing validated
+        return [], None, None  # opportunistic: plaintext allowed, nothing validated
     if attempt.tls is None:
         detail = f"tls_settings = {mode} requires STARTTLS; the connection did not use it"
-        return [Reason(ReasonCode.STARTTLS_NOT_SUPPORTED, detail, name)], None
+        return [Reason(ReasonCode.STARTTLS_NOT_SUPPORTED, detail, name)], None, None
     if not mode.validates_chain:
-        return [], None  # encryption_only: any certificate, self-signed included
+        return [], None, None  # encryption_only: any certificate, self-signed included
     certificate = attempt.tls.certificate
     if certificate is None:
         detail = "the connection used TLS but no server certificate was given to check"
-        return [Reason(ReasonCode.VALIDATION_FAILURE, detail, name)], None
+        return [Reason(ReasonCode.VALIDATION_FAILURE, detail, name)], None, None
     assessment = assess_certificate(
-        certificate, trust=policy.trust, at=session.at, purpose=Purpose.OUTBOUND
+        certificate,
+        trust=policy.trust,
+        at=session.at,
+        purpose=Purpose.OUTBOUND,
+        revocation=policy.revocation,
+        ocsp_response=attempt.tls.ocsp_response,
+    )
+    note = (
+        None
+        if assessment.revocation_note is None
+        else Reason(ReasonCode.REVOCATION_UNKNOWN, assessment.revocation_note, name)
     )
     failures: list[Reason] = []
     if assessment.trust_failure is not None:
         code, detail = assessment.trust_failure
+        # certificate-revoked and (hard) revocation-unknown defer with 4.7.5 like every
+        # certificate failure; their TLSRPT result type is validation-failure (section 11).
         failures.append(Reason(ReasonCode(code), detail, name))
         if code == ReasonCode.VALIDATION_FAILURE:
-            return failures, assessment.verified_by
+            return failures, assessment.verified_by, note
     expected = connector.tls_domain if connector is not None else None
     # CN only, against tls_domain only; peer_host takes no part (section 6).
     if mode is TLSMode.DOMAIN_VALIDATION and (
@@ -255,7 +271,7 @@ def _attempt_failures(
                 name,
             )
         )
-    return failures, assessment.verified_by
+    return failures, assessment.verified_by, note
 
 
 def plan_routes(policy: Policy, domains: Iterable[str]) -> list[OutboundDecision]:

@@ -25,6 +25,7 @@ from tlsconnector._model import (
     TLSMode,
     _name_key,
 )
+from tlsconnector._revocation import Revocation
 
 from ._addresses import IPRange, IPSet
 from ._errors import InvalidValue, PolicyError, Problem
@@ -683,6 +684,47 @@ def _check_outbound_ties(
                 )
 
 
+#: The keys of ``[trust]``; ``ca_file`` and ``crl_files`` name files the loader reads.
+_TRUST_KEYS = ("ca_file", "crl_files", "revocation")
+
+
+def _read_trust(table: object, problems: list[Problem]) -> Revocation:
+    """Check ``[trust]``'s shape (every problem) and read ``revocation`` (section 11)."""
+    if not isinstance(table, Mapping):
+        problems.append(Problem(None, "trust", table, "must be a table"))
+        return Revocation.SOFT
+    revocation = Revocation.SOFT
+    for key, value in table.items():
+        if key not in _TRUST_KEYS:
+            problems.append(Problem(None, f"trust.{key}", value, "unknown key"))
+        elif key == "ca_file" and not isinstance(value, str):
+            problems.append(Problem(None, "trust.ca_file", value, "must be a string"))
+        elif key == "crl_files":
+            if not isinstance(value, list):
+                problems.append(
+                    Problem(None, "trust.crl_files", value, "must be an array of file names")
+                )
+                continue
+            for position, item in enumerate(value):
+                if not isinstance(item, str) or not item:
+                    problems.append(
+                        Problem(
+                            None,
+                            f"trust.crl_files[{position}]",
+                            item,
+                            "must be a non-empty string (a file name)",
+                        )
+                    )
+        elif key == "revocation":
+            if isinstance(value, str) and value in {str(m) for m in Revocation}:
+                revocation = Revocation(value)
+            else:
+                choices = ", ".join(repr(str(m)) for m in Revocation)
+                message = f"must be one of {choices}"
+                problems.append(Problem(None, "trust.revocation", value, message))
+    return revocation
+
+
 def policy_from_mapping(data: Mapping[str, Any], *, trust: TrustStore | None) -> Policy:
     """A :class:`Policy` from the decoded policy file (section 9), or a
     :class:`PolicyError` listing every problem found."""
@@ -692,15 +734,7 @@ def policy_from_mapping(data: Mapping[str, Any], *, trust: TrustStore | None) ->
     for key in data:
         if key not in _TOP_LEVEL_KEYS:
             problems.append(Problem(None, str(key), data[key], _unknown_key_message(key)))
-    trust_table = data.get("trust", {})
-    if not isinstance(trust_table, Mapping):
-        problems.append(Problem(None, "trust", trust_table, "must be a table"))
-    else:
-        for key, value in trust_table.items():
-            if key != "ca_file":
-                problems.append(Problem(None, f"trust.{key}", value, "unknown key"))
-            elif not isinstance(value, str):
-                problems.append(Problem(None, "trust.ca_file", value, "must be a string"))
+    revocation = _read_trust(data.get("trust", {}), problems)
     parsers = _Parsers.for_one_load()
     _, built_inbound = _read_tables(
         data, "inbound", _inbound_fast, _inbound_from_mapping, problems, parsers
@@ -714,4 +748,4 @@ def policy_from_mapping(data: Mapping[str, Any], *, trust: TrustStore | None) ->
     # Without problems every table was built (a table that is not is a problem).
     inbound = tuple(c for c in built_inbound if c is not None)
     outbound = tuple(c for c in built_outbound if c is not None)
-    return Policy(inbound=inbound, outbound=outbound, trust=trust)
+    return Policy(inbound=inbound, outbound=outbound, trust=trust, revocation=revocation)

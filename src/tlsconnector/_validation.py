@@ -9,7 +9,10 @@ validator does not make:
 
 * the purpose rule for the extended key usage (spec section 7), and
 * the CA's DNS name constraints applied to the subject CN, which tlsconnector matches
-  instead of the SAN (spec sections 3 and 7), also for CNs an MTA verified.
+  instead of the SAN (spec sections 3 and 7), also for CNs an MTA verified;
+
+and, on the path the validator built, revocation (spec section 11, the rules in
+:mod:`tlsconnector._revocation`).
 """
 
 from __future__ import annotations
@@ -44,10 +47,18 @@ from tlsconnector._chains import (
     describe,
 )
 from tlsconnector._errors import InvalidValue, show
+from tlsconnector._revocation import (
+    CODE_REVOKED,
+    CODE_UNKNOWN,
+    Revocation,
+    check_revocation,
+)
 
 __all__ = [
     "CODE_EXPIRED",
     "CODE_NOT_TRUSTED",
+    "CODE_REVOKED",
+    "CODE_UNKNOWN",
     "ChainVerdict",
     "Purpose",
     "mta_name_constraint_failure",
@@ -98,8 +109,9 @@ _describe_anchor = functools.lru_cache(maxsize=256)(describe)
 class ChainVerdict:
     """The outcome of :func:`validate_chain`: a value, never an exception.
 
-    ``code`` is ``None`` when trusted, else ``"certificate-expired"`` or
-    ``"certificate-not-trusted"``; ``detail`` is a human explanation with every
+    ``code`` is ``None`` when trusted, else ``"certificate-expired"``,
+    ``"certificate-not-trusted"``, ``"certificate-revoked"`` or (``[trust] revocation
+    = "hard"``) ``"revocation-unknown"``; ``detail`` is a human explanation with every
     attacker-supplied text escaped.
     """
 
@@ -111,6 +123,9 @@ class ChainVerdict:
     #: same chain verifies the same way at any time inside; None otherwise.
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    #: Trusted under ``revocation = "soft"`` although a certificate of the path that
+    #: names a CRL distribution point got no usable answer: why (spec section 11).
+    revocation_unknown: str | None = None
 
 
 # --- extended key usage (spec section 7) -------------------------------------------
@@ -453,13 +468,24 @@ def _not_trusted(detail: str) -> ChainVerdict:
 
 
 def validate_chain(
-    chain: PresentedChain, *, trust: TrustStore, at: datetime, purpose: Purpose
+    chain: PresentedChain,
+    *,
+    trust: TrustStore,
+    at: datetime,
+    purpose: Purpose,
+    revocation: Revocation = Revocation.SOFT,
+    ocsp_response: bytes | None = None,
 ) -> ChainVerdict:
     """Validate a presented chain against trust anchors at the session's time.
 
     ``at`` must be timezone-aware (:class:`InvalidValue` otherwise). Returns a
     :class:`ChainVerdict`; an untrusted chain is a verdict, never an exception.
+    Revocation (section 11): the path is checked against ``trust.crls`` and, for the
+    leaf, against ``ocsp_response`` (a stapled OCSP response, DER), unless
+    ``revocation`` is ``off``.
     """
+    if not isinstance(revocation, Revocation):
+        raise InvalidValue(revocation, "revocation must be a Revocation")
     if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
         raise InvalidValue(at, "the validation time must be a timezone-aware datetime")
     # The validator works in whole seconds (X.509 times have no fractions); so do we.
@@ -490,10 +516,27 @@ def validate_chain(
     failure = _name_constraint_failure(chain.cns, path[1:])
     if failure is not None:
         return _not_trusted(failure)
+    valid_from = max(cert.not_valid_before_utc for cert in path)
+    valid_until = min(cert.not_valid_after_utc for cert in path)
+    unknown: str | None = None
+    if revocation is not Revocation.OFF:
+        checked = check_revocation(path, trust.crls, at, ocsp_response=ocsp_response)
+        if checked.revoked is not None:
+            return ChainVerdict(trusted=False, code=CODE_REVOKED, detail=checked.revoked)
+        if checked.unknown is not None and revocation is Revocation.HARD:
+            return ChainVerdict(trusted=False, code=CODE_UNKNOWN, detail=checked.unknown)
+        unknown = checked.unknown
+        # The answer holds only while no CRL or staple changes it (a nextUpdate passing,
+        # a revocation date arriving): the verdict's window narrows to that.
+        if checked.valid_from is not None:
+            valid_from = max(valid_from, checked.valid_from)
+        if checked.valid_until is not None:
+            valid_until = min(valid_until, checked.valid_until)
     return ChainVerdict(
         trusted=True,
         code=None,
         detail=f"verified to trust anchor {_describe_anchor(path[-1])}",
-        valid_from=max(cert.not_valid_before_utc for cert in path),
-        valid_until=min(cert.not_valid_after_utc for cert in path),
+        valid_from=valid_from,
+        valid_until=valid_until,
+        revocation_unknown=unknown,
     )

@@ -8,6 +8,7 @@ change. The rules and the exact meaning of each code are in ``docs/lint.md``.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Callable, Iterable, Sequence
 
@@ -24,6 +25,7 @@ from tlsconnector._model import (
     is_ip_address,
 )
 from tlsconnector._names import CertificateName, DomainPattern, PatternKind, is_public_suffix
+from tlsconnector._revocation import Revocation
 
 __all__ = ["LintCode", "LintSeverity", "LintWarning", "lint"]
 
@@ -47,6 +49,12 @@ class LintCode(enum.StrEnum):
     SMART_HOST_TLS_DOMAIN_MISMATCH = "smart-host-tls-domain-mismatch"
     #: A certificate name longer than any usable CN (section 3 rule 2: 64 characters).
     CERTIFICATE_NAME_TOO_LONG = "certificate-name-too-long"
+    #: ``[trust] revocation = "off"``: revoked certificates are accepted (section 11).
+    REVOCATION_OFF = "revocation-off"
+    #: A CRL of ``[trust] crl_files`` whose nextUpdate has passed: it answers nothing.
+    CRL_STALE = "crl-stale"
+    #: A CRL that can never be used (delta, indirect, no nextUpdate...).
+    CRL_UNUSABLE = "crl-unusable"
 
 
 class LintSeverity(enum.StrEnum):
@@ -60,9 +68,9 @@ class LintSeverity(enum.StrEnum):
 class LintWarning:
     """One finding about one connector."""
 
-    #: The connector's name.
+    #: The connector's name; ``""`` for a finding about ``[trust]`` (direction None).
     connector: str
-    direction: Direction
+    direction: Direction | None
     code: LintCode
     #: What is wrong and what to change.
     message: str
@@ -70,16 +78,18 @@ class LintWarning:
 
     def __str__(self) -> str:
         """``warning[code]: inbound connector 'Name': message`` (printable ASCII)."""
-        name = printable(self.connector)
         message = printable(self.message, MESSAGE_LIMIT)
+        if self.direction is None:
+            return f"{self.severity}[{self.code}]: [trust]: {message}"
+        name = printable(self.connector)
         return f"{self.severity}[{self.code}]: {self.direction} connector {name!r}: {message}"
 
 
 Connector = InboundConnector | OutboundConnector
 
 
-def lint(policy: Policy) -> list[LintWarning]:
-    """Every lint warning for ``policy``: inbound connectors first, then outbound,
+def lint(policy: Policy, *, at: dt.datetime | None = None) -> list[LintWarning]:
+    """Every lint warning for ``policy``: ``[trust]`` first, then inbound connectors, then outbound,
     each direction in the policy's order (by name), each connector's warnings in the
     order of the rules in ``docs/lint.md``.
 
@@ -99,12 +109,53 @@ def lint(policy: Policy) -> list[LintWarning]:
     # index (the candidates of the decisions, section 2); "shares a pattern" looks the
     # pattern up in a table built once. The quadratic reference these must equal is
     # kept in tests/policy_file/test_lint.py.
-    found: list[LintWarning] = []
+    found: list[LintWarning] = _lint_trust(policy, at)
     sharing = _RestrictingByPattern(c for c in policy.inbound if _takes_part_inbound(c))
     for connector in policy.inbound:
         found += _lint_inbound(connector, policy, sharing)
     for out in policy.outbound:
         found += _lint_outbound(out, policy)
+    return found
+
+
+def _lint_trust(policy: Policy, at: dt.datetime | None) -> list[LintWarning]:
+    """``[trust]``'s findings (section 11). ``at``: the time CRLs are judged at (by
+    default when the loader read them; none recorded and none given: not judged)."""
+    found: list[LintWarning] = []
+    if policy.revocation is Revocation.OFF:
+        found.append(
+            LintWarning(
+                "",
+                None,
+                LintCode.REVOCATION_OFF,
+                'revocation = "off": certificates their CA has revoked are accepted; '
+                'remove the key (default "soft") or set "hard"',
+            )
+        )
+    crls = policy.trust.crls if policy.trust is not None else None
+    if crls is None or policy.revocation is Revocation.OFF:
+        return found
+    when = at if at is not None else crls.loaded_at
+    for item in crls.lists:
+        if item.unusable is not None:
+            found.append(
+                LintWarning(
+                    "",
+                    None,
+                    LintCode.CRL_UNUSABLE,
+                    f"{item.describe()} is never used: {item.unusable}",
+                )
+            )
+        elif when is not None and item.next_update is not None and item.next_update <= when:
+            found.append(
+                LintWarning(
+                    "",
+                    None,
+                    LintCode.CRL_STALE,
+                    f"{item.describe()}: nextUpdate has passed (at {when.isoformat()}), so it "
+                    "answers for no certificate; fetch a current one",
+                )
+            )
     return found
 
 

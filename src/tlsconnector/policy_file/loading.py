@@ -11,6 +11,7 @@ import ssl
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,24 @@ from cryptography import x509
 from tlsconnector._chains import TrustStore
 from tlsconnector._errors import InvalidValue, PolicyError, Problem
 from tlsconnector._model import Policy
+from tlsconnector._revocation import (
+    MAX_CRL_BYTES,
+    MAX_CRLS,
+    CrlSet,
+    RevocationList,
+    load_crls,
+)
 
 __all__ = ["load_policy", "system_trust_store"]
 
 #: A policy file larger than this is refused before parsing (section 8 bounds).
 MAX_POLICY_BYTES = 16 * 1024 * 1024
 MAX_CA_FILE_BYTES = 16 * 1024 * 1024
+#: ``[trust] crl_files``: at most this many files, each at most MAX_CRL_BYTES, and
+#: at most MAX_CRL_TOTAL_BYTES in all (section 11; the CRL count and revoked serials
+#: are bounded by the core's CrlSet).
+MAX_CRL_FILES = MAX_CRLS
+MAX_CRL_TOTAL_BYTES = 1024 * 1024 * 1024
 
 
 def load_policy(path: str | os.PathLike[str], *, use_system_trust: bool = True) -> Policy:
@@ -91,6 +104,9 @@ def _load_policy(path: str | os.PathLike[str], *, use_system_trust: bool) -> Pol
         raise PolicyError([Problem(None, "(file)", str(path), exc.reason)]) from None
     problems: list[Problem] = []
     trust = _load_trust(data, policy_path.parent, problems, use_system_trust=use_system_trust)
+    crls = _load_crls(data, policy_path.parent, problems)
+    if trust is not None and crls is not None:
+        trust = trust.with_crls(crls)
     try:
         policy = Policy.from_mapping(data, trust=trust)
     except PolicyError as exc:
@@ -127,6 +143,46 @@ def _load_trust(
         problems.append(Problem(None, "trust.ca_file", ca_file, _os_message(exc)))
     except InvalidValue as exc:
         problems.append(Problem(None, "trust.ca_file", ca_file, exc.reason))
+    return None
+
+
+def _load_crls(data: Mapping[str, Any], base: Path, problems: list[Problem]) -> CrlSet | None:
+    """``[trust] crl_files`` (section 11): PEM or DER files, relative to the policy file,
+    every problem reported. A wrong shape is reported by Policy.from_mapping."""
+    table = data.get("trust", {})
+    files = table.get("crl_files") if isinstance(table, Mapping) else None
+    if not isinstance(files, list) or not files:
+        return None
+    if len(files) > MAX_CRL_FILES:
+        problems.append(
+            Problem(None, "trust.crl_files", f"<{len(files)} files>", f"more than {MAX_CRL_FILES}")
+        )
+        return None
+    lists: list[RevocationList] = []
+    total = 0
+    for position, name in enumerate(files):
+        if not isinstance(name, str) or not name:
+            continue
+        field = f"trust.crl_files[{position}]"
+        try:
+            raw = _read_bounded(base / name, MAX_CRL_BYTES)
+            total += len(raw)
+            if total > MAX_CRL_TOTAL_BYTES:
+                problems.append(
+                    Problem(None, field, name, f"the CRL files exceed {MAX_CRL_TOTAL_BYTES} bytes")
+                )
+                return None
+            for crl in load_crls(raw, "CRL file"):
+                lists.append(RevocationList.from_crl(crl, "CRL file"))
+        except OSError as exc:
+            problems.append(Problem(None, field, name, _os_message(exc)))
+        except InvalidValue as exc:
+            problems.append(Problem(None, field, name, exc.reason))
+    try:
+        # The load time, for the lint's "nextUpdate has passed" (an edge may read the clock).
+        return CrlSet(lists, loaded_at=datetime.now(UTC))
+    except InvalidValue as exc:
+        problems.append(Problem(None, "trust.crl_files", f"<{len(files)} files>", exc.reason))
     return None
 
 

@@ -204,6 +204,7 @@ def _leaf_builder(
     eku: Sequence[x509.ObjectIdentifier] | None,
     not_before: datetime | None,
     not_after: datetime | None,
+    crl_urls: Sequence[str] | None = None,
 ) -> x509.Certificate:
     builder = _base_builder(
         subject,
@@ -221,7 +222,19 @@ def _leaf_builder(
         )
     if eku is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
+    return _with_crl_urls(builder, crl_urls).sign(issuer_key, hashes.SHA256())
+
+
+def _with_crl_urls(
+    builder: x509.CertificateBuilder, urls: Sequence[str] | None
+) -> x509.CertificateBuilder:
+    """A CRL distribution points extension with one point per URL (none: unchanged)."""
+    if not urls:
+        return builder
+    points = [
+        x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None) for u in urls
+    ]
+    return builder.add_extension(x509.CRLDistributionPoints(points), critical=False)
 
 
 class LeafOptions(TypedDict, total=False):
@@ -238,6 +251,8 @@ class LeafOptions(TypedDict, total=False):
     not_before: datetime | None
     not_after: datetime | None
     extra_subject: list[x509.NameAttribute[Any]] | None
+    #: CRL distribution point URLs (spec section 11); none: no extension.
+    crl_distribution_points: Sequence[str] | None
 
 
 class CAOptions(TypedDict, total=False):
@@ -251,6 +266,7 @@ class CAOptions(TypedDict, total=False):
     path_length: int | None
     eku: Sequence[x509.ObjectIdentifier] | None
     key_type: str
+    crl_distribution_points: Sequence[str] | None
 
 
 class CA:
@@ -273,6 +289,7 @@ class CA:
         path_length: int | None = None,
         eku: Sequence[x509.ObjectIdentifier] | None = None,
         key_type: str = "ec-p256",
+        crl_distribution_points: Sequence[str] | None = None,
     ) -> None:
         self.name = name
         self.parent = parent
@@ -306,6 +323,7 @@ class CA:
                 ),
                 critical=True,
             )
+        builder = _with_crl_urls(builder, crl_distribution_points)
         self.cert: x509.Certificate = builder.sign(signing_key, hashes.SHA256())
         # Intermediates from this CA up to, but excluding, the root.
         self.chain: tuple[x509.Certificate, ...] = (
@@ -335,6 +353,151 @@ class CA:
         """This CA's own certificate as PEM text."""
         return pem(self.cert)
 
+    def crl(
+        self,
+        revoked: Sequence[tuple[x509.Certificate | int, datetime]] = (),
+        *,
+        this_update: datetime | None = None,
+        next_update: datetime | None = NOW + dt.timedelta(days=7),
+        signing_key: _Key | None = None,
+        extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+        entry_extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    ) -> x509.CertificateRevocationList:
+        """A real CRL issued in this CA's name (spec section 11).
+
+        ``revoked``: (certificate or serial, revocation date) pairs. Defaults: current
+        at :data:`NOW` (thisUpdate a day before, nextUpdate a week after); signed with
+        this CA's key unless ``signing_key``; ``next_update=None`` leaves it out.
+        ``extensions`` (CRL) and ``entry_extensions`` (each entry): (value, critical).
+        """
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.subject)
+            .last_update(this_update or NOW - dt.timedelta(days=1))
+        )
+        if next_update is not None:
+            builder = builder.next_update(next_update)
+        for value, critical in extensions:
+            builder = builder.add_extension(value, critical=critical)
+        for item, date in revoked:
+            serial = item.serial_number if isinstance(item, x509.Certificate) else item
+            entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(date)
+            for value, critical in entry_extensions:
+                entry = entry.add_extension(value, critical=critical)
+            builder = builder.add_revoked_certificate(entry.build())
+        key = signing_key or self.key
+        if next_update is None:
+            return _sign_without_next_update(builder, key)
+        return builder.sign(key, hashes.SHA256())
+
+    def ocsp_responder(self, *, eku: Sequence[x509.ObjectIdentifier] | None = None) -> Leaf:
+        """A delegated OCSP responder certificate issued by this CA (RFC 6960 4.2.2.2);
+        ``eku`` defaults to OCSPSigning."""
+        signing = [ExtendedKeyUsageOID.OCSP_SIGNING] if eku is None else list(eku)
+        return _minted_leaf("Test OCSP Responder", {"eku": signing}, _new_key(), self)
+
+    def ocsp_response(
+        self,
+        leaf: x509.Certificate,
+        status: str = "good",
+        *,
+        revoked_at: datetime | None = None,
+        this_update: datetime | None = None,
+        next_update: datetime | None = NOW + dt.timedelta(days=3),
+        responder: Leaf | None = None,
+        cert_id_issuer: x509.Certificate | None = None,
+    ) -> bytes:
+        """A real OCSP response (DER) about ``leaf`` issued by this CA, as a server
+        staples it. ``status``: "good", "revoked" (at ``revoked_at``, default a day
+        before :data:`NOW`) or "unknown"; signed by this CA, or by ``responder``
+        (its certificate is included). ``cert_id_issuer``: the certificate whose name
+        and key the CertID hashes (default this CA's: a wrong one names another leaf)."""
+        from cryptography.x509 import ocsp
+
+        statuses = {
+            "good": ocsp.OCSPCertStatus.GOOD,
+            "revoked": ocsp.OCSPCertStatus.REVOKED,
+            "unknown": ocsp.OCSPCertStatus.UNKNOWN,
+        }
+        cert_status = statuses[status]
+        revoked = revoked_at or NOW - dt.timedelta(days=1)
+        builder = ocsp.OCSPResponseBuilder().add_response(
+            cert=leaf,
+            issuer=cert_id_issuer or self.cert,
+            algorithm=hashes.SHA1(),  # noqa: S303 (RFC 5019 2.1.1: CertID hashes are SHA-1)
+            cert_status=cert_status,
+            this_update=this_update or NOW - dt.timedelta(hours=1),
+            next_update=next_update,
+            revocation_time=revoked if cert_status is ocsp.OCSPCertStatus.REVOKED else None,
+            revocation_reason=None,
+        )
+        if responder is None:
+            builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, self.cert)
+            signed = builder.sign(self.key, hashes.SHA256())
+        else:
+            builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, responder.cert)
+            builder = builder.certificates([responder.cert])
+            signed = builder.sign(responder.key, hashes.SHA256())
+        return signed.public_bytes(serialization.Encoding.DER)
+
+
+def _sign_without_next_update(
+    builder: x509.CertificateRevocationListBuilder, key: _Key
+) -> x509.CertificateRevocationList:
+    """``cryptography``'s builder insists on nextUpdate: sign with one, then mint the
+    same CRL without it by re-encoding tbsCertList (a real signature over it)."""
+    from cryptography.hazmat.primitives.asymmetric import ec as _ec
+
+    placeholder = builder.next_update(NOW + dt.timedelta(days=7)).sign(key, hashes.SHA256())
+    tbs = _drop_next_update(placeholder.tbs_certlist_bytes)
+    if isinstance(key, _ec.EllipticCurvePrivateKey):
+        signature = key.sign(tbs, _ec.ECDSA(hashes.SHA256()))
+        algorithm = bytes.fromhex("300a06082a8648ce3d040302")  # ecdsa-with-SHA256
+    else:
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
+        algorithm = bytes.fromhex("300d06092a864886f70d01010b0500")  # sha256WithRSA
+    bit_string = b"\x03" + _der_length(len(signature) + 1) + b"\x00" + signature
+    body = tbs + algorithm + bit_string
+    return x509.load_der_x509_crl(b"\x30" + _der_length(len(body)) + body)
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    raw = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _der_items(data: bytes) -> list[bytes]:
+    """The DER elements (tag, length, value) laid end to end in ``data``."""
+    items, offset = [], 0
+    while offset < len(data):
+        first = data[offset + 1]
+        if first < 0x80:
+            size, header = first, 2
+        else:
+            count = first & 0x7F
+            size = int.from_bytes(data[offset + 2 : offset + 2 + count], "big")
+            header = 2 + count
+        items.append(data[offset : offset + header + size])
+        offset += header + size
+    return items
+
+
+def _drop_next_update(tbs: bytes) -> bytes:
+    """tbsCertList without its nextUpdate (the second time after the issuer name)."""
+    (outer,) = _der_items(tbs)
+    header = 2 if outer[1] < 0x80 else 2 + (outer[1] & 0x7F)
+    items = _der_items(outer[header:])
+    # version?, signature, issuer, thisUpdate, nextUpdate?, revoked?, extensions?
+    start = 1 if items[0][0] == 0x02 else 0
+    next_index = start + 3
+    assert items[next_index][0] in (0x17, 0x18)  # UTCTime / GeneralizedTime
+    body = b"".join(items[:next_index] + items[next_index + 1 :])
+    return b"\x30" + _der_length(len(body)) + body
+
 
 def self_signed(
     cn: str | list[str] | None = "server1.fabrikam.com", **options: Unpack[LeafOptions]
@@ -358,6 +521,7 @@ def _minted_leaf(
         eku=options.get("eku", DEFAULT_EKU),
         not_before=options.get("not_before"),
         not_after=options.get("not_after"),
+        crl_urls=options.get("crl_distribution_points"),
     )
     return Leaf(cert, key, () if issuer is None else issuer.chain)
 
