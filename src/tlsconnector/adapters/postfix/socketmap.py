@@ -635,35 +635,41 @@ class OutboundService:
             writer.close()
             return
         decoder = NetstringDecoder()
+        loop = asyncio.get_running_loop()
         try:
-            while True:
-                try:
-                    data = await asyncio.wait_for(reader.read(READ_BYTES), self.idle_timeout)
-                except TimeoutError:
-                    self.log.emit("idle-timeout", peer=peer, seconds=self.idle_timeout)
-                    return
-                if not data:
-                    if decoder.pending:
+            # One idle deadline per connection, moved forward around each read and
+            # each drain (a wait_for per call cost more than the answer itself); none
+            # while a lookup probes a next hop (the probe has its own deadline).
+            async with asyncio.timeout(None) as idle:
+                while True:
+                    idle.reschedule(loop.time() + self.idle_timeout)
+                    data = await reader.read(READ_BYTES)
+                    if not data:
+                        if decoder.pending:
+                            self.log.emit(
+                                "protocol-error",
+                                peer=peer,
+                                message="connection closed in the middle of a request",
+                            )
+                        return
+                    for payload in decoder.feed(data):
+                        idle.reschedule(None)
+                        answer, violation = await self._answer(payload, peer)
+                        writer.write(answer.wire())
+                        idle.reschedule(loop.time() + self.idle_timeout)
+                        await writer.drain()
+                        if violation is not None:
+                            self.log.emit(
+                                "protocol-error", peer=peer, message=f"{violation}; closing"
+                            )
+                            return
+                    if decoder.error is not None:
                         self.log.emit(
                             "protocol-error",
                             peer=peer,
-                            message="connection closed in the middle of a request",
+                            message=f"{decoder.error}; closing the connection",
                         )
-                    return
-                for payload in decoder.feed(data):
-                    answer, violation = await self._answer(payload, peer)
-                    writer.write(answer.wire())
-                    await asyncio.wait_for(writer.drain(), self.idle_timeout)
-                    if violation is not None:
-                        self.log.emit("protocol-error", peer=peer, message=f"{violation}; closing")
                         return
-                if decoder.error is not None:
-                    self.log.emit(
-                        "protocol-error",
-                        peer=peer,
-                        message=f"{decoder.error}; closing the connection",
-                    )
-                    return
         except TimeoutError:
             self.log.emit("idle-timeout", peer=peer, seconds=self.idle_timeout)
         except (ConnectionError, OSError) as exc:
