@@ -1,0 +1,310 @@
+"""``tlsconnector diff`` (spec section 12; docs/changing-a-policy.md): exactly the
+sessions whose action, connector or reason codes change, by transition and connector."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tlsconnector import Policy
+from tlsconnector.adapters._recording import session_json
+from tlsconnector.cli import main
+from tlsconnector.policy_file.writing import dumps_policy
+from tlsconnector.testing import default_authority, inbound_sessions, policy_mappings
+
+AT = "2026-11-26T12:00:00Z"
+OLD = """
+[[inbound]]
+name = "Fabrikam Bank inbound"
+sender_domains = ["fabrikam.com"]
+require_tls = false
+restrict_domains_to_ip_addresses = true
+sender_ip_addresses = ["198.51.100.0/24"]
+"""
+NEW = OLD.replace('"198.51.100.0/24"', '"198.51.100.0/28"')
+
+
+def session(peer_ip: str, sender: str = "payments@fabrikam.com", **extra: Any) -> str:
+    obj = {"peer_ip": peer_ip, "mail_from": sender, "rcpt_to": ["b@contoso.com"], "at": AT}
+    return json.dumps({**obj, **extra})
+
+
+def write(directory: Path, name: str, text: str) -> str:
+    path = directory / name
+    path.write_text(text)
+    return str(path)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    status = main(["diff", *argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, str]:
+    lines = [
+        session("198.51.100.7"),  # stays accepted
+        session("198.51.100.77"),  # accepted under OLD, refused under NEW
+        session("203.0.113.9"),  # refused under both
+        session("192.0.2.1", sender="news@example.org"),  # no connector either way
+        session("198.51.100.200"),  # accepted under OLD, refused under NEW
+    ]
+    return {
+        "old": write(tmp_path, "old.toml", OLD),
+        "new": write(tmp_path, "new.toml", NEW),
+        "sessions": write(tmp_path, "sessions.jsonl", "\n".join(lines) + "\n"),
+        "dir": str(tmp_path),
+    }
+
+
+def test_the_report_names_exactly_the_changed_sessions(
+    files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(
+        capsys, "--old", files["old"], "--new", files["new"], "--inbound", files["sessions"]
+    )
+    assert 1 == status
+    assert out.startswith(
+        "inbound: 5 sessions, 2 decisions change\n"
+        "  by transition:\n"
+        "    accept -> reject: 2\n"
+        "  by connector:\n"
+        "    Fabrikam Bank inbound: 2\n"
+        "  examples of accept -> reject (2 of 2):\n"
+        "    line 2: Fabrikam Bank inbound\n"
+        "      old: connector-satisfied (every check of connector 'Fabrikam Bank inbound' holds)\n"
+        "      new: ip-not-allowed ("
+    )
+    assert "    line 5: " in out
+    status, out, _ = run(
+        capsys,
+        "--old",
+        files["old"],
+        "--new",
+        files["new"],
+        "--inbound",
+        files["sessions"],
+        "--examples",
+        "1",
+    )
+    assert "(1 of 2)" in out
+    assert "line 5" not in out
+
+
+def test_json_gives_one_object_per_changed_session_and_the_summary_on_stderr(
+    files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(
+        capsys,
+        "--old",
+        files["old"],
+        "--new",
+        files["new"],
+        "--inbound",
+        files["sessions"],
+        "--json",
+    )
+    assert 1 == status
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert [(2, "inbound", "accept", "reject"), (5, "inbound", "accept", "reject")] == [
+        (o["line"], o["direction"], o["old"]["action"], o["new"]["action"]) for o in objects
+    ]
+    assert ["ip-not-allowed"] == [r["code"] for r in objects[0]["new"]["reasons"]]
+    assert "inbound: 5 sessions, 2 decisions change" in err
+
+
+def test_no_change_is_exit_0(files: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(
+        capsys, "--old", files["old"], "--new", files["old"], "--inbound", files["sessions"]
+    )
+    assert (0, "inbound: 5 sessions, 0 decisions change\n") == (status, out)
+
+
+def test_a_malformed_line_is_an_error_in_its_place_and_the_rest_is_compared(
+    files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = Path(files["sessions"]).read_text().splitlines()
+    text.insert(1, '{"peer_ip": "not an ip", "mail_from": "a@fabrikam.com"}')
+    text.insert(2, "not json")
+    sessions = write(Path(files["dir"]), "broken.jsonl", "\n".join(text) + "\n")
+    status, out, err = run(
+        capsys, "--old", files["old"], "--new", files["new"], "--inbound", sessions, "--json"
+    )
+    assert 1 == status
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert [("error", 2, "peer_ip"), ("error", 3, "(line)"), 4, 7] == [
+        ("error", o["error"]["line"], o["error"]["field"]) if "error" in o else o["line"]
+        for o in objects
+    ]
+    assert "line 2: peer_ip: " in err
+    assert "7 sessions, 2 decisions change, 2 lines could not be read" in err
+
+
+def test_old_recorded_compares_with_the_recorded_decisions(
+    files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorded = {"action": "accept", "connector": "Fabrikam Bank inbound"}
+    lines = [
+        session("198.51.100.7", recorded={**recorded, "codes": ["connector-satisfied"]}),
+        session("198.51.100.77", recorded={**recorded, "codes": ["connector-satisfied"]}),
+        session("198.51.100.8"),  # nothing recorded
+        session("198.51.100.9", recorded={"action": "accept", "codes": "x"}),
+    ]
+    sessions = write(Path(files["dir"]), "recorded.jsonl", "\n".join(lines) + "\n")
+    status, out, _ = run(
+        capsys, "--old", "recorded", "--new", files["new"], "--inbound", sessions, "--json"
+    )
+    assert 1 == status
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert 2 == objects[0]["line"]
+    assert {**recorded, "codes": ["connector-satisfied"]} == objects[0]["old"]
+    assert [("recorded", "is required with --old recorded"), ("recorded.codes", None)] == [
+        (o["error"]["field"], o["error"]["message"] if o["error"]["line"] == 3 else None)
+        for o in objects[1:]
+    ]
+
+
+def test_outbound_sessions_are_compared_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = write(
+        tmp_path,
+        "old.toml",
+        '[[outbound]]\nname = "Fabrikam"\nrecipient_domains = ["fabrikam.com"]\n'
+        'tls_settings = "encryption_only"\n',
+    )
+    new = write(
+        tmp_path, "new.toml", Path(old).read_text().replace("encryption_only", "opportunistic")
+    )
+    lines = [
+        json.dumps({"recipient": "b@fabrikam.com", "tls": None, "at": AT}),
+        json.dumps({"recipient": "b@fabrikam.com", "tls": {}, "at": AT}),
+    ]
+    sessions = write(tmp_path, "out.jsonl", "\n".join(lines) + "\n")
+    status, out, _ = run(capsys, "--old", old, "--new", new, "--outbound", sessions)
+    assert 1 == status
+    assert "outbound: 2 sessions, 1 decisions change" in out
+    assert "defer -> deliver: 1" in out
+
+
+def test_usage_and_policy_errors_are_exit_2(
+    files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write(Path(files["dir"]), "bad.toml", '[[inbound]]\nname = "x"\n')
+    for argv in (
+        ["--old", files["old"], "--new", files["new"]],  # no sessions
+        ["--old", bad, "--new", files["new"], "--inbound", files["sessions"]],
+        ["--old", files["old"], "--new", bad, "--inbound", files["sessions"]],
+        ["--old", files["old"], "--new", files["new"], "--inbound", files["dir"] + "/missing"],
+        [
+            "--old",
+            files["old"],
+            "--new",
+            files["new"],
+            "--inbound",
+            files["sessions"],
+            "--examples",
+            "-1",
+        ],
+    ):
+        assert 2 == run(capsys, *argv)[0], argv
+
+
+def test_jobs_give_the_same_output(
+    files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = Path(files["sessions"]).read_text().splitlines() * 300  # several chunks
+    sessions = write(Path(files["dir"]), "many.jsonl", "\n".join(lines) + "\n")
+    argv = ["--old", files["old"], "--new", files["new"], "--inbound", sessions, "--json"]
+    one = run(capsys, *argv)
+    assert one == run(capsys, *argv, "--jobs", "3")
+    assert 600 == len(one[1].splitlines())
+
+
+# --- properties (Hypothesis; policies and sessions from tlsconnector.testing) -------------
+
+AUTHORITY = default_authority()
+
+
+def _policy_file(
+    directory: Path, name: str, mapping: dict[str, Any], *, reverse: bool = False
+) -> str:
+    (directory / "ca.pem").write_text(AUTHORITY.root_pem)
+    data = {
+        "trust": {"ca_file": "ca.pem"},
+        "inbound": list(reversed(mapping["inbound"])) if reverse else mapping["inbound"],
+        "outbound": [],
+    }
+    return write(directory, name, dumps_policy(data))
+
+
+@st.composite
+def _case(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    old = draw(policy_mappings(max_outbound=0))
+    new = draw(policy_mappings(max_outbound=0))
+    both = Policy.from_mapping(
+        {"inbound": old["inbound"] + [{**c, "name": f"new {c['name']}"} for c in new["inbound"]]},
+        trust=AUTHORITY.trust_store,
+    )
+    sessions = draw(st.lists(inbound_sessions(both, authority=AUTHORITY), min_size=1, max_size=6))
+    return old, new, [json.dumps(session_json(s)) for s in sessions]
+
+
+def _inbound_json(capsys: pytest.CaptureFixture[str], policy: str, sessions: str) -> list[Any]:
+    capsys.readouterr()
+    main(["inbound", "--policy", policy, "--sessions", sessions, "--json"])
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def _diff(
+    capsys: pytest.CaptureFixture[str], old: str, new: str, sessions: str
+) -> tuple[int, list[Any]]:
+    status, out, _ = run(capsys, "--old", old, "--new", new, "--inbound", sessions, "--json")
+    return status, [json.loads(line) for line in out.splitlines()]
+
+
+def _key(decision: dict[str, Any]) -> tuple[Any, ...]:
+    return (decision["action"], decision["connector"], [r["code"] for r in decision["reasons"]])
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=_case())
+def test_diff_properties(
+    case: tuple[dict[str, Any], dict[str, Any], list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old_mapping, new_mapping, lines = case
+    old = _policy_file(tmp_path, "old.toml", old_mapping)
+    new = _policy_file(tmp_path, "new.toml", new_mapping)
+    shuffled = _policy_file(tmp_path, "new-reversed.toml", new_mapping, reverse=True)
+    sessions = write(tmp_path, "sessions.jsonl", "\n".join(lines) + "\n")
+
+    # A policy against itself: nothing changes.
+    assert (0, []) == _diff(capsys, new, new, sessions)
+    status, changed = _diff(capsys, old, new, sessions)
+    assert status == (1 if changed else 0)
+    # The JSON agrees with running inbound --json under each policy.
+    before, after = _inbound_json(capsys, old, sessions), _inbound_json(capsys, new, sessions)
+    expected = [
+        {"line": number, "direction": "inbound", "old": a, "new": b}
+        for number, (a, b) in enumerate(zip(before, after, strict=True), start=1)
+        if _key(a) != _key(b)
+    ]
+    assert expected == changed
+    # Swapping old and new reverses every transition.
+    _, swapped = _diff(capsys, new, old, sessions)
+    assert [{**c, "old": c["new"], "new": c["old"]} for c in changed] == swapped
+    # The file order of connectors never matters.
+    assert (status, changed) == _diff(capsys, old, shuffled, sessions)
