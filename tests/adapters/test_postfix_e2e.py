@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import email
 import ipaddress
+import json
 import os
 import pwd
 import shutil
@@ -36,6 +37,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from test_postfix_server import PolicyService
+
+from tlsconnector.cli import main
 
 from certmint import CA, Leaf
 
@@ -263,7 +266,10 @@ def _running_mx(mint: Minter, policy: str) -> Iterator[Mx]:
     try:
         certs, partner_ca, contoso_ca = mint(base)
         (base / "policy.toml").write_text(policy)
-        service = PolicyService(base / "policy.toml").start()
+        # Every answer is recorded, for the replay test below.
+        service = PolicyService(
+            base / "policy.toml", "--record", str(base / "recorded.jsonl")
+        ).start()
         port, open_port = _free_port(), _free_port()
         _configure(
             base,
@@ -551,6 +557,38 @@ def test_a_fabrikam_certificate_from_the_unconstrained_root_is_refused_too(
     event = decision_for(woodgrove_mx, "payments@fabrikam.com")
     assert ["certificate-not-trusted"] == event["codes"]
     assert "Woodgrove Issuing CA" in event["details"][0]  # type: ignore[index]
+
+
+def test_a_recording_of_the_real_postfix_run_replays_to_the_same_decisions(
+    mx: Mx, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every RCPT Postfix asked about in this module was recorded (serve postfix
+    --record); replayed under the same policy each decides as it was answered:
+    tlsconnector diff --old recorded finds nothing, and inbound --sessions agrees."""
+    send(mx, sender="replay-marker@example.org")
+    decision_for(mx, "replay-marker@example.org")
+    answered = [e for e in mx.service.events if e["event"] == "decision"]
+    record = mx.base / "recorded.jsonl"
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:  # the recorder's thread writes soon after
+        if record.exists() and record.read_text().count("\n") >= len(answered):
+            break
+        time.sleep(0.05)
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [(e["action"], e["connector"], e["codes"]) for e in answered] == [
+        (line["recorded"]["action"], line["recorded"]["connector"], line["recorded"]["codes"])
+        for line in lines
+    ]
+    assert {"accept", "reject"} <= {line["recorded"]["action"] for line in lines}
+    policy = str(mx.base / "policy.toml")
+    capsys.readouterr()
+    assert 0 == main(["diff", "--old", "recorded", "--new", policy, "--inbound", str(record)])
+    assert f"inbound: {len(lines)} sessions, 0 decisions change\n" == capsys.readouterr().out
+    assert 0 == main(["inbound", "--policy", policy, "--sessions", str(record), "--json"])
+    replayed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(e["action"], e["connector"], e["codes"]) for e in answered] == [
+        (d["action"], d["connector"], [r["code"] for r in d["reasons"]]) for d in replayed
+    ]
 
 
 def test_when_the_policy_service_is_down_postfix_defers(mx: Mx) -> None:
