@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring_ascii as _encode_json_text
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import attrs
 from cryptography import x509
@@ -621,6 +621,50 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
+
+T = TypeVar("T")
+
+class Unservable(Exception):
+    """A valid policy a service cannot serve: the reload keeps the policy in force."""
+
+    def __init__(self, problems: list[str], message: str) -> None:
+        super().__init__(message)
+        self.problems = problems
+        self.message = message
+
+
+def reload_policy(path: Path, log: JsonLog, build: Callable[[Policy], T]) -> T | None:
+    """Load the policy file again and build what a service serves from it, or None
+    after a ``reload-failed`` line: an invalid policy, one ``build`` refuses
+    (:class:`Unservable`), or any unexpected error never stops the service nor
+    replaces the policy in force (never fail open)."""
+    try:
+        return build(load_policy(path))
+    except PolicyError as exc:
+        problems = [str(p) for p in exc.problems]
+        message = "the new policy is invalid; keeping the previous policy"
+    except Unservable as exc:
+        problems, message = exc.problems, exc.message
+    except Exception as exc:  # an unexpected error must not stop the service
+        problems = [f"{type(exc).__name__}: {exc}"]
+        message = "could not load the new policy; keeping the previous policy"
+    log.emit("reload-failed", policy=str(path), problems=problems, message=message)
+    return None
+
+
+def _governing(policy: Policy) -> Policy:
+    """``policy``, unless it governs no inbound mail: an empty file, or one caught half
+    written, loads as a valid policy that governs nothing, and every session would be
+    accepted."""
+    problem = ungoverned(policy)
+    if problem is not None:
+        raise Unservable(
+            [problem],
+            "refusing a policy that governs no inbound mail; keeping the previous policy "
+            "(write the file under another name, then rename it over the old one)",
+        )
+    return policy
+
 class PolicyServer:
     """Serves the policy protocol to any number of connections in one event loop.
 
@@ -752,37 +796,8 @@ class PolicyServer:
 
     def reload(self) -> None:
         """Load the policy file again; keep the current policy when the new one is invalid."""
-        try:
-            policy = load_policy(self.policy_path)
-        except PolicyError as exc:
-            self.log.emit(
-                "reload-failed",
-                policy=str(self.policy_path),
-                problems=[str(p) for p in exc.problems],
-                message="the new policy is invalid; keeping the previous policy",
-            )
-            return
-        except Exception as exc:  # an unexpected error must not stop the service
-            self.log.emit(
-                "reload-failed",
-                policy=str(self.policy_path),
-                problems=[f"{type(exc).__name__}: {exc}"],
-                message="could not load the new policy; keeping the previous policy",
-            )
-            return
-        problem = ungoverned(policy)
-        if problem is not None:
-            # An empty file, or one caught half written, loads as a valid policy that
-            # governs nothing: every session would be accepted. Never fail open: keep
-            # the policy in force.
-            self.log.emit(
-                "reload-failed",
-                policy=str(self.policy_path),
-                problems=[problem],
-                message="refusing a policy that governs no inbound mail; keeping the "
-                "previous policy (write the file under another name, then rename it over "
-                "the old one)",
-            )
+        policy = reload_policy(self.policy_path, self.log, _governing)
+        if policy is None:
             return
         self.policy = policy
         self.log.emit(

@@ -67,10 +67,12 @@ from tlsconnector.adapters.postfix.server import (
     MAX_CONNECTIONS_PER_CLIENT,
     STOP_GRACE,
     JsonLog,
+    Unservable,
     _address,
     _bind,
     _peer,
     parse_listen,
+    reload_policy,
 )
 from tlsconnector.policy_file.loading import load_policy
 
@@ -594,26 +596,10 @@ class OutboundService:
     def reload(self) -> None:
         """Load the policy again; keep the current one when the new one is invalid or
         serves nothing. Pins of next hops whose connector changed are forgotten."""
-        try:
-            policy = load_policy(self.policy_path)
-            maps = OutboundMaps.build(policy, transport=self.transport)
-        except (PolicyError, MapsError) as exc:
-            problems = [str(p) for p in exc.problems]
-            self.log.emit(
-                "reload-failed",
-                policy=str(self.policy_path),
-                problems=problems,
-                message="the new policy cannot be served; keeping the previous policy",
-            )
+        built = reload_policy(self.policy_path, self.log, self._maps_of)
+        if built is None:
             return
-        except Exception as exc:  # an unexpected error must not stop the service
-            self.log.emit(
-                "reload-failed",
-                policy=str(self.policy_path),
-                problems=[f"{type(exc).__name__}: {exc}"],
-                message="could not load the new policy; keeping the previous policy",
-            )
-            return
+        policy, maps = built
         self.maps = maps
         forgotten = self.cache.forget_changed(maps)
         self.log.emit(
@@ -625,6 +611,15 @@ class OutboundService:
         )
         for warning in served_warnings(policy):
             self.log.emit("connector-not-served", **warning)
+
+    def _maps_of(self, policy: Policy) -> tuple[Policy, OutboundMaps]:
+        try:
+            return policy, OutboundMaps.build(policy, transport=self.transport)
+        except MapsError as exc:
+            raise Unservable(
+                [str(p) for p in exc.problems],
+                "the new policy cannot be served; keeping the previous policy",
+            ) from None
 
     # -- connections --------------------------------------------------------------------
 
