@@ -1906,6 +1906,77 @@ def _bench_outbound_cold(
 # The machine, the table, the file
 
 
+
+def _narrowed(mapping: dict[str, Any]) -> dict[str, Any]:
+    """The same policy with every tenth inbound connector restricted to one address
+    (the docs' worked example, "narrowing a partner's IP list", at scale)."""
+    inbound = []
+    for i, table in enumerate(mapping["inbound"]):
+        if i % 10 == 0:
+            table = {
+                **table,
+                "restrict_domains_to_ip_addresses": True,
+                "sender_ip_addresses": ["192.0.2.1"],
+            }
+        inbound.append(table)
+    return {**mapping, "inbound": inbound}
+
+
+def bench_diff(results: Results, workdir: Path, *, quick: bool) -> None:
+    """``tlsconnector diff`` over recorded sessions against two 100,000-connector
+    policies, with every core (issue: "Change a policy safely")."""
+    from benchmarks.generate import _mapping_toml
+
+    connectors = 10_000 if quick else 100_000
+    count = 100_000 if quick else 1_000_000
+    mapping = policy_mapping(connectors)
+    old, new = workdir / "diff-old.toml", workdir / "diff-new.toml"
+    old.write_text(_mapping_toml(mapping, None))
+    new.write_text(_mapping_toml(_narrowed(mapping), None))
+    sessions = workdir / "diff-sessions.jsonl"
+    _log(f"diff: writing {count:,} sessions")
+    with open(sessions, "w", encoding="utf-8") as handle:
+        for start in range(0, count, 100_000):
+            part = spread_inbound_session_facts(
+                min(100_000, count - start), connectors=connectors, seed=start + 3
+            )
+            handle.writelines(session_lines(part))
+    jobs = _available_cores()
+    out = workdir / "diff.jsonl"
+    argv = ["diff", "--old", str(old), "--new", str(new), "--inbound", str(sessions)]
+    _log(f"diff: {count:,} sessions, {connectors:,}-connector policies, --jobs {jobs}")
+    empty = workdir / "diff-empty.jsonl"
+    empty.write_text("")
+    _log("diff: start-up (interpreter, both policy loads, an empty file)")
+    loads = ["diff", "--old", str(old), "--new", str(new), "--inbound", str(empty)]
+    startup = min(_cli_subprocess(loads, out)[2] for _ in range(2))
+    status, _, wall = _cli_subprocess([*argv, "--json", "--jobs", str(jobs)], out)
+    changed = sum(1 for _ in out.open(encoding="utf-8"))
+    if status not in (0, 1) or not changed:
+        raise RuntimeError(f"diff exited {status} with {changed} changed sessions")
+    results.figure("diff.wall_s", wall, "s", "the whole command, wall time (both loads included)")
+    results.figure("diff.changed", changed, "", "sessions whose decision changes")
+    results.figure(
+        "diff.startup_s", startup, "s", "the same command on an empty file (best of two)"
+    )
+    results.figure(
+        "diff.deciding_rate_per_core",
+        count / max(wall - startup, 1e-9) / jobs,
+        "/s",
+        "sessions per second per core once both policies are loaded (wall time less start-up)",
+    )
+    results.target(
+        "diff-rate-per-core",
+        f"tlsconnector diff --jobs {jobs}, {count:,} sessions, two {connectors:,}-connector "
+        "policies: sessions per second per core (wall time, whole command: interpreter "
+        "start and both policy loads included)",
+        measured=count / wall / jobs,
+        op=">=",
+        threshold=50_000,
+        unit="/s",
+        note=f"{changed:,} changed; exit status {status}",
+    )
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError):
@@ -1957,7 +2028,16 @@ def markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-BENCHMARKS = ("decisions", "certificates", "load", "lint", "cli", "postfix", "postfix-outbound")
+BENCHMARKS = (
+    "decisions",
+    "certificates",
+    "load",
+    "lint",
+    "cli",
+    "postfix",
+    "postfix-outbound",
+    "diff",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1997,6 +2077,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_postfix(results, workdir, pki, quick=args.quick)
         if "postfix-outbound" in chosen:
             bench_postfix_outbound(results, workdir, pki, quick=args.quick)
+        if "diff" in chosen:
+            bench_diff(results, workdir, quick=args.quick)
     document = {
         "generated": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "quick": args.quick,

@@ -93,10 +93,16 @@ def _comparer(
 ) -> Callable[[object, dt.datetime], Decision]:
     """The engine's deciding function: both decisions of one line, compared."""
 
-    def decide(policy: Policy, obj: dict[str, Any], at: dt.datetime) -> Decision:
+    def facts(obj: dict[str, Any], at: dt.datetime) -> InboundSession | OutboundSession:
+        """The line's session, parsed once for both policies (facts do not depend on
+        the policy)."""
         if direction == "inbound":
-            return evaluate_inbound(policy, InboundSession.from_json(obj, default_at=at))
-        session = OutboundSession.from_json(obj, default_at=at)
+            return InboundSession.from_json(obj, default_at=at)
+        return OutboundSession.from_json(obj, default_at=at)
+
+    def decide(policy: Policy, session: InboundSession | OutboundSession) -> Decision:
+        if isinstance(session, InboundSession):
+            return evaluate_inbound(policy, session)
         return evaluate_outbound(policy, session, retry_window=DEFAULT_RETRY_WINDOW)
 
     def compare(obj: object, at: dt.datetime) -> Decision:
@@ -114,13 +120,14 @@ def _comparer(
                     "a temporary failure recorded without facts (they could not be read "
                     "or deciding failed): nothing to replay",
                 )
-            new_decision = decide(new, obj, at)
+            new_decision = decide(new, facts(obj, at))
             if old_key == _key_of(new_decision):
                 return cast("Decision", _SAME)
             changed = {"direction": direction, "old": old_json, "new": new_decision.to_json()}
             return cast("Decision", _Comparison(changed))
-        old_decision = decide(old, obj, at)
-        new_decision = decide(new, obj, at)
+        session = facts(obj, at)
+        old_decision = decide(old, session)
+        new_decision = decide(new, session)
         if _key_of(old_decision) == _key_of(new_decision):
             return cast("Decision", _SAME)
         changed = {
