@@ -22,7 +22,7 @@ from tlsconnector import (
     PolicyError,
     TLSMode,
 )
-from tlsconnector._reading import _INBOUND_KEYS, _OUTBOUND_KEYS
+from tlsconnector._reading import _INBOUND_KEYS, _OUTBOUND_KEYS, _TRUST_KEYS
 from tlsconnector.cli import main
 from tlsconnector.eop.importing import convert_export, render_policy
 
@@ -208,7 +208,7 @@ def test_schema_keys_are_exactly_the_loaders_keys(direction: str, keys: tuple[st
     assert definition["additionalProperties"] is False
     assert {"inbound", "outbound", "trust"} == set(SCHEMA["properties"])
     assert SCHEMA["additionalProperties"] is False
-    assert {"ca_file"} == set(SCHEMA["properties"]["trust"]["properties"])
+    assert set(_TRUST_KEYS) == set(SCHEMA["properties"]["trust"]["properties"])
 
 
 @pytest.mark.parametrize(
