@@ -26,6 +26,7 @@ by a keyed hash (:class:`LocalPartRedactor`); decisions never read local parts.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import datetime as dt
 import hashlib
@@ -51,10 +52,12 @@ from tlsconnector.policy_file.writing import policy_to_mapping
 __all__ = [
     "DEFAULT_RECORD_KEEP",
     "DEFAULT_RECORD_MAX_BYTES",
+    "BackgroundWriter",
     "LocalPartRedactor",
     "Recorder",
     "policy_digest",
     "session_json",
+    "write_all",
 ]
 
 #: Rotation: a file is rotated before it would pass ``max_bytes`` (a single line
@@ -79,6 +82,83 @@ MAX_KEY_BYTES = 4096
 REDACTED_HEX = 32
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+
+def write_all(fd: int, data: bytes | bytearray) -> None:
+    """Write all of ``data``: a short write (a signal during a blocked write) is
+    continued, never dropped."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class BackgroundWriter(abc.ABC):
+    """Encoded lines written from a thread of its own, out of a bounded buffer: the
+    writer of the :class:`Recorder` and of the Postfix services' log.
+
+    The deciding side appends lines (:meth:`_append`, under ``_ready``) and never
+    waits for the descriptor; the thread takes runs of whole lines of at most
+    ``batch_bytes`` (a longer line alone) and hands each run to :meth:`_write_batch`,
+    which counts its own write errors, so that the thread goes on. A subclass sets its
+    own attributes before calling ``super().__init__``, which starts the thread. The
+    thread inherits the caller's signal mask.
+    """
+
+    def __init__(self, *, name: str, batch_bytes: int) -> None:
+        self._batch_bytes = batch_bytes
+        self._lines: deque[bytes] = deque()
+        self._size = 0
+        self._closing = False
+        self._writing = False
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _append(self, data: bytes) -> None:
+        """Queue one line (the caller holds ``_ready`` and checked the room)."""
+        self._lines.append(data)
+        self._size += len(data)
+
+    @abc.abstractmethod
+    def _write_batch(self, batch: list[bytes]) -> None:
+        """Write one run of lines (in the writer thread, without holding ``_ready``)."""
+
+    def _run(self) -> None:
+        lines = self._lines
+        while True:
+            with self._ready:
+                while not lines and not self._closing:
+                    self._ready.wait()
+                if not lines:
+                    break
+                batch = [lines.popleft()]
+                size = len(batch[0])
+                while lines and size + len(lines[0]) <= self._batch_bytes:
+                    size += len(lines[0])
+                    batch.append(lines.popleft())
+                self._size -= size
+                self._writing = True
+            try:
+                self._write_batch(batch)
+            finally:
+                with self._ready:
+                    self._writing = False
+                    self._ready.notify_all()
+
+    def close(self, *, timeout: float = CLOSE_SECONDS) -> bool:
+        """Write what waits (for at most ``timeout`` seconds), then stop the thread.
+        False when the lines could not all be written in time."""
+        deadline = time.monotonic() + timeout
+        with self._ready:
+            self._closing = True
+            self._ready.notify_all()
+            while self._lines or self._writing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._ready.wait(remaining)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        return True
 
 
 def policy_digest(policy: Policy) -> str:
@@ -169,7 +249,7 @@ def session_json(session: InboundSession) -> dict[str, Any]:
     return obj
 
 
-class Recorder:
+class Recorder(BackgroundWriter):
     """Writes one JSON line per decided session to ``path`` from a thread of its own.
 
     :meth:`record` never blocks on the disk and never raises. ``on_error`` is called
@@ -204,11 +284,6 @@ class Recorder:
         self.on_error = on_error
         self.redactor = LocalPartRedactor(redact_key) if redact_key is not None else None
         self._monotonic = monotonic
-        self._lines: deque[bytes] = deque()
-        self._size = 0
-        self._closing = False
-        self._writing = False
-        self._ready = threading.Condition()
         self._fd: int | None = None
         self._file_size = 0
         self._regular = False
@@ -218,8 +293,7 @@ class Recorder:
         self._unreported = 0
         self._last_report: float | None = None
         self._counted = 0  # lines of the batch being written that were written
-        self._thread = threading.Thread(target=self._run, name="tlsconnector-record", daemon=True)
-        self._thread.start()
+        super().__init__(name="tlsconnector-record", batch_bytes=WRITE_BATCH_BYTES)
 
     # --- the deciding side: encode and hand over, never wait -----------------------
 
@@ -284,8 +358,7 @@ class Recorder:
             if self._closing or self._size + len(line) > self.buffer_bytes:
                 self.dropped += 1
                 return
-            self._lines.append(line)
-            self._size += len(line)
+            self._append(line)
             self._ready.notify()
 
     def stats(self) -> dict[str, int]:
@@ -295,33 +368,20 @@ class Recorder:
     # --- the writer thread -----------------------------------------------------------
 
     def _run(self) -> None:
-        lines = self._lines
-        while True:
+        super()._run()
+        self._close_file()  # closed: everything was written
+
+    def _write_batch(self, batch: list[bytes]) -> None:
+        try:
+            self._write(batch)
+        except Exception as exc:  # OSError mostly; the thread must go on either way
+            self._close_file()
+            detail = str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+            self._failed(len(batch) - self._counted, f"cannot write {self.path}: {detail}")
+        finally:
             with self._ready:
-                while not lines and not self._closing:
-                    self._ready.wait()
-                if not lines:
-                    break
-                batch = [lines.popleft()]
-                size = len(batch[0])
-                while lines and size + len(lines[0]) <= WRITE_BATCH_BYTES:
-                    size += len(lines[0])
-                    batch.append(lines.popleft())
-                self._size -= size
-                self._writing = True
-            try:
-                self._write(batch)
-            except Exception as exc:  # OSError mostly; the thread must go on either way
-                self._close_file()
-                detail = str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
-                self._failed(len(batch) - self._counted, f"cannot write {self.path}: {detail}")
-            finally:
-                with self._ready:
-                    self.written += self._counted
-                    self._counted = 0
-                    self._writing = False
-                    self._ready.notify_all()
-        self._close_file()
+                self.written += self._counted
+                self._counted = 0
 
     def _write(self, batch: list[bytes]) -> None:
         """Write the lines, rotating before the file would pass ``max_bytes``;
@@ -348,11 +408,9 @@ class Recorder:
             self._counted += pending
 
     def _write_all(self, fd: int, data: bytearray) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            self._file_size += written
-            view = view[written:]
+        # After a failed write the file is opened again and its size read afresh.
+        write_all(fd, data)
+        self._file_size += len(data)
 
     def _open(self) -> int:
         if self._fd is not None:
@@ -408,18 +466,3 @@ class Recorder:
                     f"{message}; {unreported} records lost since the last report "
                     f"({self.failed} in all); deciding goes on"
                 )
-
-    def close(self, *, timeout: float = CLOSE_SECONDS) -> bool:
-        """Write what waits (for at most ``timeout`` seconds), then stop the thread.
-        False when the lines could not all be written in time."""
-        deadline = time.monotonic() + timeout
-        with self._ready:
-            self._closing = True
-            self._ready.notify_all()
-            while self._lines or self._writing:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._ready.wait(remaining)
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        return True

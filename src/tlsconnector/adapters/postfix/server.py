@@ -41,9 +41,7 @@ import select
 import signal
 import socket
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring_ascii as _encode_json_text
 from pathlib import Path
@@ -60,8 +58,10 @@ from tlsconnector._model import ConnectorType, Policy
 from tlsconnector.adapters._recording import (
     DEFAULT_RECORD_KEEP,
     DEFAULT_RECORD_MAX_BYTES,
+    BackgroundWriter,
     Recorder,
     policy_digest,
+    write_all,
 )
 from tlsconnector.adapters.postfix.protocol import (
     MAX_LOGGED_VALUE,
@@ -328,7 +328,7 @@ class JsonLog:
                 return
             self.stream.flush()  # what went through the text layer goes first
             for batch in _batches(_encode_line(line) for line in lines):
-                _write_all(fd, batch)
+                write_all(fd, batch)
 
     def _fd(self) -> int | None:
         try:
@@ -386,13 +386,7 @@ def _batches(lines: Iterable[bytes]) -> Iterable[bytearray]:
         yield batch
 
 
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-class _LineWriter:
+class _LineWriter(BackgroundWriter):
     """Writes lines to a descriptor from a thread of its own, out of a bounded buffer.
 
     :meth:`put` never blocks on the descriptor: a line that does not fit in the
@@ -406,15 +400,9 @@ class _LineWriter:
         self.fd = fd
         self.limit = limit
         self.dropped = 0  # lines dropped (or lost by a failed write), not yet reported
-        self._lines: deque[bytes] = deque()
-        self._size = 0
-        self._writing = False
-        self._closing = False
-        self._ready = threading.Condition()
         # The thread inherits the caller's signal mask: serve_postfix blocks the
         # service's signals until their handlers exist, so they never land here.
-        self._thread = threading.Thread(target=self._run, name="tlsconnector-log", daemon=True)
-        self._thread.start()
+        super().__init__(name="tlsconnector-log", batch_bytes=PIPE_BUF)
 
     def put(self, lines: list[bytes], dropped_line: Callable[[int], bytes]) -> None:
         with self._ready:
@@ -430,47 +418,13 @@ class _LineWriter:
                     self._append(data)
             self._ready.notify()
 
-    def _append(self, data: bytes) -> None:
-        self._lines.append(data)
-        self._size += len(data)
-
-    def _run(self) -> None:
-        lines = self._lines
-        while True:
+    def _write_batch(self, batch: list[bytes]) -> None:
+        data = b"".join(batch)
+        try:
+            write_all(self.fd, data)
+        except (OSError, ValueError):
             with self._ready:
-                while not lines and not self._closing:
-                    self._ready.wait()
-                if not lines:
-                    return
-                batch = bytearray(lines.popleft())
-                while lines and len(batch) + len(lines[0]) <= PIPE_BUF:
-                    batch += lines.popleft()
-                self._size -= len(batch)
-                self._writing = True
-            try:
-                _write_all(self.fd, batch)
-            except (OSError, ValueError):
-                with self._ready:
-                    self.dropped += batch.count(b"\n")
-            finally:
-                with self._ready:
-                    self._writing = False
-                    self._ready.notify_all()
-
-    def close(self, *, timeout: float) -> bool:
-        """Write what waits (for at most ``timeout`` seconds), then stop the thread.
-        False when the lines could not all be written in time."""
-        deadline = time.monotonic() + timeout
-        with self._ready:
-            self._closing = True
-            self._ready.notify_all()
-            while self._lines or self._writing:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._ready.wait(remaining)
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        return True
+                self.dropped += data.count(b"\n")
 
 
 def ungoverned(policy: Policy) -> str | None:
@@ -621,8 +575,8 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
-
 T = TypeVar("T")
+
 
 class Unservable(Exception):
     """A valid policy a service cannot serve: the reload keeps the policy in force."""
@@ -664,6 +618,7 @@ def _governing(policy: Policy) -> Policy:
             "(write the file under another name, then rename it over the old one)",
         )
     return policy
+
 
 class PolicyServer:
     """Serves the policy protocol to any number of connections in one event loop.
