@@ -119,8 +119,22 @@ def test_the_specification_example_has_no_warnings() -> None:
     assert [] == lint(policy_of([STRICT_INBOUND], [STRICT_OUTBOUND]))
 
 
-def test_an_empty_policy_has_no_warnings() -> None:
-    assert [] == lint(policy_of())
+def test_an_empty_policy_gets_only_the_empty_policy_warning() -> None:
+    # It used to get none: a newcomer's empty (or [inbound]-less) file then looked fine.
+    warnings = lint(policy_of())
+    assert [(LintCode.EMPTY_POLICY, None, "")] == [
+        (w.code, w.direction, w.connector) for w in warnings
+    ]
+    text = str(warnings[0])
+    assert text.startswith("warning[empty-policy]: policy: no [[inbound]] or [[outbound]] ")
+    assert "enforces nothing" in text
+
+
+def test_a_policy_with_only_trust_is_empty_and_one_connector_is_not() -> None:
+    only_trust = Policy.from_mapping({"trust": {"revocation": "hard"}}, trust=None)
+    assert [LintCode.EMPTY_POLICY] == [w.code for w in lint(only_trust)]
+    assert LintCode.EMPTY_POLICY not in [w.code for w in lint(policy_of([], [STRICT_OUTBOUND]))]
+    assert LintCode.EMPTY_POLICY not in [w.code for w in lint(policy_of([STRICT_INBOUND]))]
 
 
 # --- connector-shadowed --------------------------------------------------------------------

@@ -55,6 +55,8 @@ class LintCode(enum.StrEnum):
     CRL_STALE = "crl-stale"
     #: A CRL that can never be used (delta, indirect, no nextUpdate...).
     CRL_UNUSABLE = "crl-unusable"
+    #: No connector at all (an empty file, say): the policy enforces nothing.
+    EMPTY_POLICY = "empty-policy"
 
 
 class LintSeverity(enum.StrEnum):
@@ -68,7 +70,8 @@ class LintSeverity(enum.StrEnum):
 class LintWarning:
     """One finding about one connector."""
 
-    #: The connector's name; ``""`` for a finding about ``[trust]`` (direction None).
+    #: The connector's name; ``""`` for a finding about ``[trust]`` or the whole policy
+    #: (direction None).
     connector: str
     direction: Direction | None
     code: LintCode
@@ -80,7 +83,8 @@ class LintWarning:
         """``warning[code]: inbound connector 'Name': message`` (printable ASCII)."""
         message = printable(self.message, MESSAGE_LIMIT)
         if self.direction is None:
-            return f"{self.severity}[{self.code}]: [trust]: {message}"
+            scope = "policy" if self.code is LintCode.EMPTY_POLICY else "[trust]"
+            return f"{self.severity}[{self.code}]: {scope}: {message}"
         name = printable(self.connector)
         return f"{self.severity}[{self.code}]: {self.direction} connector {name!r}: {message}"
 
@@ -110,6 +114,18 @@ def lint(policy: Policy, *, at: dt.datetime | None = None) -> list[LintWarning]:
     # pattern up in a table built once. The quadratic reference these must equal is
     # kept in tests/policy_file/test_lint.py.
     found: list[LintWarning] = _lint_trust(policy, at)
+    if not policy.inbound and not policy.outbound:
+        found.append(
+            LintWarning(
+                "",
+                None,
+                LintCode.EMPTY_POLICY,
+                "no [[inbound]] or [[outbound]] connector, so the policy enforces nothing: "
+                "every inbound session gets no-connector (the MTA's normal rules apply) and "
+                "every recipient domain opportunistic TLS over its MX; add a connector for "
+                "each partner (docs/policy-file.md)",
+            )
+        )
     sharing = _RestrictingByPattern(c for c in policy.inbound if _takes_part_inbound(c))
     for connector in policy.inbound:
         found += _lint_inbound(connector, policy, sharing)
