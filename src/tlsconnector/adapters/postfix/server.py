@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from json.encoder import encode_basestring_ascii as _encode_json_text
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 import attrs
 from cryptography import x509
@@ -62,6 +62,19 @@ from tlsconnector.adapters._recording import (
     Recorder,
     policy_digest,
     write_all,
+)
+from tlsconnector.adapters.postfix._service import (
+    ALL_SIGNALS,
+    STOP_GRACE,
+    STOP_SIGNALS,
+    ConnectionSlots,
+    Unservable,
+    listen_address,
+    peer_of,
+    reload_policy,
+    serve_until_stopped,
+    tcp_socket,
+    with_signals_held,
 )
 from tlsconnector.adapters.postfix.protocol import (
     MAX_LOGGED_VALUE,
@@ -116,7 +129,6 @@ LOG_BUFFER_BYTES = 1024 * 1024
 #: How long a stopping process waits for its log lines to be written.
 LOG_DRAIN_SECONDS = 5.0
 MAX_WORKERS = 64
-LISTEN_BACKLOG = 128
 #: Answers remembered per policy (see :class:`PolicyServer`), and the longest
 #: request (its deciding attributes, in characters) whose answer is remembered:
 #: Postfix's are a few hundred characters, so the memory stays within a few MiB,
@@ -127,15 +139,10 @@ MAX_REMEMBERED_KEY_CHARS = 1_024
 #: Bytes of received requests handled at a time: between two pieces, a connection
 #: whose answers are not being read is no longer served (bounded buffers).
 PIECE_BYTES = 16 * 1024
-#: How long a stopping server waits for its connections to finish.
-STOP_GRACE = 5.0
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_ALL_SIGNALS = {signal.SIGHUP, *_STOP_SIGNALS}
 
 
 @attrs.frozen
@@ -487,16 +494,6 @@ def _constraints(ca: x509.Certificate) -> dict[str, list[str]]:
     return shown
 
 
-def _peer(transport: asyncio.BaseTransport) -> tuple[str, str]:
-    """The peer as logged (``host:port``) and its address (the per-client key)."""
-    peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        address = str(peer[0])
-        host = f"[{address}]" if ":" in address else address
-        return f"{host}:{peer[1]}", address
-    return str(peer), str(peer)
-
-
 def _json_text(value: str | None) -> str:
     """A log field's value as JSON: bounded, ASCII-escaped, or ``null``."""
     return "null" if value is None else _encode_json_text(value[:MAX_LOGGED_VALUE])
@@ -575,37 +572,6 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
-T = TypeVar("T")
-
-
-class Unservable(Exception):
-    """A valid policy a service cannot serve: the reload keeps the policy in force."""
-
-    def __init__(self, problems: list[str], message: str) -> None:
-        super().__init__(message)
-        self.problems = problems
-        self.message = message
-
-
-def reload_policy(path: Path, log: JsonLog, build: Callable[[Policy], T]) -> T | None:
-    """Load the policy file again and build what a service serves from it, or None
-    after a ``reload-failed`` line: an invalid policy, one ``build`` refuses
-    (:class:`Unservable`), or any unexpected error never stops the service nor
-    replaces the policy in force (never fail open)."""
-    try:
-        return build(load_policy(path))
-    except PolicyError as exc:
-        problems = [str(p) for p in exc.problems]
-        message = "the new policy is invalid; keeping the previous policy"
-    except Unservable as exc:
-        problems, message = exc.problems, exc.message
-    except Exception as exc:  # an unexpected error must not stop the service
-        problems = [f"{type(exc).__name__}: {exc}"]
-        message = "could not load the new policy; keeping the previous policy"
-    log.emit("reload-failed", policy=str(path), problems=problems, message=message)
-    return None
-
-
 def _governing(policy: Policy) -> Policy:
     """``policy``, unless it governs no inbound mail: an empty file, or one caught half
     written, loads as a valid policy that governs nothing, and every session would be
@@ -660,8 +626,7 @@ class PolicyServer:
         self.max_connections_per_client = max_connections_per_client
         self.max_answers = max_answers
         self._answers: dict[tuple[str | None, ...], _Answer] = {}
-        self._connections: set[_Connection] = set()
-        self._per_client: dict[str, int] = {}
+        self._connections: ConnectionSlots[_Connection] = ConnectionSlots(log)
         self._all_closed: asyncio.Event | None = None
 
     @property
@@ -769,34 +734,16 @@ class PolicyServer:
         return _Connection(self)
 
     def _opened(self, connection: _Connection) -> bool:
-        if len(self._connections) >= self.max_connections:
-            # Bounded memory: a flood of connections cannot grow the service without
-            # limit. Closing makes Postfix use its default action (a 4xx).
-            self.log.emit("too-many-connections", peer=connection.peer, limit=self.max_connections)
-            return False
-        client = connection.client
-        count = self._per_client.get(client, 0)
-        if count >= self.max_connections_per_client:
-            # One peer must not hold every slot for the idle timeout.
-            self.log.emit(
-                "too-many-connections-per-client",
-                peer=connection.peer,
-                limit=self.max_connections_per_client,
-            )
-            return False
-        self._per_client[client] = count + 1
-        self._connections.add(connection)
-        return True
+        return self._connections.open(
+            connection,
+            connection.peer,
+            connection.client,
+            limit=self.max_connections,
+            per_client=self.max_connections_per_client,
+        )
 
     def _closed(self, connection: _Connection) -> None:
-        if connection in self._connections:
-            self._connections.discard(connection)
-            client = connection.client
-            left = self._per_client.get(client, 1) - 1
-            if left > 0:
-                self._per_client[client] = left
-            else:
-                self._per_client.pop(client, None)
+        self._connections.close(connection)
         if not self._connections and self._all_closed is not None:
             self._all_closed.set()
 
@@ -831,27 +778,21 @@ class PolicyServer:
         sock: socket.socket,
         announce: Callable[[], None] | None,
     ) -> None:
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        for signum in _STOP_SIGNALS:
-            loop.add_signal_handler(signum, stop.set)
-        # The signals were blocked until the handlers existed (serve_postfix).
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _ALL_SIGNALS)
-        server = await loop.create_server(self.connection, sock=sock)
-        if announce is not None:
-            announce()
-            self.log.flush()
-        await stop.wait()
-        self.log.emit("stopping", connections=len(self._connections))
-        server.close()
+        server = await serve_until_stopped(
+            self.log,
+            start=lambda: loop.create_server(self.connection, sock=sock),
+            reload=self.reload,
+            announce=announce,
+            connections=self._connections,
+        )
         if self._connections:
             # Answers already written still go out; then each connection closes.
             self._all_closed = asyncio.Event()
-            for connection in list(self._connections):
+            for connection in self._connections:
                 connection.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_closed.wait(), timeout=STOP_GRACE)
-            for connection in list(self._connections):
+            for connection in self._connections:
                 connection.abort()
         await server.wait_closed()
         self.log.emit("stopped")
@@ -882,7 +823,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.peer, self.client = _peer(transport)
+        self.peer, self.client = peer_of(transport)
         if not self.server._opened(self):
             transport.close()
             return
@@ -998,25 +939,6 @@ class _Connection(asyncio.Protocol):
                 self.transport.close()
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _address(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def serve_postfix(config: ServeConfig, *, log: JsonLog) -> int:
     """Run the Postfix policy service until SIGTERM/SIGINT; the exit status.
 
@@ -1024,13 +946,7 @@ def serve_postfix(config: ServeConfig, *, log: JsonLog) -> int:
     bound; 1 when a worker process died unexpectedly (the whole service stops so the
     service manager restarts it; Postfix meanwhile applies its default action).
     """
-    # Hold SIGHUP, SIGTERM and SIGINT until their handlers exist: a reload sent while
-    # the service starts must not kill it (SIGHUP's default action).
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
-    try:
-        return _serve(config, log)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return with_signals_held(lambda: _serve(config, log))
 
 
 def _serve(config: ServeConfig, log: JsonLog) -> int:
@@ -1069,13 +985,13 @@ def _serve(config: ServeConfig, log: JsonLog) -> int:
             redact_key=config.record_redact_key,
         )
     try:
-        sock = _bind(config.host, config.port)
+        sock = tcp_socket(config.host, config.port)
     except OSError as exc:
         log.emit("error", message=f"cannot listen on {config.host}:{config.port}: {exc}")
         if recorder is not None:
             recorder.close(timeout=0)
         return EXIT_USAGE
-    address = _address(sock)
+    address = listen_address(sock)
 
     def announce() -> None:
         log.emit(
@@ -1156,10 +1072,10 @@ def _supervise(
         children.add(pid)
 
     supervisor = _Supervisor(children)
-    for signum in _STOP_SIGNALS:
+    for signum in STOP_SIGNALS:
         signal.signal(signum, supervisor.on_stop)
     signal.signal(signal.SIGHUP, supervisor.on_hup)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _ALL_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, ALL_SIGNALS)
     announce()
     while children:
         try:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import importlib
 import importlib.util
 import os
-import signal
 import socket
 import stat
 import threading
@@ -40,6 +40,18 @@ import attrs
 from tlsconnector._errors import PolicyError, printable, show
 from tlsconnector._model import OutboundConnector, Policy, SmartHost, is_ip_address
 from tlsconnector._names import canonical_domain
+from tlsconnector.adapters.postfix._service import (
+    STOP_GRACE,
+    ConnectionSlots,
+    Unservable,
+    listen_address,
+    listening_socket,
+    peer_of,
+    reload_policy,
+    serve_until_stopped,
+    tcp_socket,
+    with_signals_held,
+)
 from tlsconnector.adapters.postfix.outbound import (
     DEFAULT_PIN_LIFETIME,
     DEFAULT_TRANSPORT,
@@ -59,20 +71,11 @@ from tlsconnector.adapters.postfix.outbound import (
     pins_from_attempts,
 )
 from tlsconnector.adapters.postfix.server import (
-    _ALL_SIGNALS,
-    _STOP_SIGNALS,
     DEFAULT_IDLE_TIMEOUT,
-    LISTEN_BACKLOG,
     MAX_CONNECTIONS,
     MAX_CONNECTIONS_PER_CLIENT,
-    STOP_GRACE,
     JsonLog,
-    Unservable,
-    _address,
-    _bind,
-    _peer,
     parse_listen,
-    reload_policy,
 )
 from tlsconnector.policy_file.loading import load_policy
 
@@ -439,8 +442,7 @@ class OutboundService:
         self._inflight: dict[NextHop, asyncio.Future[MapAnswer]] = {}
         self._slots: asyncio.Semaphore | None = None
         self._background: set[asyncio.Future[Any]] = set()
-        self._connections: dict[asyncio.StreamWriter, str] = {}
-        self._per_client: dict[str, int] = {}
+        self._connections: ConnectionSlots[asyncio.StreamWriter] = ConnectionSlots(log)
 
     # -- answering ----------------------------------------------------------------------
 
@@ -625,8 +627,14 @@ class OutboundService:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one Postfix connection: netstring requests in, answers out, in order."""
-        peer, client = _peer(writer.transport)
-        if not self._opened(writer, peer, client):
+        peer, client = peer_of(writer.transport)
+        if not self._connections.open(
+            writer,
+            peer,
+            client,
+            limit=self.max_connections,
+            per_client=self.max_connections_per_client,
+        ):
             writer.close()
             return
         decoder = NetstringDecoder()
@@ -674,7 +682,7 @@ class OutboundService:
         except Exception as exc:  # never crash the service because of one connection
             self.log.emit("error", peer=peer, message=f"{type(exc).__name__}: {exc}")
         finally:
-            self._closed(writer, client)
+            self._connections.close(writer)
             writer.close()
 
     async def _answer(self, payload: bytes, peer: str) -> tuple[MapAnswer, str | None]:
@@ -703,64 +711,31 @@ class OutboundService:
         )
         return answer, violation
 
-    def _opened(self, writer: asyncio.StreamWriter, peer: str, client: str) -> bool:
-        if len(self._connections) >= self.max_connections:
-            self.log.emit("too-many-connections", peer=peer, limit=self.max_connections)
-            return False
-        count = self._per_client.get(client, 0)
-        if count >= self.max_connections_per_client:
-            self.log.emit(
-                "too-many-connections-per-client",
-                peer=peer,
-                limit=self.max_connections_per_client,
-            )
-            return False
-        self._per_client[client] = count + 1
-        self._connections[writer] = client
-        return True
-
-    def _closed(self, writer: asyncio.StreamWriter, client: str) -> None:
-        if self._connections.pop(writer, None) is None:
-            return
-        left = self._per_client.get(client, 1) - 1
-        if left > 0:
-            self._per_client[client] = left
-        else:
-            self._per_client.pop(client, None)
-
     async def run(self, sock: socket.socket, *, announce: Callable[[], None] | None) -> None:
         """Serve on a listening socket until SIGTERM or SIGINT; reload on SIGHUP."""
-        loop = asyncio.get_running_loop()
-        self.log.attach(loop)
+        self.log.attach(asyncio.get_running_loop())
         try:
-            await self._run(loop, sock, announce)
+            await self._run(sock, announce)
         finally:
             self.log.detach()
 
-    async def _run(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        sock: socket.socket,
-        announce: Callable[[], None] | None,
-    ) -> None:
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        for signum in _STOP_SIGNALS:
-            loop.add_signal_handler(signum, stop.set)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _ALL_SIGNALS)
+    async def _run(self, sock: socket.socket, announce: Callable[[], None] | None) -> None:
         if sock.family == socket.AF_UNIX:
-            server = await asyncio.start_unix_server(self.handle, sock=sock)
+            start = functools.partial(asyncio.start_unix_server, self.handle, sock=sock)
         else:
-            server = await asyncio.start_server(self.handle, sock=sock)
+            start = functools.partial(asyncio.start_server, self.handle, sock=sock)
         refresher = asyncio.ensure_future(self._refresher())
-        if announce is not None:
-            announce()
-            self.log.flush()
-        await stop.wait()
-        self.log.emit("stopping", connections=len(self._connections))
-        refresher.cancel()
-        server.close()
-        for writer in list(self._connections):
+        try:
+            server = await serve_until_stopped(
+                self.log,
+                start=start,
+                reload=self.reload,
+                announce=announce,
+                connections=self._connections,
+            )
+        finally:
+            refresher.cancel()
+        for writer in self._connections:
             writer.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), timeout=STOP_GRACE)
@@ -801,15 +776,7 @@ def _bind_unix(path: str) -> socket.socket:
                 os.unlink(path)  # stale: left by a service that stopped
             else:
                 raise OSError(f"{path} is in use by another running service")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+    return listening_socket(socket.AF_UNIX, path)
 
 
 def serve_postfix_outbound(
@@ -817,11 +784,7 @@ def serve_postfix_outbound(
 ) -> int:
     """Run the service until SIGTERM/SIGINT; the exit status (0 after a clean stop, 2
     when the policy cannot be served or the address cannot be bound)."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
-    try:
-        return _serve(config, log, prober)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return with_signals_held(lambda: _serve(config, log, prober))
 
 
 def _serve(config: OutboundServeConfig, log: JsonLog, prober: Prober | None) -> int:
@@ -857,8 +820,8 @@ def _serve(config: OutboundServeConfig, log: JsonLog, prober: Prober | None) -> 
             sock = _bind_unix(config.unix_path)
             address = f"unix:{config.unix_path}"
         else:
-            sock = _bind(config.host, config.port)
-            address = _address(sock)
+            sock = tcp_socket(config.host, config.port)
+            address = listen_address(sock)
     except OSError as exc:
         where = config.unix_path or f"{config.host}:{config.port}"
         log.emit("error", message=f"cannot listen on {show(where, 200)}: {exc}")
