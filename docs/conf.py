@@ -45,15 +45,21 @@ myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 # autodoc: signatures with types, members in source order, only documented members.
+# A class shows its constructor on the class line ("mixed"), with the __init__
+# docstring (if any) after the class's; api_reference.py writes attrs classes'
+# constructors from their fields. A signature longer than a line lists one parameter
+# per line instead of running off the page.
 autodoc_typehints = "signature"
 autodoc_member_order = "bysource"
-autodoc_class_signature = "separated"
+autodoc_class_signature = "mixed"
+autoclass_content = "both"
+python_maximum_signature_line_length = 88
 autodoc_preserve_defaults = True
 autodoc_inherit_docstrings = False
 
 html_theme = "furo"
 html_static_path = ["_static"]
-html_css_files = ["tables.css"]
+html_css_files = ["tables.css", "code.css"]
 html_title = f"tlsconnector {release}"
 pygments_style = "sphinx"
 pygments_dark_style = "monokai"
