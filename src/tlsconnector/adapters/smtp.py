@@ -102,6 +102,7 @@ __all__ = [
     "deliver",
     "presented_chain",
     "starttls_and_collect",
+    "system_addresses",
     "tls_client_context",
 ]
 
@@ -798,10 +799,12 @@ def _mx_hosts(domain: str, lookup: MxLookup | None, clock: _Clock, timeout: floa
     return names
 
 
-def _system_addresses(host: str, timeout: float) -> list[str]:
-    """The host's addresses in the resolver's order. getaddrinfo takes no time-out, so
+def system_addresses(host: str, timeout: float) -> list[str]:
+    """The host's addresses in the resolver's order (the default ``address_lookup``,
+    also of the probes of ``serve postfix-outbound``). getaddrinfo takes no time-out, so
     it runs in a daemon thread waited for at most ``timeout`` (a late answer is
-    abandoned; the thread ends with the resolver's own time-outs)."""
+    abandoned; the thread ends with the resolver's own time-outs); :class:`TimeoutError`
+    when it passes, the resolver's :class:`OSError` when it fails."""
     answer: list[list[Any] | OSError] = []
 
     def resolve() -> None:
@@ -830,7 +833,7 @@ def _addresses(run: _Run, target: SmartHost) -> list[str]:
         return [target.host]
     end = run.clock.step_end(run.timeout)
     wait = run.clock.wait(end)
-    lookup = run.address_lookup or _system_addresses
+    lookup = run.address_lookup or system_addresses
     try:
         found = [str(a) for a in lookup(target.host, wait)]
     except TimeoutError as exc:

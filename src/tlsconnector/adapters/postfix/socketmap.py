@@ -77,6 +77,7 @@ from tlsconnector.adapters.postfix.server import (
     JsonLog,
     parse_listen,
 )
+from tlsconnector.adapters.smtp import HostAttempt, check_host, system_addresses
 from tlsconnector.policy_file.loading import load_policy
 
 __all__ = [
@@ -200,31 +201,6 @@ def _dnspython_mx(domain: str, timeout: float) -> list[tuple[int, str]]:
     return [(int(record.preference), str(record.exchange)) for record in answer]
 
 
-def _system_addresses(host: str, timeout: float) -> list[str]:
-    """The host's addresses, in the resolver's order; getaddrinfo takes no time-out,
-    so it runs in a daemon thread waited for at most ``timeout``."""
-    found: list[Any] = []
-
-    def resolve() -> None:
-        try:
-            found.append(socket.getaddrinfo(host, 25, type=socket.SOCK_STREAM))
-        except OSError as exc:
-            found.append(exc)
-
-    worker = threading.Thread(target=resolve, name="tlsconnector-resolve", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if not found:
-        raise TimeoutError(f"resolving {host} timed out after {timeout:g} s")
-    if isinstance(found[0], OSError):
-        raise found[0]
-    addresses: list[str] = []
-    for *_, sockaddr in found[0]:
-        if str(sockaddr[0]) not in addresses:
-            addresses.append(str(sockaddr[0]))
-    return addresses
-
-
 class Prober:
     """Probes a next hop the way Postfix will reach it, and judges every chain.
 
@@ -235,7 +211,8 @@ class Prober:
     SNI = the host name: EHLO, STARTTLS, the presented chain judged by
     ``evaluate_outbound`` for the connector, QUIT. Blocking: the service runs it in a
     thread. ``port`` replaces port 25 of MX hosts (tests); ``mx_lookup`` and
-    ``address_lookup`` replace DNS (dnspython) and the system resolver.
+    ``address_lookup`` replace DNS (dnspython) and the system resolver
+    (:func:`tlsconnector.adapters.smtp.system_addresses`).
     """
 
     def __init__(
@@ -251,13 +228,11 @@ class Prober:
         self.timeout = timeout
         self.port = port
         self.mx_lookup = mx_lookup or _dnspython_mx
-        self.address_lookup = address_lookup or _system_addresses
+        self.address_lookup = address_lookup or system_addresses
 
     def probe(
         self, policy: Policy, connector: OutboundConnector, hop: NextHop, *, at: dt.datetime
     ) -> Probe:
-        from tlsconnector.adapters.smtp import HostAttempt, check_host
-
         end = time.monotonic() + self.deadline
         failures: list[str] = []
         codes: list[str] = []
