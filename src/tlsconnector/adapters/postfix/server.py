@@ -857,27 +857,25 @@ class _Connection(asyncio.Protocol):
                     if violation is not None:
                         # Not Postfix, or no longer speaking its protocol: the answer
                         # goes out, then the connection closes (bounded log per peer).
-                        server.log.emit(
-                            "protocol-error",
-                            peer=self.peer,
-                            message=f"{violation}; closing the connection",
-                        )
-                        self._backlog.clear()
-                        transport.close()
+                        self._close_for(violation)
                         return
                 if parser.error is not None:
-                    server.log.emit(
-                        "protocol-error",
-                        peer=self.peer,
-                        message=f"{parser.error}; closing the connection",
-                    )
-                    self._backlog.clear()
-                    transport.close()
+                    self._close_for(parser.error)
                     return
         except Exception as exc:  # never crash the server because of one connection
             server.log.emit("error", peer=self.peer, message=f"{type(exc).__name__}: {exc}")
             self._backlog.clear()
             transport.abort()
+
+    def _close_for(self, problem: str | Exception) -> None:
+        """Log a protocol error and close: what was answered still goes out, nothing
+        more is read."""
+        self.server.log.emit(
+            "protocol-error", peer=self.peer, message=f"{problem}; closing the connection"
+        )
+        self._backlog.clear()
+        assert self.transport is not None
+        self.transport.close()
 
     def eof_received(self) -> bool:
         if self.parser.pending and self.parser.error is None:
