@@ -35,9 +35,11 @@ def main(argv: Sequence[str] | None = None, *, commands: Collection[str] = ()) -
     ``commands``, when given, are the only commands this call may run (a command
     family's own ``main``).
     """
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    # Speed: only the named command's parser is built (build_parser's docstring).
+    parser = build_parser(words[0] if words else None)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     if commands and args.command not in commands:

@@ -14,28 +14,54 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from tlsconnector._outbound import DEFAULT_RETRY_WINDOW
-from tlsconnector.adapters._probe import (
-    DEFAULT_DEADLINE,
-    DEFAULT_TIMEOUT,
-    MAX_DEADLINE,
-    MAX_TIMEOUT,
-    SMTP_PORT,
-)
 from tlsconnector.cli._common import MAX_JOBS
 
 __all__ = ["build_parser"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line: every command, its options and its handler, named as
-    ``module:function`` and imported only when that command runs."""
+    ``module:function`` and imported only when that command runs.
+
+    With ``command`` (the first word of the command line, as :func:`tlsconnector.cli.main`
+    passes it), a known command's parser is the only one built: parsing that command
+    line gives the same result, and the other commands' options (and the modules their
+    defaults come from, such as the probe's) are not built or imported at start-up.
+    Any other word, or None, builds every command (``--help`` lists them all, and a
+    mistyped command is told the choices).
+    """
     parser = argparse.ArgumentParser(
         prog="tlsconnector",
         description="Forced-TLS partner connectors: check policies and decide sessions.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    only = _BUILDERS.get(command) if command is not None else None
+    if only is not None:
+        only(commands)
+        return parser
 
+    _add_check(commands)
+    _add_inbound(commands)
+    _add_outbound(commands)
+    _add_routes(commands)
+    _add_requirements(commands)
+    _add_diff(commands)
+    _add_demo(commands)
+    _add_eop(commands)
+    _add_probe(commands)
+    _add_serve(commands)
+    _add_postfix_config(commands)
+    return parser
+
+
+if TYPE_CHECKING:  # generic only for type checkers
+    from collections.abc import Callable
+
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _add_check(commands: Commands) -> None:
+    """Add ``check``: validate a policy file and lint it."""
     check = _command(
         commands,
         "check",
@@ -49,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="exit 1 when there is any lint warning"
     )
 
+
+def _add_inbound(commands: Commands) -> None:
+    """Add ``inbound``: decide inbound sessions."""
     inbound = _command(
         commands,
         "inbound",
@@ -74,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         "did not verify the chain",
     )
     single.add_argument("--peer-unverified", action="store_true")
+
+
+def _add_outbound(commands: Commands) -> None:
+    """Add ``outbound``: plan and judge outbound deliveries."""
+    from tlsconnector._outbound import DEFAULT_RETRY_WINDOW  # only when built
 
     outbound = _command(
         commands,
@@ -104,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--peer-unverified", action="store_true")
     one.add_argument("--queued-since", help="ISO 8601 time the message was first queued")
 
+
+def _add_routes(commands: Commands) -> None:
+    """Add ``routes``: the connector, route and TLS of each recipient domain."""
     routes = _command(
         commands,
         "routes",
@@ -115,20 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     routes.add_argument("domains", nargs="*", metavar="DOMAIN")
     routes.add_argument("--domains-file", metavar="FILE", help="one domain per line")
     routes.add_argument("--json", action="store_true")
-
-    _add_requirements(commands)
-    _add_diff(commands)
-    _add_demo(commands)
-    _add_eop(commands)
-    _add_probe(commands)
-    _add_serve(commands)
-    _add_postfix_config(commands)
-    _add_crl(commands)
-    return parser
-
-
-if TYPE_CHECKING:  # generic only for type checkers
-    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _command(
@@ -288,6 +311,15 @@ def _add_eop(commands: Commands) -> None:
 
 def _add_probe(commands: Commands) -> None:
     """Add the ``probe`` command."""
+    # Only when built: the probe's module brings the SMTP client and the network code.
+    from tlsconnector.adapters._probe import (
+        DEFAULT_DEADLINE,
+        DEFAULT_TIMEOUT,
+        MAX_DEADLINE,
+        MAX_TIMEOUT,
+        SMTP_PORT,
+    )
+
     probe = _command(
         commands,
         "probe",
@@ -374,61 +406,6 @@ def _add_postfix_config(commands: Commands) -> None:
         action="store_true",
         help="print a POSIX shell script of postconf -e/-M/-P commands; it configures "
         "the instance in $MAIL_CONFIG when set (postconf -c \"$MAIL_CONFIG\")",
-    )
-
-
-def _add_crl(commands: Commands) -> None:
-    """Add the ``crl`` command and its ``fetch`` sub-command (spec section 11)."""
-    from tlsconnector.policy_file import crl_fetch
-
-    crl = commands.add_parser(
-        "crl",
-        help="keep the policy's CRL files current",
-        description="Certificate revocation lists for [trust] crl_files.",
-    )
-    actions = crl.add_subparsers(dest="action", required=True, metavar="ACTION")
-    fetch = _command(
-        actions,
-        "fetch",
-        help="download the CRLs named by CRL distribution points",
-        description="Download (http and https only) the CRLs named by the CRL "
-        "distribution points of the certificates of [trust] ca_file and of the chains "
-        "of a sessions file that the policy's trust anchors validate; check each is "
-        "one usable CRL, current, signed by the issuer of a certificate naming it and "
-        "not older than the file it replaces; replace the file atomically (a file is "
-        "never deleted or replaced by a failed download). Files are named by the "
-        "SHA-256 of the URL (.crl). The policy is never edited: files not yet in "
-        "crl_files are printed as the crl_files line to use. Exit 0: all fetched; 1: "
-        "some failed (their files kept); 2: usage or policy error. See "
-        f"docs/revocation.md. At most {crl_fetch.MAX_CRL_URLS} URLs per run.",
-        handler="tlsconnector.cli.crl:crl_fetch_command",
-    )
-    fetch.add_argument("--policy", required=True, metavar="POLICY.toml")
-    fetch.add_argument(
-        "--sessions",
-        metavar="FILE.jsonl",
-        help="session lines (inbound --sessions form, or serve --record); - for stdin",
-    )
-    fetch.add_argument(
-        "--out",
-        metavar="DIR",
-        help="where the CRL files go (default: the directory of the first crl_files "
-        "entry, else the policy's directory)",
-    )
-    fetch.add_argument(
-        "--timeout",
-        type=float,
-        default=crl_fetch.DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help="the most one download may take, redirects included (default: "
-        f"{crl_fetch.DEFAULT_TIMEOUT:g})",
-    )
-    fetch.add_argument(
-        "--deadline",
-        type=float,
-        default=crl_fetch.DEFAULT_DEADLINE,
-        metavar="SECONDS",
-        help=f"the most the whole run may take (default: {crl_fetch.DEFAULT_DEADLINE:g})",
     )
 
 
@@ -607,3 +584,21 @@ def _add_serve(commands: Commands) -> None:
         help="connections served at once from one client address (all connections of "
         "a Unix socket count as one client); more are closed at once (default: 100)",
     )
+
+
+#: Each command's builder, by the command's name (``import-eop`` and ``schema`` share
+#: one): what :func:`build_parser` builds alone when given that name.
+_BUILDERS: dict[str, Callable[[Commands], None]] = {
+    "check": _add_check,
+    "inbound": _add_inbound,
+    "outbound": _add_outbound,
+    "routes": _add_routes,
+    "requirements": _add_requirements,
+    "diff": _add_diff,
+    "demo": _add_demo,
+    "import-eop": _add_eop,
+    "schema": _add_eop,
+    "probe": _add_probe,
+    "serve": _add_serve,
+    "postfix-config": _add_postfix_config,
+}

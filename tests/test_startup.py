@@ -1,0 +1,261 @@
+"""Start-up: what a command imports and builds, and the Public Suffix List's fast path.
+
+No timing here (timing belongs in benchmarks/run.py, step ``startup``): these tests pin
+the things that make the start-up fast, and that each of them changes no answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import publicsuffixlist
+import pytest
+
+import tlsconnector
+from tlsconnector import _names
+from tlsconnector.cli import parser as cli_parser
+
+INIT = Path(tlsconnector.__file__)
+
+
+def _modules_after(code: str) -> list[str]:
+    """The tlsconnector and cryptography modules a fresh interpreter holds after ``code``."""
+    probe = (
+        f"{code}\nimport sys\n"
+        "print('\\n'.join(sorted(m for m in sys.modules "
+        "if m.startswith(('tlsconnector.', 'cryptography')))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout.split()
+
+
+# --------------------------------------------------------------------------------------
+# import tlsconnector: the public names are imported on first use
+
+
+def test_import_tlsconnector_imports_no_module_of_the_package() -> None:
+    assert [] == _modules_after("import tlsconnector")
+
+
+def test_a_public_name_imports_its_module_on_first_use() -> None:
+    loaded = _modules_after("import tlsconnector; tlsconnector.canonical_domain")
+    assert "tlsconnector._names" in loaded
+    assert not any(m.startswith("cryptography") for m in loaded)
+
+
+def test_the_lazy_table_names_the_modules_type_checkers_read() -> None:
+    """``_EXPORTS`` (run time) and the TYPE_CHECKING imports (type checkers) agree."""
+    tree = ast.parse(INIT.read_text(encoding="utf-8"))
+    imported: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for statement in node.body:
+                if isinstance(statement, ast.ImportFrom) and statement.module != "typing":
+                    assert statement.module is not None
+                    module = ("tlsconnector." if statement.level else "") + statement.module
+                    imported.update((alias.name, module) for alias in statement.names)
+    assert imported == tlsconnector._EXPORTS
+    assert set(imported) == set(tlsconnector.__all__)
+
+
+@pytest.mark.parametrize("name", tlsconnector.__all__)
+def test_every_public_name_is_the_object_of_its_module(name: str) -> None:
+    module = sys.modules.get(tlsconnector._EXPORTS[name]) or __import__(
+        tlsconnector._EXPORTS[name], fromlist=[name]
+    )
+    assert getattr(tlsconnector, name) is getattr(module, name)
+    assert name in dir(tlsconnector)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="'tlsconnector' has no attribute 'load_polcy'"):
+        tlsconnector.load_polcy  # type: ignore[attr-defined]  # noqa: B018
+
+
+# --------------------------------------------------------------------------------------
+# The command line builds and imports only the command it runs
+
+
+def test_check_does_not_import_the_probe_or_the_outbound_decisions(tmp_path: Path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text(
+        '[[inbound]]\nname = "a"\nsender_domains = ["*.partner.net"]\n'
+        'tls_sender_certificate_name = "*.partner.net"\n',
+        encoding="utf-8",
+    )
+    loaded = _modules_after(
+        f"from tlsconnector.cli import main\nassert main(['check', {str(policy)!r}]) == 0"
+    )
+    assert "tlsconnector.policy_file.lint" in loaded  # the command did run
+    for heavy in (
+        "tlsconnector.adapters._probe",
+        "tlsconnector.adapters.smtp",
+        "tlsconnector._outbound",
+        "tlsconnector._validation",
+    ):
+        assert heavy not in loaded
+
+
+def _shape(parser: argparse.ArgumentParser) -> list[object]:
+    """Everything parsing depends on and help shows, sub-commands included."""
+    shape: list[object] = [parser.prog, parser.description, parser.usage]
+    for action in parser._actions:
+        shape.append(
+            (
+                type(action).__name__,
+                tuple(action.option_strings),
+                action.dest,
+                repr(action.default),
+                action.type,
+                action.nargs,
+                action.required,
+                action.help,
+                action.metavar,
+                action.const,
+            )
+        )
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                shape.append((name, _shape(sub)))
+    shape.append(parser._defaults)
+    return shape
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("no sub-commands")
+
+
+def test_every_command_has_a_builder() -> None:
+    assert set(_subcommands(cli_parser.build_parser())) == set(cli_parser._BUILDERS)
+
+
+@pytest.mark.parametrize("command", sorted(cli_parser._BUILDERS))
+def test_a_command_built_alone_is_the_command_built_with_all(command: str) -> None:
+    full = _subcommands(cli_parser.build_parser())
+    alone = _subcommands(cli_parser.build_parser(command))
+    assert command in alone
+    assert _shape(alone[command]) == _shape(full[command])
+
+
+@pytest.mark.parametrize("word", [None, "--help", "-h", "chekc", "--version", "--"])
+def test_any_other_first_word_builds_every_command(word: str | None) -> None:
+    assert set(_subcommands(cli_parser.build_parser(word))) == set(cli_parser._BUILDERS)
+
+
+def test_help_still_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from tlsconnector.cli import main
+
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    shown = {line.split()[0] for line in listed.splitlines() if line.startswith("    ")}
+    assert set(cli_parser._BUILDERS) <= shown
+
+
+# --------------------------------------------------------------------------------------
+# The Public Suffix List: the ASCII fast path answers as publicsuffixlist does
+
+
+def _rules() -> list[str]:
+    """Every rule of the installed list, as publicsuffixlist reads them."""
+    text = Path(publicsuffixlist.PSLFILE).read_text(encoding="utf-8")
+    found = []
+    for line in text.split("\n"):
+        rule = line.lower().split(" ")[0].rstrip()
+        if rule and not rule.startswith("//"):
+            found.append(rule)
+    return found
+
+
+def _names_around(rule: str) -> set[str]:
+    """Names whose answer the rule decides or bounds: the rule's own name, a child, a
+    grandchild and the parent, for wildcards and exceptions too, in A-labels."""
+    body = rule.lstrip("!")
+    if body.startswith("*."):
+        body = body[2:]
+    names = set()
+    for base in (body, publicsuffixlist.encode_idn(body)):
+        if not base.isascii():
+            continue
+        parent = base.partition(".")[2]
+        names |= {base, f"x.{base}", f"y.x.{base}", f"www.{base}", parent}
+        if "." in parent:
+            names.add(f"z.{parent}")
+    return {name for name in names if name}
+
+
+def test_the_fast_path_answers_as_publicsuffixlist_for_every_rule() -> None:
+    reference = publicsuffixlist.PublicSuffixList(only_icann=False)
+    rules = _rules()
+    assert len(rules) > 5_000  # the real list, not an empty file
+    names = set().union(*map(_names_around, rules))
+    names |= {
+        "com",
+        "co.uk",
+        "a.co.uk",
+        "github.io",
+        "x.github.io",
+        "s3.amazonaws.com",
+        "ck",
+        "www.ck",
+        "x.www.ck",
+        "kawasaki.jp",
+        "city.kawasaki.jp",
+        "x.city.kawasaki.jp",
+        "unknowntld",
+        "a.unknowntld",
+    }
+    differing = [
+        name for name in sorted(names) if _names.is_public_suffix(name) != reference.is_public(name)
+    ]
+    assert [] == differing
+    # Both answers occur (the comparison is not vacuous).
+    assert {True, False} == {_names.is_public_suffix(name) for name in names}
+
+
+@pytest.mark.parametrize(
+    ("name", "public"),
+    [
+        ("co.uk", True),
+        ("CO.UK", True),  # ASCII case folded
+        ("co.uk.", True),  # one trailing dot ignored, as publicsuffixlist does
+        ("fabrikam.co.uk", False),
+        ("github.io", True),  # the private section counts
+        ("ck", True),
+        ("x.ck", True),  # *.ck
+        ("www.ck", False),  # !www.ck
+        ("city.kawasaki.jp", False),  # !city.kawasaki.jp under *.kawasaki.jp
+        ("kawasaki.jp", True),  # the implicit root of a wildcard
+        ("xn--55qx5d.cn", True),  # an IDN rule (公司.cn) in A-labels
+        ("nosuchtld", True),  # unknown top-level labels are public
+        ("a.nosuchtld", False),
+        ("a..com", False),
+        ("", False),
+    ],
+)
+def test_public_suffix_examples(name: str, public: bool) -> None:
+    assert _names.is_public_suffix(name) is public
+    reference = publicsuffixlist.PublicSuffixList(only_icann=False)
+    assert reference.is_public(name.lower()) is public or name == ""
+
+
+def test_a_non_ascii_name_is_asked_of_publicsuffixlist_itself() -> None:
+    assert _names.is_public_suffix("公司.cn") is True
+    assert _names.is_public_suffix("example.公司.cn") is False
+
+
+def test_wildcards_over_public_suffixes_are_still_refused() -> None:
+    for text in ("*.co.uk", "*.github.io", "*.x.ck", "*.kawasaki.jp", "*.xn--55qx5d.cn"):
+        with pytest.raises(_names.InvalidValue, match="public suffix"):
+            _names.CertificateName.parse(text)
+    assert _names.CertificateName.parse("*.www.ck").text == "*.www.ck"
+    assert not _names.usable_cn("*.co.uk")
+    assert _names.usable_cn("*.fabrikam.co.uk")
