@@ -51,6 +51,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_probe(commands)
     _add_serve(commands)
     _add_postfix_config(commands)
+    _add_crl(commands)
     return parser
 
 
@@ -409,6 +410,61 @@ def _add_postfix_config(commands: Commands) -> None:
     )
 
 
+def _add_crl(commands: Commands) -> None:
+    """Add the ``crl`` command and its ``fetch`` sub-command (spec section 11)."""
+    from tlsconnector.policy_file import crl_fetch
+
+    crl = commands.add_parser(
+        "crl",
+        help="keep the policy's CRL files current",
+        description="Certificate revocation lists for [trust] crl_files.",
+    )
+    actions = crl.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fetch = _command(
+        actions,
+        "fetch",
+        help="download the CRLs named by CRL distribution points",
+        description="Download (http and https only) the CRLs named by the CRL "
+        "distribution points of the certificates of [trust] ca_file and of the chains "
+        "of a sessions file that the policy's trust anchors validate; check each is "
+        "one usable CRL, current, signed by the issuer of a certificate naming it and "
+        "not older than the file it replaces; replace the file atomically (a file is "
+        "never deleted or replaced by a failed download). Files are named by the "
+        "SHA-256 of the URL (.crl). The policy is never edited: files not yet in "
+        "crl_files are printed as the crl_files line to use. Exit 0: all fetched; 1: "
+        "some failed (their files kept); 2: usage or policy error. See "
+        f"docs/revocation.md. At most {crl_fetch.MAX_CRL_URLS} URLs per run.",
+        handler="tlsconnector.cli.crl:crl_fetch_command",
+    )
+    fetch.add_argument("--policy", required=True, metavar="POLICY.toml")
+    fetch.add_argument(
+        "--sessions",
+        metavar="FILE.jsonl",
+        help="session lines (inbound --sessions form, or serve --record); - for stdin",
+    )
+    fetch.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where the CRL files go (default: the directory of the first crl_files "
+        "entry, else the policy's directory)",
+    )
+    fetch.add_argument(
+        "--timeout",
+        type=float,
+        default=crl_fetch.DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="the most one download may take, redirects included (default: "
+        f"{crl_fetch.DEFAULT_TIMEOUT:g})",
+    )
+    fetch.add_argument(
+        "--deadline",
+        type=float,
+        default=crl_fetch.DEFAULT_DEADLINE,
+        metavar="SECONDS",
+        help=f"the most the whole run may take (default: {crl_fetch.DEFAULT_DEADLINE:g})",
+    )
+
+
 def _add_serve(commands: Commands) -> None:
     """Add the ``serve`` command and its ``postfix`` sub-command."""
     serve = commands.add_parser(
@@ -601,4 +657,5 @@ _BUILDERS: dict[str, Callable[[Commands], None]] = {
     "probe": _add_probe,
     "serve": _add_serve,
     "postfix-config": _add_postfix_config,
+    "crl": _add_crl,
 }
