@@ -167,34 +167,38 @@ def serve_postfix_outbound(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _err(f"{name}: {exc}")
         return EXIT_USAGE
-    lifetime = args.pin_lifetime
-    if not (math.isfinite(lifetime) and MIN_PIN_LIFETIME <= lifetime <= MAX_PIN_LIFETIME):
-        _err(
-            f"{name}: --pin-lifetime must be from {MIN_PIN_LIFETIME:.0f} to "
-            f"{MAX_PIN_LIFETIME:.0f} seconds (got {lifetime:g})"
-        )
+    lifetime, deadline, timeout = args.pin_lifetime, args.probe_deadline, args.idle_timeout
+    problem = _first_problem(
+        (
+            "--pin-lifetime",
+            lifetime,
+            MIN_PIN_LIFETIME <= lifetime <= MAX_PIN_LIFETIME,
+            f"from {MIN_PIN_LIFETIME:.0f} to {MAX_PIN_LIFETIME:.0f} seconds",
+        ),
+        (
+            "--probe-deadline",
+            deadline,
+            0 < deadline <= MAX_PROBE_DEADLINE,
+            f"more than 0 and at most {MAX_PROBE_DEADLINE:g} seconds, below Postfix's 100 s "
+            "per lookup",
+        ),
+        (
+            "--idle-timeout",
+            timeout,
+            0 < timeout <= MAX_IDLE_TIMEOUT,
+            f"a positive number of seconds, at most {MAX_IDLE_TIMEOUT:.0f}",
+        ),
+        *(
+            (option, value, 1 <= value <= 1_000_000, "from 1 to 1000000")
+            for option, value in (
+                ("--max-connections", args.max_connections),
+                ("--max-connections-per-client", args.max_connections_per_client),
+            )
+        ),
+    )
+    if problem is not None:
+        _err(f"{name}: {problem}")
         return EXIT_USAGE
-    deadline = args.probe_deadline
-    if not (math.isfinite(deadline) and 0 < deadline <= MAX_PROBE_DEADLINE):
-        _err(
-            f"{name}: --probe-deadline must be more than 0 and at most "
-            f"{MAX_PROBE_DEADLINE:g} seconds, below Postfix's 100 s per lookup (got {deadline:g})"
-        )
-        return EXIT_USAGE
-    timeout = args.idle_timeout
-    if not (math.isfinite(timeout) and 0 < timeout <= MAX_IDLE_TIMEOUT):
-        _err(
-            f"{name}: --idle-timeout must be a positive number of seconds, at most "
-            f"{MAX_IDLE_TIMEOUT:.0f} (got {timeout:g})"
-        )
-        return EXIT_USAGE
-    for option, value in (
-        ("--max-connections", args.max_connections),
-        ("--max-connections-per-client", args.max_connections_per_client),
-    ):
-        if not 1 <= value <= 1_000_000:
-            _err(f"{name}: {option} must be from 1 to 1000000 (got {value})")
-            return EXIT_USAGE
     transport = args.transport
     if not (0 < len(transport) <= 64 and set(transport) <= _TRANSPORT_CHARACTERS):
         _err(
@@ -220,6 +224,17 @@ def serve_postfix_outbound(args: argparse.Namespace) -> int:
         transport=transport,
     )
     return serve_postfix_outbound(config, log=JsonLog(sys.stderr))
+
+
+def _first_problem(*checks: tuple[str, float, bool, str]) -> str | None:
+    """The first failed check's usage error, ``OPTION must be RULE (got VALUE)``; None
+    when every check holds. A check is ``(option, value, holds, rule)``; a bounded
+    range never holds for NaN or an infinity."""
+    for option, value, holds, rule in checks:
+        if not holds:
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            return f"{option} must be {rule} (got {shown})"
+    return None
 
 
 #: The command line restricted to this module's commands (serve).
