@@ -8,6 +8,7 @@ event (a log line, an answer, a closed socket), never for a fixed time.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import json
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 import tlsconnector.adapters.postfix.server as serve_module
 from tlsconnector import load_policy
@@ -33,6 +35,7 @@ from tlsconnector.cli import main
 
 from certmint import CA, NOW
 
+DER = serialization.Encoding.DER
 WAIT = 15.0  # seconds: the bound on every wait; a healthy run takes milliseconds
 
 POLICY_TEMPLATE = """
@@ -1058,3 +1061,41 @@ def test_no_name_constrained_ca_no_warning(policy_file: Path) -> None:
     service = PolicyService(policy_file).start()
     assert 0 == service.stop()
     assert [] == [e for e in service.events if e["event"] == "name-constrained-ca"]
+
+
+# --- the recorded policy digest -----------------------------------------------------------
+
+
+def test_the_policy_digest_covers_the_crls_and_the_revocation_setting(tmp_path: Path) -> None:
+    """Equal digests must mean equal decisions: another CRL set (one revoking a
+    partner's leaf) or another ``[trust] revocation`` decides differently, so it digests
+    differently; the same CRLs listed in another order digest alike."""
+    from tlsconnector.adapters._recording import policy_digest
+
+    ca = CA("Fabrikam Partner CA")
+    leaf = ca.issue("server1.fabrikam.com")
+    (tmp_path / "partners-ca.pem").write_text(ca.cert_pem())
+    (tmp_path / "empty.crl").write_bytes(ca.crl().public_bytes(DER))
+    (tmp_path / "revoking.crl").write_bytes(
+        ca.crl([(leaf.cert, NOW - dt.timedelta(hours=1))]).public_bytes(DER)
+    )
+    other = CA("Woodgrove Partner CA")
+    (tmp_path / "other.crl").write_bytes(other.crl().public_bytes(DER))
+
+    def digest(crl_files: list[str], revocation: str = "soft") -> str:
+        path = tmp_path / "policy.toml"
+        path.write_text(
+            POLICY_TEMPLATE.format(name="*.fabrikam.com").replace(
+                'ca_file = "partners-ca.pem"',
+                f'ca_file = "partners-ca.pem"\ncrl_files = {json.dumps(crl_files)}\n'
+                f'revocation = "{revocation}"',
+            )
+        )
+        return policy_digest(load_policy(path))
+
+    base = digest(["empty.crl", "other.crl"])
+    assert base == digest(["other.crl", "empty.crl"])  # content, not order or names
+    assert base != digest(["revoking.crl", "other.crl"])
+    assert base != digest(["empty.crl"])
+    assert base != digest(["empty.crl", "other.crl"], revocation="hard")
+    assert base != digest(["empty.crl", "other.crl"], revocation="off")

@@ -163,13 +163,18 @@ class BackgroundWriter(abc.ABC):
 
 def policy_digest(policy: Policy) -> str:
     """``sha256:HEX`` of what decides: the connectors in canonical form (sorted by name,
-    so independent of the file's order and comments) and the trust anchors (their DER).
-    Two policies with equal digests decide every session alike."""
+    so independent of the file's order and comments), the trust anchors (their DER),
+    the CRLs (their set's content key: independent of file names and order) and the
+    ``[trust] revocation`` setting. Two policies with equal digests decide every
+    session alike."""
     text = json.dumps(policy_to_mapping(policy), sort_keys=True, ensure_ascii=True)
     digest = hashlib.sha256(text.encode("ascii"))
+    digest.update(b"\0revocation\0" + policy.revocation.value.encode("ascii"))
     digest.update(b"\0trust\0")
     if policy.trust is not None:
+        # Fixed lengths (two SHA-256 digests): no two stores share these bytes.
         digest.update(policy.trust.key)
+        digest.update(b"\0crls\0" + policy.trust.crls.key)
     return f"sha256:{digest.hexdigest()}"
 
 
