@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from tlsconnector import Policy, PolicyError, load_policy
 from tlsconnector import _reading as model
 from tlsconnector._addresses import IPRange, IPSet
-from tlsconnector._errors import InvalidValue, Problem
+from tlsconnector._errors import MISSING, InvalidValue, Problem
 from tlsconnector._index import DomainIndex
 from tlsconnector._names import (
     _LDH_NAME,
@@ -541,3 +541,44 @@ def test_a_connector_with_a_repeated_pattern_is_listed_once() -> None:
     index = DomainIndex(["one", "two"], lambda name: patterns)
     assert ("one", "two") == index.best("a.com")
     assert ("one", "two") == index.best("x.b.com")
+
+
+# --- messages a newcomer can act on (issue "For operators and integrators") ----------------
+
+
+def test_an_absent_key_is_missing_not_none() -> None:
+    with pytest.raises(PolicyError) as caught:
+        Policy.from_mapping({"inbound": [{"name": "x"}]}, trust=None)
+    [problem] = caught.value.problems
+    assert (MISSING, "connector 'x': sender_domains: missing (required)") == (
+        problem.value,
+        str(problem),
+    )
+    # A key given as None from Python is a value, and says so.
+    with pytest.raises(PolicyError) as caught:
+        Policy.from_mapping({"inbound": [{"name": "x", "sender_domains": None}]}, trust=None)
+    assert "sender_domains = None: must be an array of strings" in str(caught.value)
+
+
+def test_a_single_inbound_or_outbound_table_gets_the_double_bracket_hint() -> None:
+    for direction in ("inbound", "outbound"):
+        with pytest.raises(PolicyError) as caught:
+            Policy.from_mapping({direction: {"name": "x"}}, trust=None)
+        assert (
+            f"must be an array of tables: write [[{direction}]] (two brackets) above each "
+            f"connector, not [{direction}]"
+        ) in str(caught.value)
+    with pytest.raises(PolicyError) as caught:  # inline array of non-tables: no hint
+        Policy.from_mapping({"inbound": "x"}, trust=None)
+    assert str(caught.value).endswith("inbound = 'x': must be an array of tables")
+
+
+def test_an_unknown_trust_key_lists_the_allowed_ones() -> None:
+    with pytest.raises(PolicyError) as caught:
+        Policy.from_mapping({"trust": {"cafile": "x"}}, trust=None)
+    assert str(caught.value).endswith(
+        "trust.cafile = 'x': unknown key (allowed: ca_file, crl_files, revocation)"
+    )
+    with pytest.raises(PolicyError) as caught:
+        Policy.from_mapping({"trust": [{"ca_file": "x"}]}, trust=None)
+    assert "must be a table: write [trust] (one bracket pair), not [[trust]]" in str(caught.value)

@@ -7,12 +7,14 @@ and bad single values handed to a primitive (:class:`InvalidValue`).
 
 from __future__ import annotations
 
+import enum
 import re
 import reprlib
 
 import attrs
 
 __all__ = [
+    "MISSING",
     "FactsError",
     "InvalidValue",
     "PolicyError",
@@ -57,7 +59,7 @@ def show(value: object, limit: int = 80) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         shown = ascii(value[:limit])
-        return shown[:-1] + "...'" if len(value) > limit else shown
+        return shown[:-1] + "..." + shown[-1] if len(value) > limit else shown
     # reprlib bounds both depth and width: a value nested thousands deep, or a list of
     # a million entries, renders in bounded time and space (section 8).
     text = _REPR.repr(value).encode("ascii", "backslashreplace").decode("ascii")
@@ -68,6 +70,28 @@ _REPR = reprlib.Repr()
 _REPR.maxlevel = 3
 _REPR.maxstring = 80
 _REPR.maxother = 80
+
+
+class _Missing(enum.Enum):
+    MISSING = "missing"
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+#: The value of a :class:`Problem` or :class:`FactsError` about a key that is absent
+#: (not a key given as None, or JSON null): messages say "missing", not "= None".
+MISSING = _Missing.MISSING
+
+
+def missing_text(message: str) -> str:
+    """``field: missing (...)``'s text: "is required" reads "missing (required)"."""
+    if message.startswith("is required"):
+        rest = message[len("is required") :]
+        if rest.startswith(" (") and rest.endswith(")"):  # no parentheses in parentheses
+            rest = f"; {rest[2:-1]}"
+        return f"missing (required{rest})"
+    return f"missing ({message})"
 
 
 class TLSConnectorError(Exception):
@@ -89,22 +113,32 @@ class InvalidValue(TLSConnectorError, ValueError):
 
 @attrs.frozen
 class Problem:
-    """One thing wrong with a policy: which connector, which field(s), which value, why."""
+    """One thing wrong with a policy: which connector, which field(s), which value, why.
+
+    ``value`` is :data:`MISSING` for a key that is absent. ``line``, when the policy
+    file's loader could tell, is the line of the file the problem is on (the key's
+    line, else its table's header line).
+    """
 
     connector: str | None
     field: str
     value: object
     message: str
+    line: int | None = attrs.field(default=None, kw_only=True)
 
     def __str__(self) -> str:
+        at = f"line {self.line}: " if self.line is not None else ""
         where = f"connector {show(self.connector)}" if self.connector is not None else "policy"
         # A problem from a combination of keys names them all; the value is the first
         # key's: "tls_domain = '*.x.com' (with tls_settings): ...".
         first, comma, others = self.field.partition(", ")
         also = f" (with {others})" if comma else ""
         also = printable(also)
+        if self.value is MISSING:
+            message = printable(missing_text(self.message), MESSAGE_LIMIT)
+            return f"{at}{where}: {printable(first)}{also}: {message}"
         message = printable(self.message, MESSAGE_LIMIT)
-        return f"{where}: {printable(first)} = {show(self.value)}{also}: {message}"
+        return f"{at}{where}: {printable(first)} = {show(self.value)}{also}: {message}"
 
 
 class PolicyError(TLSConnectorError):
@@ -121,7 +155,11 @@ class FactsError(TLSConnectorError):
     """Session facts are malformed; :attr:`field` names the offending field."""
 
     def __init__(self, field: str, value: object, message: str) -> None:
-        super().__init__(f"{printable(field)} = {show(value)}: {printable(message, MESSAGE_LIMIT)}")
+        if value is MISSING:
+            text = f"{printable(field)}: {printable(missing_text(message), MESSAGE_LIMIT)}"
+        else:
+            text = f"{printable(field)} = {show(value)}: {printable(message, MESSAGE_LIMIT)}"
+        super().__init__(text)
         self.field = field
         self.value = value
         self.message = message

@@ -22,7 +22,7 @@ import attrs
 from tlsconnector._chains import PresentedChain
 
 from ._addresses import IPAddress, parse_peer_ip
-from ._errors import FactsError, InvalidValue
+from ._errors import MISSING, FactsError, InvalidValue
 from ._memory import BoundedMemory
 from ._names import canonical_domain
 from ._revocation import MAX_OCSP_RESPONSE_BYTES
@@ -139,7 +139,9 @@ class TLSFacts:
             raise FactsError(field, value, "must be an object or null")
         for key in value:
             if key not in _TLS_KEYS:
-                raise FactsError(f"{field}.{key}", value[key], "unknown key")
+                allowed = sorted(_TLS_KEYS if allow_ocsp else _TLS_KEYS - {"ocsp_response"})
+                message = f"unknown key (allowed: {', '.join(allowed)})"
+                raise FactsError(f"{field}.{key}", value[key], message)
         if "ocsp_response" in value:
             if not allow_ocsp:
                 raise FactsError(
@@ -168,8 +170,8 @@ class TLSFacts:
                     return cls(UndecodableCertificate(exc.reason))
                 raise FactsError(f"{field}.peer_chain_pem", "(PEM text)", exc.reason) from None
         if "peer_cn" in value or "peer_verified" in value:
-            cns = value.get("peer_cn")
-            verified = value.get("peer_verified")
+            cns = value.get("peer_cn", MISSING)
+            verified = value.get("peer_verified", MISSING)
             if not isinstance(cns, list) or not all(isinstance(c, str) for c in cns):
                 raise FactsError(f"{field}.peer_cn", cns, "must be an array of strings")
             if not isinstance(verified, bool):
@@ -204,10 +206,11 @@ def _session_object(
         raise FactsError("(session)", obj, "must be a JSON object")
     for key in obj:
         if key not in keys:
-            raise FactsError(str(key), obj[key], "unknown key")
+            message = f"unknown key (allowed: {', '.join(sorted(keys))})"
+            raise FactsError(str(key), obj[key], message)
     for key in required:
         if key not in obj:
-            raise FactsError(key, None, "is required")
+            raise FactsError(key, MISSING, "is required")
     return obj
 
 
@@ -218,7 +221,7 @@ def _session_time(obj: Mapping[Any, Any], default_at: dt.datetime | None) -> dt.
         return parse_time(obj["at"])
     if default_at is not None:
         return default_at
-    raise FactsError("at", None, "is required")
+    raise FactsError("at", MISSING, "is required")
 _TLS_KEYS = frozenset(
     {"peer_chain_pem", "peer_cn", "peer_verified", "peer_fingerprint", "ocsp_response"}
 )

@@ -28,7 +28,7 @@ from tlsconnector._model import (
 from tlsconnector._revocation import Revocation
 
 from ._addresses import IPRange, IPSet
-from ._errors import InvalidValue, PolicyError, Problem
+from ._errors import MISSING, InvalidValue, PolicyError, Problem
 from ._names import CertificateName, DomainPattern, PatternKind
 
 __all__ = ["policy_from_mapping"]
@@ -58,7 +58,12 @@ def _read_tables(
     """
     raw_tables = data.get(direction, [])
     if not isinstance(raw_tables, list):
-        problems.append(Problem(None, direction, raw_tables, "must be an array of tables"))
+        message = "must be an array of tables"
+        if isinstance(raw_tables, Mapping):  # [inbound] written for [[inbound]]
+            message += (
+                f": write [[{direction}]] (two brackets) above each connector, not [{direction}]"
+            )
+        problems.append(Problem(None, direction, raw_tables, message))
         raw_tables = []
     built: list[C | None] = []
     for index, raw in enumerate(raw_tables):
@@ -192,7 +197,7 @@ class _Reader:
     def items(self, field: str, parse: Callable[[str], T], *, required: bool) -> tuple[T, ...]:
         if field not in self.raw:
             if required:
-                self.problem(field, None, "is required")
+                self.problem(field, MISSING, "is required")
             return ()
         value = self.raw[field]
         if not isinstance(value, list):
@@ -274,7 +279,7 @@ def _read_table(
     name, name_ok = _connector_name(raw, direction, index)
     r = _Reader(raw, name, problems, keys, parsers)
     if not name_ok:
-        r.problem("name", raw.get("name"), _name_problem(raw))
+        r.problem("name", raw.get("name", MISSING), _name_problem(raw))
     common = _Common(
         name=name,
         enabled=r.boolean("enabled", True),
@@ -397,7 +402,7 @@ def _outbound_rest(r: _Reader, common: _Common, parsers: _Parsers) -> OutboundCo
         missing = "recipient_domains" not in raw
         r.problem(
             "recipient_domains, is_transport_rule_scoped",
-            None if missing else [],
+            MISSING if missing else [],
             ("is required" if missing else "must list at least one domain pattern")
             + " (only a connector with is_transport_rule_scoped = true may serve no domain)",
         )
@@ -691,12 +696,16 @@ _TRUST_KEYS = ("ca_file", "crl_files", "revocation")
 def _read_trust(table: object, problems: list[Problem]) -> Revocation:
     """Check ``[trust]``'s shape (every problem) and read ``revocation`` (section 11)."""
     if not isinstance(table, Mapping):
-        problems.append(Problem(None, "trust", table, "must be a table"))
+        message = "must be a table"
+        if isinstance(table, list):  # [[trust]] written for [trust]
+            message += ": write [trust] (one bracket pair), not [[trust]]"
+        problems.append(Problem(None, "trust", table, message))
         return Revocation.SOFT
     revocation = Revocation.SOFT
     for key, value in table.items():
         if key not in _TRUST_KEYS:
-            problems.append(Problem(None, f"trust.{key}", value, "unknown key"))
+            message = _unknown_key_message(key, _TRUST_KEYS)
+            problems.append(Problem(None, f"trust.{key}", value, message))
         elif key == "ca_file" and not isinstance(value, str):
             problems.append(Problem(None, "trust.ca_file", value, "must be a string"))
         elif key == "crl_files":

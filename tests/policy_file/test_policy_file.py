@@ -283,3 +283,41 @@ def test_none_from_python_is_a_problem_not_an_absent_key(
     with pytest.raises(PolicyError) as caught:
         Policy.from_mapping(mapping, trust=None)
     assert [problem] == [str(p) for p in caught.value.problems]
+
+
+# --- the line of each problem (tlsconnector._errors.Problem.line) -------------------------
+
+
+def test_problems_carry_the_line_of_their_key_or_table(tmp_path: Path) -> None:
+    (tmp_path / "policy.toml").write_text(
+        "top = 1\n"  # line 1
+        "[trust]\n"
+        'ca_file = "nothere.pem"\n'  # line 3
+        "\n"
+        "[[inbound]]\n"  # line 5
+        'name = "Fabrikam"\n'
+        "\n"
+        "[[outbound]]\n"  # line 8
+        'name = "Fabrikam"\n'
+        'recipient_domains = ["a..b"]\n'  # line 10
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policy(tmp_path / "policy.toml", use_system_trust=False)
+    lines = {(p.field, p.line) for p in caught.value.problems}
+    assert {
+        ("top", 1),
+        ("trust.ca_file", 3),
+        ("sender_domains", 5),
+        ("recipient_domains[0]", 10),
+    } == lines
+    assert "  - line 5: connector 'Fabrikam': sender_domains: missing (required)" in str(
+        caught.value
+    )
+
+
+def test_inline_tables_give_no_line_rather_than_a_wrong_one(tmp_path: Path) -> None:
+    # Tables written inline have no header of their own: no line for their keys.
+    (tmp_path / "policy.toml").write_text('inbound = [{name = "A"}, {name = "B"}]\n')
+    with pytest.raises(PolicyError) as caught:
+        load_policy(tmp_path / "policy.toml", use_system_trust=False)
+    assert [None, None] == [p.line for p in caught.value.problems]

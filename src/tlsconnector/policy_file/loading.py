@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import re
 import ssl
@@ -15,12 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import tomli
 from cryptography import x509
 
 from tlsconnector._chains import TrustStore
 from tlsconnector._errors import InvalidValue, PolicyError, Problem
 from tlsconnector._model import Policy
+from tlsconnector._reading import _INBOUND_KEYS, _OUTBOUND_KEYS
 from tlsconnector._revocation import (
     MAX_CRL_BYTES,
     MAX_CRLS,
@@ -96,7 +99,7 @@ def _load_policy(path: str | os.PathLike[str], *, use_system_trust: bool) -> Pol
             [Problem(None, "(file)", str(path), f"not UTF-8 text (byte {exc.start})")]
         ) from None
     except tomli.TOMLDecodeError as exc:
-        raise PolicyError([Problem(None, "(file)", str(path), f"not valid TOML: {exc}")]) from None
+        raise PolicyError([_toml_error(str(path), exc)]) from None
     except RecursionError:
         # The parser recurses per nesting level; a hostile file must not crash us (section 8).
         raise PolicyError([Problem(None, "(file)", str(path), "nested too deeply")]) from None
@@ -110,10 +113,141 @@ def _load_policy(path: str | os.PathLike[str], *, use_system_trust: bool) -> Pol
     try:
         policy = Policy.from_mapping(data, trust=trust)
     except PolicyError as exc:
-        raise PolicyError(problems + list(exc.problems)) from None
+        problems += exc.problems
     if problems:
-        raise PolicyError(problems)
+        lines = _Lines(raw.decode("utf-8"), data)
+        raise PolicyError([attrs.evolve(p, line=lines.of(p)) for p in problems]) from None
     return policy
+
+
+def _toml_error(path: str, exc: tomli.TOMLDecodeError) -> Problem:
+    """A syntax error, on the line the TOML parser names."""
+    line = getattr(exc, "lineno", None)
+    return Problem(
+        None,
+        "(file)",
+        path,
+        f"not valid TOML: {exc}",
+        line=line if isinstance(line, int) and line > 0 else None,
+    )
+
+
+# --- Lines of problems (the file's, for messages) ------------------------------------
+
+_HEADER = re.compile(r"\s*(\[\[?)\s*([^\]]*?)\s*(\]\]?)\s*(#.*)?$")
+_KEY = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)\s*[.=]""")
+_MULTILINE_QUOTES = ('"""', "'''")
+_DIRECTION_KEYS = {"inbound": frozenset(_INBOUND_KEYS), "outbound": frozenset(_OUTBOUND_KEYS)}
+_NUMBERED = re.compile(r"(inbound|outbound)\[(\d+)\]$")
+
+
+class _Lines:
+    """Where each table and key of a policy file is: the header line of ``[trust]``,
+    ``[inbound]`` and each ``[[inbound]]``/``[[outbound]]``, and the line of each key.
+
+    Only where the file's own layout says so for certain: a direction whose headers do
+    not number its decoded tables (tables written inline, say), a key given twice or
+    a connector name two tables share gives no line. A line inside a multi-line string
+    is never read as a header or a key.
+    """
+
+    def __init__(self, text: str, data: Mapping[str, Any]) -> None:
+        #: (table, index) -> (header line, {key: line}); ("", None) the top level.
+        self.tables: dict[tuple[str, int | None], tuple[int, dict[str, int]]] = {}
+        self.data = data
+        counts = {"inbound": 0, "outbound": 0}
+        current: dict[str, int] = {}
+        self.tables[("", None)] = (0, current)
+        in_string: str | None = None
+        for number, line in enumerate(text.splitlines(), start=1):
+            if in_string is not None:
+                if line.count(in_string) % 2 == 1:
+                    in_string = None
+                continue
+            header = _HEADER.match(line)
+            if header is not None and header.group(1) == "[[" and header.group(3) == "]]":
+                name = header.group(2)
+                index = counts.get(name)
+                if index is not None:
+                    counts[name] = index + 1
+                current = {}
+                self.tables[(name, index)] = (number, current)
+                continue
+            if header is not None and header.group(1) == "[" and header.group(3) == "]":
+                current = {}
+                self.tables.setdefault((header.group(2), None), (number, current))
+                continue
+            key = _KEY.match(line)
+            if key is not None:
+                name = _unquote(key.group(1))
+                # A key given twice (TOML refuses that; dotted keys) keeps no line.
+                current[name] = -1 if name in current else number
+            for quotes in _MULTILINE_QUOTES:
+                if line.count(quotes) % 2 == 1:
+                    in_string = quotes
+                    break
+        for direction, count in counts.items():
+            tables = data.get(direction)
+            if not isinstance(tables, list) or len(tables) != count:
+                for index in range(count):
+                    self.tables.pop((direction, index), None)
+
+    def of(self, problem: Problem) -> int | None:
+        """The line ``problem`` is on, or None when the file's layout does not say."""
+        if problem.line is not None:
+            return problem.line
+        first = problem.field.partition(", ")[0]
+        key = re.split(r"[\[.]", first, maxsplit=1)[0]
+        if problem.connector is None:
+            numbered = _NUMBERED.match(first)
+            if numbered is not None:
+                return self._line((numbered.group(1), int(numbered.group(2))), None)
+            if first.startswith("trust.") and ("trust", None) in self.tables:
+                return self._line(("trust", None), re.split(r"[\[.]", first[6:])[0])
+            if (key, None) in self.tables:  # [inbound], [trust], [other]
+                return self.tables[(key, None)][0]
+            return self._line(("", None), key)
+        places = self._connector_tables(problem.connector)
+        if len(places) > 1:  # the same name inbound and outbound: the direction's key
+            places = [place for place in places if key in _DIRECTION_KEYS[place[0]]]
+        if len(places) > 1:  # a key both directions have: the table that has it
+            places = [place for place in places if key in self.tables[place][1]]
+        return self._line(places[0], key) if len(places) == 1 else None
+
+    def _connector_tables(self, connector: str) -> list[tuple[str, int]]:
+        numbered = _NUMBERED.match(connector)
+        if numbered is not None:  # a connector without a valid name
+            place = (numbered.group(1), int(numbered.group(2)))
+            return [place] if place in self.tables else []
+        places = []
+        for direction in ("inbound", "outbound"):
+            tables = self.data.get(direction)
+            if not isinstance(tables, list):
+                continue
+            for index, table in enumerate(tables):
+                if isinstance(table, Mapping) and table.get("name") == connector:
+                    places.append((direction, index))
+        return [place for place in places if place in self.tables]
+
+    def _line(self, place: tuple[str, int | None], key: str | None) -> int | None:
+        """The key's line in the table at ``place``, else the table's header line."""
+        if place not in self.tables:
+            return None
+        header, keys = self.tables[place]
+        line = keys.get(key, header) if key is not None else header
+        return line if line > 0 else None
+
+
+def _unquote(key: str) -> str:
+    if key.startswith("'"):
+        return key[1:-1]
+    if key.startswith('"'):
+        try:
+            text = json.loads(key)
+        except ValueError:
+            return key
+        return text if isinstance(text, str) else key
+    return key
 
 
 def _read_bounded(path: Path, limit: int) -> bytes:
