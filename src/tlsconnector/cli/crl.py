@@ -32,6 +32,7 @@ from tlsconnector._chains import TrustStore
 from tlsconnector._errors import InvalidValue, PolicyError, Problem, show
 from tlsconnector.cli import family
 from tlsconnector.cli._common import EXIT_OK, EXIT_UNDECIDED, EXIT_USAGE, _err
+from tlsconnector.cli.batch import _lines
 from tlsconnector.policy_file import crl_fetch
 from tlsconnector.policy_file.loading import (
     MAX_POLICY_BYTES,
@@ -86,7 +87,7 @@ def crl_fetch_command(args: argparse.Namespace) -> int:
             _err(f"{_NAME}: cannot read --sessions {show(args.sessions)}: {exc.strerror or exc}")
             return EXIT_USAGE
         with stream:
-            crl_fetch.sources_from_chains(crl_fetch.read_lines(stream), trust, at, sources)
+            crl_fetch.sources_from_chains(_lines(stream), trust, at, sources)
 
     out = (
         Path(args.out)

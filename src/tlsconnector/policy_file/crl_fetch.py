@@ -34,9 +34,9 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import attrs
@@ -86,7 +86,6 @@ MAX_URL_CHARS = 2048
 #: Distinct chains of a sessions file looked at (each is validated once).
 MAX_SESSION_CHAINS = 10_000
 #: A sessions-file line longer than this is skipped (as ``inbound --sessions`` refuses it).
-MAX_LINE_BYTES = 8 * 1024 * 1024
 
 _SCHEMES = ("http", "https")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -199,7 +198,7 @@ def sources_from_chains(
     untrusted = 0
     for number, line in lines:
         if line is None:
-            sources.problems.append(f"sessions line {number}: longer than {MAX_LINE_BYTES} bytes")
+            sources.problems.append(f"sessions line {number}: longer than the line bound")
             continue
         if not line.strip():
             continue
@@ -244,24 +243,6 @@ def sources_from_chains(
             f"{untrusted} chain(s) of the sessions file are not trusted by the policy's "
             "trust anchors now: their distribution points are not fetched"
         )
-
-
-def read_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
-    """``(line number, bytes)``; None for a line over :data:`MAX_LINE_BYTES`."""
-    number = 0
-    while True:
-        line = stream.readline(MAX_LINE_BYTES + 1)
-        if not line:
-            return
-        number += 1
-        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-            while True:  # skip the rest, bounded memory
-                rest = stream.readline(MAX_LINE_BYTES)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield number, None
-            continue
-        yield number, line
 
 
 # --- downloading ---------------------------------------------------------------------
