@@ -85,7 +85,6 @@ MAX_REDIRECTS = 3
 MAX_URL_CHARS = 2048
 #: Distinct chains of a sessions file looked at (each is validated once).
 MAX_SESSION_CHAINS = 10_000
-#: A sessions-file line longer than this is skipped (as ``inbound --sessions`` refuses it).
 
 _SCHEMES = ("http", "https")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
