@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import smtplib
 import socket
 import ssl
@@ -453,20 +454,13 @@ def test_tls_without_client_certificate_is_refused_550(policy: Policy, files: Fi
     assert [] == server.delivery.messages
 
 
-def test_without_tls_the_server_answers_530(policy: Policy, files: Files) -> None:
-    """require_starttls (from the policy): aiosmtpd refuses MAIL before STARTTLS."""
-    with running(policy, files) as server, pytest.raises(smtplib.SMTPSenderRefused) as caught:
-        send(server, files, tls=False)
-    assert 530 == caught.value.smtp_code
-    assert [] == server.delivery.messages
-
-
-def test_without_require_starttls_the_handler_answers_530_at_rcpt(
+def test_without_tls_only_a_governed_sender_is_refused_530_at_rcpt(
     policy: Policy, files: Files
 ) -> None:
-    """With require_starttls=False, plaintext is allowed in, but a governed sender is
-    refused at RCPT with RFC 3207's 530 5.7.0, while an ungoverned one gets through."""
-    with running(policy, files, require_starttls=False) as server:
+    """The default (require_starttls=False): plaintext comes in; a sender whose connector
+    requires TLS is refused at RCPT with RFC 3207's 530 5.7.0, one no connector governs
+    gets through without TLS."""
+    with running(policy, files) as server:
         with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
             send(server, files, tls=False)
         refused = send(server, files, tls=False, sender="someone@example.org")
@@ -475,6 +469,61 @@ def test_without_require_starttls_the_handler_answers_530_at_rcpt(
     ]
     assert {} == refused
     assert ["someone@example.org"] == [sender for sender, _, _ in server.delivery.messages]
+    assert [("tls-required", "certificate-missing"), ("no-connector",)] == [
+        d.codes for d in server.decisions
+    ]
+
+
+def test_require_starttls_true_refuses_every_plaintext_mail_530(
+    policy: Policy, files: Files
+) -> None:
+    """require_starttls=True: aiosmtpd refuses MAIL before STARTTLS for every sender,
+    governed or not, before the handler is asked."""
+    with running(policy, files, require_starttls=True) as server:
+        for sender in ("payments@fabrikam.com", "someone@example.org"):
+            with pytest.raises(smtplib.SMTPSenderRefused) as caught:
+                send(server, files, tls=False, sender=sender)
+            assert 530 == caught.value.smtp_code
+    assert ([], []) == (server.delivery.messages, server.decisions)
+
+
+def test_failed_client_certificate_handshake_is_logged_as_one_line(
+    policy: Policy, files: Files, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An untrusted client certificate: one warning line naming the TLS error, and no
+    traceback from tlsconnector or aiosmtpd ("SMTP session exception")."""
+    with caplog.at_level(logging.INFO), running(policy, files) as server:
+        with pytest.raises(HANDSHAKE_ABORTED):
+            send(server, files, leaf=UNTRUSTED)
+        assert {} == send(server, files, leaf=PARTNER)  # the server still serves
+    failed = [r for r in caplog.records if "handshake failed" in r.getMessage()]
+    assert 1 == len(failed)
+    (line,) = failed
+    assert ("tlsconnector.adapters.aiosmtpd", logging.WARNING) == (line.name, line.levelno)
+    assert "\n" not in line.getMessage()
+    assert "SSLCertVerificationError: self-signed certificate" in line.getMessage()
+    assert [] == [r.getMessage() for r in caplog.records if r.exc_info]
+
+
+def test_other_exceptions_go_to_the_delivery_handlers_hook(policy: Policy) -> None:
+    class Own(Delivery):
+        def __init__(self) -> None:
+            super().__init__()
+            self.errors: list[Exception] = []
+
+        async def handle_exception(self, error: Exception) -> str:
+            self.errors.append(error)
+            return "421 4.3.0 own answer"
+
+    own = Own()
+    handler = TLSConnectorHandler(policy, delivery=own)
+    error = ValueError("boom")
+    assert "421 4.3.0 own answer" == asyncio.run(handler.handle_exception(error))
+    assert [error] == own.errors
+    bare = TLSConnectorHandler(policy, delivery=Delivery())
+    assert "500 Error: (ValueError) bad\\x0aline" == asyncio.run(
+        bare.handle_exception(ValueError("bad\nline"))
+    )
 
 
 def test_sender_no_connector_governs_is_accepted(policy: Policy, files: Files) -> None:
@@ -691,7 +740,7 @@ def test_policy_without_trust_anchors_asks_for_no_certificate(files: Files) -> N
     assert ssl.CERT_NONE == context.verify_mode
 
 
-def test_require_starttls_follows_the_policy(policy: Policy, files: Files) -> None:
+def test_requires_starttls_follows_the_policy_and_smtp_kwargs_does_not(policy: Policy, files: Files) -> None:
     relaxed = Policy.from_mapping(
         {"inbound": [{"name": "Allow", "sender_domains": ["*"], "require_tls": False}]},
         trust=None,
@@ -703,11 +752,11 @@ def test_require_starttls_follows_the_policy(policy: Policy, files: Files) -> No
     assert (True, False, False) == tuple(map(requires_starttls, (policy, relaxed, disabled)))
     kwargs = smtp_kwargs(policy, certfile=files.server_cert, keyfile=files.server_key)
     assert {"tls_context", "require_starttls"} == set(kwargs)
-    assert kwargs["require_starttls"] is True
+    assert kwargs["require_starttls"] is False  # refused per sender, by the handler
     override = smtp_kwargs(
-        policy, certfile=files.server_cert, keyfile=files.server_key, require_starttls=False
+        policy, certfile=files.server_cert, keyfile=files.server_key, require_starttls=True
     )
-    assert override["require_starttls"] is False
+    assert override["require_starttls"] is True
 
 
 def test_session_without_starttls_has_no_tls_facts() -> None:

@@ -3,11 +3,19 @@ SMTP server built on aiosmtpd (``pip install 'tlsconnector[aiosmtpd]'``).
 
 * :func:`smtp_kwargs` builds the ``aiosmtpd.controller.Controller`` / ``SMTP`` keyword
   arguments: a TLS context that asks for a client certificate and verifies it against
-  the policy's trust anchors, and ``require_starttls`` when a partner connector
-  requires TLS.
+  the policy's trust anchors, and ``require_starttls=False``: plaintext is refused per
+  sender, not per server.
 * :class:`TLSConnectorHandler` wraps your delivery handler: it decides every ``RCPT``
   with :func:`~tlsconnector.evaluate_inbound` and answers with the decision's SMTP
-  reply; accepted recipients go on to your handler, and ``DATA`` is yours.
+  reply (``530 5.7.0`` for a plaintext sender whose connector requires TLS, and only
+  for those); accepted recipients go on to your handler, and ``DATA`` is yours. A
+  failed TLS handshake is logged as one line.
+
+Limit of Python's ``ssl``: it verifies a client certificate it asks for in the
+handshake and cannot hand an untrusted one on to the policy. A sender presenting a
+certificate that does not verify against the policy's trust anchors (self-signed,
+another CA, serverAuth-only EKU) fails the handshake, whatever connector it falls
+under, even one without a certificate name.
 
 The client certificate is checked twice. Python's ``ssl`` module verifies it in the
 handshake against the policy's trust anchors (an untrusted certificate aborts the
@@ -34,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 
+import tlsconnector
 from tlsconnector._chains import MAX_CHAIN_CERTIFICATES, PresentedChain
 from tlsconnector._model import ConnectorType, Policy
 
@@ -74,7 +83,7 @@ Clock = Callable[[], dt.datetime]
 #: Called with every decision (after it is made, before it is answered).
 DecisionHook = Callable[["Session", "Envelope", str, InboundDecision], None]
 
-_OWN_HOOKS = frozenset({"handle_RCPT", "handle_DATA"})
+_OWN_HOOKS = frozenset({"handle_RCPT", "handle_DATA", "handle_exception"})
 
 
 def utc_now() -> dt.datetime:
@@ -142,23 +151,24 @@ def smtp_kwargs(
     certfile: str | os.PathLike[str],
     keyfile: str | os.PathLike[str] | None = None,
     password: str | bytes | None = None,
-    require_starttls: bool | None = None,
+    require_starttls: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for ``aiosmtpd.controller.Controller`` or ``aiosmtpd.smtp.SMTP``.
 
-    ``tls_context`` from :func:`server_tls_context`; ``require_starttls`` defaults to
-    :func:`requires_starttls` (then aiosmtpd answers ``530`` to any MAIL before
-    STARTTLS, for every client, as Postfix does with ``smtpd_tls_security_level =
-    encrypt``). Pass ``require_starttls=False`` to let senders that no connector
-    governs in without TLS: the handler still refuses governed ones at RCPT.
+    ``tls_context`` from :func:`server_tls_context`; ``require_starttls`` is False by
+    default: plaintext sessions come in, and :class:`TLSConnectorHandler` answers
+    ``530 5.7.0 Must issue a STARTTLS command first`` at RCPT only to senders whose
+    connector requires TLS (section 5), so senders no connector governs still reach
+    you without TLS. ``require_starttls=True`` makes aiosmtpd answer ``530`` to every
+    MAIL before STARTTLS, for every client (Postfix's ``smtpd_tls_security_level =
+    encrypt``); :func:`requires_starttls` says whether the policy has a connector
+    that requires TLS at all.
     """
     return {
         "tls_context": server_tls_context(
             policy, certfile=certfile, keyfile=keyfile, password=password
         ),
-        "require_starttls": requires_starttls(policy)
-        if require_starttls is None
-        else require_starttls,
+        "require_starttls": require_starttls,
     }
 
 
@@ -295,6 +305,7 @@ class TLSConnectorHandler:
         self.record = record
         self._digest: tuple[Policy, str] | None = None
         self._delivery_rcpt = getattr(delivery, "handle_RCPT", None)
+        self._delivery_exception = getattr(delivery, "handle_exception", None)
         # aiosmtpd finds hooks with dir(handler): show the delivery handler's own.
         for name in dir(delivery):
             if name in _OWN_HOOKS or not name.startswith(("handle_", "auth_")):
@@ -328,6 +339,25 @@ class TLSConnectorHandler:
         """Hand the message to the delivery handler (every recipient was accepted)."""
         status: str = await self.delivery.handle_DATA(server, session, envelope)
         return status
+
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's hook for an exception in a session.
+
+        A failed TLS handshake (aiosmtpd's ``TLSSetupException``, caused by an
+        ``ssl.SSLError`` or a lost connection) is logged as one warning line naming
+        the TLS error, not a traceback; aiosmtpd then closes the connection. Any other
+        exception goes to the delivery handler's ``handle_exception`` when it has one,
+        else is logged with its traceback and answered as aiosmtpd does
+        (``500 Error: (Name) text``).
+        """
+        if type(error).__name__ == "TLSSetupException":
+            log.warning("tlsconnector: TLS handshake failed: %s", _handshake_error(error))
+            return "454 4.7.0 TLS not available due to temporary reason"
+        if self._delivery_exception is not None:
+            status: str = await self._delivery_exception(error)
+            return status
+        log.error("tlsconnector: SMTP session exception", exc_info=error)
+        return f"500 Error: ({type(error).__name__}) {printable(str(error), 200)}"
 
     def decide(self, session: Session, envelope: Envelope, address: str) -> InboundDecision:
         """The decision for one RCPT (section 5); a tempfail on any error."""
@@ -388,6 +418,17 @@ class TLSConnectorHandler:
             log.exception("tlsconnector: recording a decision failed")
 
 
+def _handshake_error(error: BaseException) -> str:
+    """The TLS error behind a failed handshake, as one escaped line of at most 300
+    characters: the verification message when OpenSSL gives one."""
+    cause = error.__cause__ or error.__context__
+    if cause is None:
+        return "(no reason given)"
+    reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+    text = f"{type(cause).__name__}: {reason or cause}"
+    return printable(text, 300)
+
+
 def _peer_ip(peer: object) -> str:
     """aiosmtpd's ``session.peer``: ``(host, port)`` (IPv6 adds flow and scope)."""
     if isinstance(peer, tuple) and peer:
@@ -413,3 +454,7 @@ def _log_decision(
         printable(decision.connector) if decision.connector else "-",
         ",".join(decision.codes),
     )
+
+
+# Exceptions raised here show their public names in tracebacks (tlsconnector.FactsError).
+tlsconnector._publish_loaded()
