@@ -143,7 +143,7 @@ def test_a_malformed_line_is_an_error_in_its_place_and_the_rest_is_compared(
         ("error", o["error"]["line"], o["error"]["field"]) if "error" in o else o["line"]
         for o in objects
     ]
-    assert "line 2: peer_ip: " in err
+    assert "line 2: peer_ip = 'not an ip': peer IP address: not an IPv4 or IPv6 address\n" in err
     assert "7 sessions, 2 decisions change, 2 lines could not be read" in err
 
 

@@ -18,7 +18,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from tlsconnector._decisions import InboundDecision, OutboundDecision, printable
-from tlsconnector._errors import MESSAGE_LIMIT, InvalidValue, PolicyError
+from tlsconnector._errors import (
+    MESSAGE_LIMIT,
+    MISSING,
+    InvalidValue,
+    PolicyError,
+    missing_text,
+    show,
+)
 from tlsconnector._model import Policy
 from tlsconnector.policy_file.loading import load_policy
 
@@ -35,21 +42,51 @@ EXIT_INTERRUPTED = 130
 
 T = TypeVar("T")
 
-def _line_error(number: int, field: str | None, message: str, *, as_json: bool) -> tuple[str, str]:
-    """An undecided line: (its standard output line, its standard error line)."""
+#: ``_line_error``'s value when the error is about no value of the line (not JSON, too
+#: long, a key given twice, an internal error).
+NO_VALUE: object = object()
+
+#: How much of an offending value a line's error shows (escaped, then cut).
+VALUE_LIMIT = 60
+
+
+def _line_error(
+    number: int, field: str | None, message: str, *, as_json: bool, value: object = NO_VALUE
+) -> tuple[str, str]:
+    """An undecided line: (its standard output line, its standard error line).
+
+    The readable lines show the offending ``value`` (JSON spelling, escaped, at most
+    :data:`VALUE_LIMIT` characters); :data:`~tlsconnector._errors.MISSING` reads
+    "missing". The JSON error object keeps its three keys (line, field, message).
+    """
     # Attacker text (a JSON key, a value in the message) is escaped, our own
     # formatting kept: no line of a session file can forge an output line.
     where = f"{printable(field)}: " if field else ""
-    message_text = printable(message, MESSAGE_LIMIT)
+    if field and value is not NO_VALUE and value is not MISSING:
+        where = f"{printable(field)} = {_json_show(value)}: "
+    message_text = printable(missing_text(message) if value is MISSING else message, MESSAGE_LIMIT)
     error = f"line {number}: {where}{message_text}\n"
     if as_json:
         return _json_line({"error": {"line": number, "field": field, "message": message}}), error
     return f"line {number}: ERROR {where}{message_text}\n", error
 
 
+def _json_show(value: object) -> str:
+    """A session line's value for an error message, spelled as in JSON where Python
+    differs (null), escaped and cut by :func:`~tlsconnector._errors.show`."""
+    return "null" if value is None else show(value, VALUE_LIMIT)
+
+
 def explain(decision: Decision, *, label: str) -> str:
-    """A readable explanation of one decision, for people."""
+    """A readable explanation of one decision, for people.
+
+    When the reasons come from more than one connector (a refusal by two connectors of
+    the same specificity, say), or from another one than the decision names, each
+    reason says which connector it comes from.
+    """
     by = f" by connector {decision.connector!r}" if decision.connector else ""
+    sources = {reason.connector for reason in decision.reasons if reason.connector}
+    name_each = len(sources) > 1 or bool(sources - {decision.connector})
     lines = [f"{label}: {decision.action.value.upper()}{by}"]
     if isinstance(decision, OutboundDecision):
         if decision.route is not None:
@@ -62,7 +99,8 @@ def explain(decision: Decision, *, label: str) -> str:
             lines.append(f"  connected to: {printable(decision.peer_host)}")
     for reason in decision.reasons:
         status = f" [{reason.enhanced}]" if reason.enhanced else ""
-        lines.append(f"  - {reason.code}{status}: {reason.detail}")
+        source = f" (connector {reason.connector!r})" if name_each and reason.connector else ""
+        lines.append(f"  - {reason.code}{status}{source}: {reason.detail}")
     if decision.smtp is not None:
         lines.append(f"  reply: {decision.smtp}")
     if decision.chain_verified_by:
@@ -88,11 +126,13 @@ def printable_lines(message: str) -> str:
 
 
 def policy_or_none(path: str) -> Policy | None:
-    """The policy file loaded, or None after every problem was written to stderr."""
+    """The policy file loaded, or None after every problem was written to stderr, the
+    first line naming the file (``POLICY.toml: invalid policy (2 problems):``) and
+    each problem its line where the loader could tell (``  - line 7: ...``)."""
     try:
         return load_policy(path)
     except PolicyError as exc:
-        _err(str(exc))
+        _err(f"{printable(path)}: {exc}")
         return None
 
 

@@ -132,6 +132,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _SESSION_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
+class _UnreadableLine(Exception):
+    """A line that is no session object at all (no value of it to show)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
 def _decide_one(
     number: int,
     line: bytes | None,
@@ -143,25 +152,27 @@ def _decide_one(
     """One line: (what goes to standard output, the error for standard error or None)."""
     try:
         if line is None:
-            raise FactsError("(line)", None, f"longer than {MAX_LINE_BYTES} bytes")
+            raise _UnreadableLine("(line)", f"longer than {MAX_LINE_BYTES} bytes")
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise FactsError("(line)", None, f"not UTF-8 (byte {exc.start})") from None
+            raise _UnreadableLine("(line)", f"not UTF-8 (byte {exc.start})") from None
         if number == 1 and text.startswith("\ufeff"):
             text = text[1:]  # the UTF-8 byte order mark Windows editors write first
         try:
             obj: Any = _SESSION_JSON.decode(text)
         except _DuplicateKey as exc:
-            raise FactsError(exc.key, None, "is given twice in one session line") from None
+            raise _UnreadableLine(exc.key, "is given twice in one session line") from None
         except RecursionError:
-            raise FactsError("(line)", None, "not valid JSON: nested too deeply") from None
+            raise _UnreadableLine("(line)", "not valid JSON: nested too deeply") from None
         except ValueError as exc:  # JSONDecodeError, and e.g. integers over 4300 digits
             message = getattr(exc, "msg", str(exc))
-            raise FactsError("(line)", None, f"not valid JSON: {message}") from None
+            raise _UnreadableLine("(line)", f"not valid JSON: {message}") from None
         decision = decide(obj, default_at)
-    except FactsError as exc:
+    except _UnreadableLine as exc:
         return _line_error(number, exc.field, exc.message, as_json=as_json)
+    except FactsError as exc:  # a field of the session: its value is shown
+        return _line_error(number, exc.field, exc.message, as_json=as_json, value=exc.value)
     except Exception as exc:  # an edge: a bug becomes an undecided line
         # Never fail open: the line gets an error object, never an action, and the
         # run goes on; the exit status says that some lines were not decided.

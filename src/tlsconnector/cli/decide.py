@@ -8,7 +8,7 @@ import datetime as dt
 
 from tlsconnector._chains import PresentedChain
 from tlsconnector._decisions import printable
-from tlsconnector._errors import FactsError, InvalidValue
+from tlsconnector._errors import MISSING, FactsError, InvalidValue, show
 from tlsconnector._facts import (
     ConnectionAttempt,
     InboundSession,
@@ -36,6 +36,8 @@ from tlsconnector.cli._common import (
 from tlsconnector.cli.batch import _decide_file
 
 MAX_RETRY_WINDOW_HOURS = 24 * 366 * 100
+#: ``--cert``: a larger file is refused as unreadable (exit 2), never cut short.
+MAX_CERT_FILE_BYTES = 2 * 1024 * 1024
 #: The shortest retry window the command takes (a queue is read in whole seconds).
 MIN_RETRY_WINDOW = dt.timedelta(seconds=1)
 
@@ -85,7 +87,7 @@ def inbound(args: argparse.Namespace) -> int:
 def _single_inbound(policy: Policy, args: argparse.Namespace) -> int:
     try:
         if args.mail_from is None:
-            raise FactsError("mail_from", None, "is required (--mail-from)")
+            raise FactsError("mail_from", MISSING, "is required: give --mail-from")
         at = parse_time(args.at, field="at") if args.at is not None else batch._now()
         tls: TLSFacts | None
         if args.no_tls:
@@ -111,6 +113,9 @@ def _single_inbound(policy: Policy, args: argparse.Namespace) -> int:
     except FactsError as exc:
         _err(f"session: {exc}")
         return EXIT_UNDECIDED
+    except _UnreadableFile as exc:
+        _err(f"tlsconnector inbound: {exc}")
+        return EXIT_USAGE
     decision = evaluate_inbound(policy, session)
     if args.json:
         _print_json(decision.to_json())
@@ -190,6 +195,9 @@ def _single_outbound(policy: Policy, args: argparse.Namespace, window: dt.timede
     except FactsError as exc:
         _err(f"session: {exc}")
         return EXIT_UNDECIDED
+    except _UnreadableFile as exc:
+        _err(f"tlsconnector outbound: {exc}")
+        return EXIT_USAGE
     decision = evaluate_outbound(policy, session, retry_window=window)
     if args.json:
         _print_json(decision.to_json())
@@ -198,12 +206,22 @@ def _single_outbound(policy: Policy, args: argparse.Namespace, window: dt.timede
     return EXIT_OK
 
 
+class _UnreadableFile(Exception):
+    """A file named on the command line cannot be read: exit 2, as for ``--sessions``."""
+
+
 def _read_cert(path: str) -> bytes:
+    """``--cert``'s file, at most :data:`MAX_CERT_FILE_BYTES`."""
     try:
         with open(path, "rb") as handle:
-            return handle.read(2 * 1024 * 1024)
+            data = handle.read(MAX_CERT_FILE_BYTES + 1)
     except OSError as exc:
-        raise FactsError("cert", path, f"cannot read: {exc.strerror}") from None
+        raise _UnreadableFile(f"--cert {show(path)}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_CERT_FILE_BYTES:
+        raise _UnreadableFile(
+            f"--cert {show(path)}: cannot read: larger than {MAX_CERT_FILE_BYTES} bytes"
+        )
+    return data
 
 
 def routes(args: argparse.Namespace) -> int:

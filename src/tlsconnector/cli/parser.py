@@ -12,6 +12,7 @@ family: :mod:`~tlsconnector.cli.policy` (``check``, ``schema``),
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from tlsconnector.cli._common import MAX_JOBS
@@ -34,6 +35,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="tlsconnector",
         description="Forced-TLS partner connectors: check policies and decide sessions.",
     )
+    parser.add_argument("--version", action=_Version, help="print the installed version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     only = _BUILDERS.get(command) if command is not None else None
     if only is not None:
@@ -53,6 +55,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_postfix_config(commands)
     _add_crl(commands)
     return parser
+
+
+class _Version(argparse.Action):
+    """``tlsconnector --version``: the installed distribution's version, on standard
+    output, exit 0. Looked up only when asked for (start-up stays cheap)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("tlsconnector")
+        except importlib.metadata.PackageNotFoundError:  # a source tree, not installed
+            version = "(version unknown: not installed)"
+        sys.stdout.write(f"tlsconnector {version}\n")
+        parser.exit()
 
 
 if TYPE_CHECKING:  # generic only for type checkers
