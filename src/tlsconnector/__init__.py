@@ -181,6 +181,33 @@ _EXPORTS: dict[str, str] = {
 }
 
 
+def _publish_loaded() -> None:
+    """Give every public class and function of an already imported module the public
+    ``__module__`` ``tlsconnector``, so tracebacks, reprs and ``help()`` show
+    ``tlsconnector.FactsError``, not ``tlsconnector._errors.FactsError``.
+
+    Run whenever a public name is first looked up (``import tlsconnector`` itself
+    imports none of these modules): every module loaded by then, that name's and its
+    imports, is published at once, not only the name asked for. Idempotent and cheap
+    (a loop over ``_EXPORTS``). Adapters that import private modules directly call it
+    at their import.
+    """
+    import sys
+
+    for public, module_name in _EXPORTS.items():
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        value = getattr(module, public, None)
+        if (isinstance(value, type) or callable(value)) and getattr(
+            value, "__module__", __name__
+        ).startswith(f"{__name__}."):
+            try:
+                value.__module__ = __name__
+            except (AttributeError, TypeError):  # a builtin type: nothing to publish
+                continue
+
+
 if not TYPE_CHECKING:  # type checkers read the imports above and see no __getattr__,
     # so that a misspelt name is still an error for them
 
@@ -190,6 +217,7 @@ if not TYPE_CHECKING:  # type checkers read the imports above and see no __getat
         if module is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(module), name)
+        _publish_loaded()
         globals()[name] = value  # the next lookup is an ordinary attribute
         return value
 

@@ -7,8 +7,9 @@ human ``detail`` may change between releases.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from types import MappingProxyType
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -64,6 +65,33 @@ class ReasonCode(enum.StrEnum):
     MESSAGE_EXPIRED = "message-expired"
 
 
+class _DictForm:
+    """A value with a JSON form: :meth:`to_dict`, and ``to_json`` as its deprecated alias.
+
+    ``to_json()`` returned a dict all along, not JSON text; it was renamed ``to_dict()``
+    and ``to_json()`` stays for one release. It warns (``DeprecationWarning``) only when
+    called from outside the tlsconnector package, so the package's own remaining
+    callers never make a user's warnings filter fire.
+    """
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json(self) -> dict[str, Any]:
+        """Deprecated alias of :meth:`to_dict` (removed in the next release)."""
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if not (caller == "tlsconnector" or caller.startswith("tlsconnector.")):
+            warnings.warn(
+                f"{type(self).__name__}.to_json() is deprecated: use to_dict() "
+                "(the same dict; to_json() goes in the next release)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        return self.to_dict()
+
+
 class InboundAction(enum.StrEnum):
     """What the host MTA should do with an inbound SMTP transaction."""
 
@@ -73,7 +101,7 @@ class InboundAction(enum.StrEnum):
 
 
 @attrs.frozen
-class Reason:
+class Reason(_DictForm):
     """One reason that contributed to a decision."""
 
     code: ReasonCode
@@ -83,7 +111,7 @@ class Reason:
     #: Outbound: the enhanced status code (RFC 3463) of this reason, or None.
     enhanced: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"code", "detail", "connector"}`` (plus ``"enhanced"``)."""
         obj: dict[str, Any] = {
             "code": str(self.code),
@@ -96,7 +124,7 @@ class Reason:
 
 
 @attrs.frozen
-class SmtpReply:
+class SmtpReply(_DictForm):
     """An SMTP reply: basic code, enhanced status code (RFC 3463) and text."""
 
     code: int
@@ -106,7 +134,7 @@ class SmtpReply:
     def __str__(self) -> str:
         return f"{self.code} {self.enhanced} {self.text}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"code", "enhanced", "text"}``."""
         return {"code": self.code, "enhanced": self.enhanced, "text": self.text}
 
@@ -114,7 +142,30 @@ class SmtpReply:
 #: Default reply templates per reason code. ``{connector}`` and ``{detail}`` are
 #: replaced by the connector name and the reason's detail, both already escaped to
 #: printable ASCII (section 5: never echo attacker-controlled bytes unescaped).
-DEFAULT_REPLIES: Mapping[ReasonCode, SmtpReply] = MappingProxyType({
+class _Replies(Mapping[ReasonCode, SmtpReply]):
+    """A read-only mapping of reply templates whose repr is short: ``help()`` and
+    the API reference show ``DEFAULT_REPLIES``, not every template."""
+
+    __slots__ = ("_name", "_replies")
+
+    def __init__(self, name: str, replies: Mapping[ReasonCode, SmtpReply]) -> None:
+        self._name = name
+        self._replies = dict(replies)
+
+    def __getitem__(self, code: ReasonCode) -> SmtpReply:
+        return self._replies[code]
+
+    def __iter__(self) -> Iterator[ReasonCode]:
+        return iter(self._replies)
+
+    def __len__(self) -> int:
+        return len(self._replies)
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+DEFAULT_REPLIES: Mapping[ReasonCode, SmtpReply] = _Replies("DEFAULT_REPLIES", {
     # RFC 3207 section 4 wording for a server that requires STARTTLS.
     ReasonCode.TLS_REQUIRED: SmtpReply(530, "5.7.0", "Must issue a STARTTLS command first"),
     ReasonCode.CERTIFICATE_MISSING: SmtpReply(
@@ -170,7 +221,7 @@ def render_reply(
 
 
 
-class _Decision:
+class _Decision(_DictForm):
     """What the decisions of both directions share: an action, the connector that
     decided and the reasons, with their reason codes and how their JSON begins."""
 
@@ -189,7 +240,7 @@ class _Decision:
         return {
             "action": str(self.action),
             "connector": self.connector,
-            "reasons": [r.to_json() for r in self.reasons],
+            "reasons": [r.to_dict() for r in self.reasons],
         }
 
 
@@ -208,11 +259,11 @@ class InboundDecision(_Decision):
     #: (facts already verified by the MTA), or None when no chain was looked at.
     chain_verified_by: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON object of section 9 (one line of ``tlsconnector inbound --json``)."""
         return {
             **self._json_start(),
-            "smtp": self.smtp.to_json() if self.smtp is not None else None,
+            "smtp": self.smtp.to_dict() if self.smtp is not None else None,
             "chain_verified_by": self.chain_verified_by,
         }
 
@@ -252,24 +303,26 @@ class RouteKind(enum.StrEnum):
 
 
 @attrs.frozen
-class Route:
+class Route(_DictForm):
     """Where to connect: the recipient domain's MX (the caller resolves it) or smart hosts."""
 
     kind: RouteKind
     hosts: tuple[str, ...]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (section 9)."""
         return {"kind": str(self.kind), "hosts": list(self.hosts)}
 
 
 @attrs.frozen
-class TLSPlan:
+class TLSPlan(_DictForm):
     """The TLS the connection must have: the mode, and the CN to check (canonical) or None."""
 
     mode: TLSMode = attrs.field(converter=TLSMode)
     domain: str | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (section 9)."""
         return {"mode": str(self.mode), "domain": self.domain}
 
 
@@ -289,13 +342,13 @@ class OutboundDecision(_Decision):
     peer_host: str | None = None
     chain_verified_by: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON object of section 9 (one line of ``tlsconnector outbound --json``)."""
         return {
             **self._json_start(),
-            "route": self.route.to_json() if self.route is not None else None,
-            "tls": self.tls.to_json() if self.tls is not None else None,
-            "smtp": self.smtp.to_json() if self.smtp is not None else None,
+            "route": self.route.to_dict() if self.route is not None else None,
+            "tls": self.tls.to_dict() if self.tls is not None else None,
+            "smtp": self.smtp.to_dict() if self.smtp is not None else None,
             "peer_host": self.peer_host,
             "chain_verified_by": self.chain_verified_by,
         }
