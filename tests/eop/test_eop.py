@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tlsconnector import InvalidValue, Policy, PolicyError, load_policy
+from tlsconnector._errors import MISSING
 from tlsconnector._reading import _INBOUND_KEYS, _OUTBOUND_KEYS
 from tlsconnector.cli import main
 from tlsconnector.eop.importing import (
@@ -674,7 +675,7 @@ def test_minimal_records_list_every_assumed_default_in_one_warning() -> None:
 
 def test_absent_required_fields_fail() -> None:
     assert [
-        ("x", "inbound[0].SenderDomains", None),
+        ("x", "inbound[0].SenderDomains", MISSING),  # absent, not given as null
         (None, "outbound[0].Name", None),
     ] == problems_of(inbound=[{"Name": "x", "RequireTls": True}], outbound=[{"RecipientDomains": ["a.com"]}])
 
