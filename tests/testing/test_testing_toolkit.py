@@ -536,13 +536,13 @@ def test_the_checks_run_inside_a_users_own_given(domain: str) -> None:
 
 def test_decision_from_json_tells_the_directions_apart() -> None:
     inbound = InboundDecision.tempfail("boom")
-    assert inbound == decision_from_json(inbound.to_json())
-    assert inbound == inbound_decision_from_json(inbound.to_json())
+    assert inbound == decision_from_json(inbound.to_dict())
+    assert inbound == inbound_decision_from_json(inbound.to_dict())
     session = OutboundSession.create(recipient="a@fabrikam.com", at=DEFAULT_TIME)
     outbound = evaluate_outbound(FORCED, session)
     assert OutboundAction.ROUTE == outbound.action
-    assert outbound == decision_from_json(outbound.to_json())
-    assert outbound == outbound_decision_from_json(outbound.to_json())
+    assert outbound == decision_from_json(outbound.to_dict())
+    assert outbound == outbound_decision_from_json(outbound.to_dict())
 
 
 @pytest.mark.parametrize(
@@ -565,16 +565,16 @@ def test_decision_from_json_tells_the_directions_apart() -> None:
         ({"connector": 7}, "connector: must be a string or null"),
     ],
 )
-def test_decision_from_json_refuses_what_to_json_never_writes(
+def test_decision_from_json_refuses_what_to_dict_never_writes(
     change: dict[str, Any], message: str
 ) -> None:
-    obj = {**InboundDecision.tempfail("boom").to_json(), **change}
+    obj = {**InboundDecision.tempfail("boom").to_dict(), **change}
     with pytest.raises(InvalidValue, match=message):
         inbound_decision_from_json(obj)
 
 
 def test_decision_from_json_refuses_a_missing_key_and_an_unknown_action() -> None:
-    obj = InboundDecision.tempfail("boom").to_json()
+    obj = InboundDecision.tempfail("boom").to_dict()
     del obj["smtp"]
     with pytest.raises(InvalidValue, match="missing keys smtp"):
         decision_from_json(obj)

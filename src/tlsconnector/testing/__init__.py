@@ -17,8 +17,11 @@ Three layers:
   :class:`AssertionError` with the smallest counterexample explained:
   :func:`assert_forced_tls`, :func:`assert_only_from_addresses`,
   :func:`assert_never_delivered_without_validation`.
-* **Helpers**: :func:`decision_from_json` (the inverse of ``to_json()``),
-  :func:`describe_session`, and the test PKI (:class:`CertificateAuthority`).
+* **Helpers**: :func:`decision_from_json` (the inverse of ``to_dict()``),
+  :func:`describe_session`, the test PKI (:class:`CertificateAuthority`, also made
+  from your own CA with :meth:`~CertificateAuthority.from_pem` and
+  :meth:`~CertificateAuthority.from_files`) and :func:`trusting`, which points a
+  policy at a test authority.
 
 See docs/testing.md for a walk-through.
 """
@@ -41,6 +44,7 @@ from tlsconnector.testing._pki import (
     Issuer,
     MintedChain,
     default_authority,
+    trusting,
 )
 
 if TYPE_CHECKING:  # the real types for type checkers; imported lazily at run time
@@ -113,6 +117,7 @@ __all__ = [
     "policy_mappings",
     "spellings",
     "tls_facts",
+    "trusting",
     "validity_periods",
 ]
 

@@ -1,4 +1,4 @@
-"""The inverse of ``InboundDecision.to_json`` / ``OutboundDecision.to_json``.
+"""The inverse of ``InboundDecision.to_dict`` / ``OutboundDecision.to_dict``.
 
 For tests that read decisions back (from ``tlsconnector inbound --json`` output, or
 in a round-trip property). Strict: every key the JSON form has is required, unknown
@@ -121,7 +121,7 @@ def _tls(value: object) -> TLSPlan | None:
 
 
 def inbound_decision_from_json(obj: object) -> InboundDecision:
-    """Rebuild an :class:`~tlsconnector.InboundDecision` from its ``to_json()`` object."""
+    """Rebuild an :class:`~tlsconnector.InboundDecision` from its ``to_dict()`` object."""
     data = _object(obj, "(decision)", _INBOUND_KEYS)
     return InboundDecision(
         action=_choice(data["action"], "action", InboundAction),
@@ -133,7 +133,7 @@ def inbound_decision_from_json(obj: object) -> InboundDecision:
 
 
 def outbound_decision_from_json(obj: object) -> OutboundDecision:
-    """Rebuild an :class:`~tlsconnector.OutboundDecision` from its ``to_json()`` object."""
+    """Rebuild an :class:`~tlsconnector.OutboundDecision` from its ``to_dict()`` object."""
     data = _object(obj, "(decision)", _OUTBOUND_KEYS)
     return OutboundDecision(
         action=_choice(data["action"], "action", OutboundAction),

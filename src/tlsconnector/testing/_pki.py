@@ -32,10 +32,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+import os
 import threading
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 import attrs
@@ -45,7 +47,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tlsconnector._chains import PresentedChain, TrustStore
+from tlsconnector._model import Policy
 
+from .._decisions import _DictForm
+from .._errors import InvalidValue
 from .._facts import TLSFacts
 
 __all__ = [
@@ -59,6 +64,7 @@ __all__ = [
     "EKU_SERVER_AUTH",
     "EKU_TLS_BOTH",
     "KEY_TYPES",
+    "MAX_CA_PEM_BYTES",
     "NOW",
     "CertificateAuthority",
     "Issuer",
@@ -67,6 +73,7 @@ __all__ = [
     "default_authority",
     "pem",
     "self_signed",
+    "trusting",
 ]
 
 
@@ -330,6 +337,19 @@ class CA:
             (self.cert, *parent.chain) if parent is not None else ()
         )
 
+    @classmethod
+    def from_certificate(cls, cert: x509.Certificate, key: _Key) -> CA:
+        """A CA made of an existing CA certificate and its private key (checked by
+        :meth:`CertificateAuthority.from_pem`); it is the top of its own chains here."""
+        ca = cls.__new__(cls)
+        ca.name = _common_name(cert)
+        ca.parent = None
+        ca.key = key
+        ca.subject = cert.subject
+        ca.cert = cert
+        ca.chain = ()
+        return ca
+
     @property
     def root(self) -> CA:
         """The self-signed root this CA descends from (itself for a root)."""
@@ -556,7 +576,7 @@ class Issuer(enum.Enum):
 
 
 @attrs.frozen
-class MintedChain:
+class MintedChain(_DictForm):
     """A real certificate chain, leaf first, with what it was minted with.
 
     ``presented`` is the decoded :class:`~tlsconnector.PresentedChain`; ``pem`` is the
@@ -579,7 +599,7 @@ class MintedChain:
         """The session facts of a STARTTLS session presenting this chain."""
         return TLSFacts(self.presented)
 
-    def to_json(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, str]:
         """The ``tls`` object of a JSON Lines session (specification section 9)."""
         return {"peer_chain_pem": self.pem}
 
@@ -628,9 +648,11 @@ class CertificateAuthority:
     ('mail.partner.example',)
     """
 
-    def __init__(self, name: str = "tlsconnector.testing Root CA") -> None:
+    def __init__(
+        self, name: str = "tlsconnector.testing Root CA", *, _root: CA | None = None
+    ) -> None:
         self.name = name
-        self._root = CA(name)
+        self._root = CA(name) if _root is None else _root
         self._intermediate = self._root.intermediate(f"{name} - Issuing CA")
         self.trust_store = TrustStore.from_pem(self._root.cert_pem())
         self._cache: dict[_ChainKey, MintedChain] = {}
@@ -641,6 +663,68 @@ class CertificateAuthority:
     def root_pem(self) -> str:
         """The trust anchor as PEM (what a policy's ``[trust] ca_file`` holds)."""
         return self._root.cert_pem()
+
+    @classmethod
+    def from_pem(
+        cls,
+        certificate: str | bytes,
+        key: str | bytes,
+        *,
+        password: str | bytes | None = None,
+    ) -> CertificateAuthority:
+        """An authority whose trust anchor is *your* CA: its certificate and private key
+        as PEM (one ``CERTIFICATE`` block; the key PKCS#8 or traditional, encrypted
+        when ``password`` is given).
+
+        The CA signs this authority's issuing intermediate (valid
+        2026-01-01 .. 2027-12-31, as every minted certificate by default), which issues
+        the leaves; :attr:`trust_store` and :attr:`root_pem` are your CA certificate,
+        so a policy whose ``[trust] ca_file`` is that certificate trusts the chains.
+        The key never leaves the process. Raises :class:`~tlsconnector.InvalidValue`
+        naming what is wrong: not one certificate, not a CA certificate (no
+        basicConstraints cA, keyCertSign missing, pathLenConstraint 0), not an EC or
+        RSA key, a key that does not belong to the certificate, a wrong password; at
+        most 1 MiB of PEM each.
+        """
+        cert = _one_certificate(certificate)
+        private_key = _ca_key(key, password, cert)
+        return cls(_common_name(cert), _root=CA.from_certificate(cert, private_key))
+
+    @classmethod
+    def from_files(
+        cls,
+        certificate: str | os.PathLike[str],
+        key: str | os.PathLike[str],
+        *,
+        password: str | bytes | None = None,
+    ) -> CertificateAuthority:
+        """:meth:`from_pem` with the certificate and the key read from files (at most
+        1 MiB each); an unreadable file is :class:`OSError`, a bad one
+        :class:`~tlsconnector.InvalidValue` naming the file."""
+        cert_path, key_path = Path(certificate), Path(key)
+        cert_pem, key_pem = _read_pem(cert_path), _read_pem(key_path)
+        try:
+            cert = _one_certificate(cert_pem)
+        except InvalidValue as exc:
+            raise InvalidValue(str(cert_path), exc.reason) from None
+        try:
+            private_key = _ca_key(key_pem, password, cert)
+        except InvalidValue as exc:
+            raise InvalidValue(str(key_path), exc.reason) from None
+        return cls(_common_name(cert), _root=CA.from_certificate(cert, private_key))
+
+    def policy(self, policy: Policy) -> Policy:
+        """``policy`` with this authority's root as its only trust anchor (its CRLs and
+        everything else kept), so the chains this authority issues validate under it:
+        instead of ``attrs.evolve(policy, trust=authority.trust_store)``.
+
+        >>> from tlsconnector import Policy
+        >>> policy = Policy.from_mapping({}, trust=None)
+        >>> authority = default_authority()
+        >>> authority.policy(policy).trust == authority.trust_store
+        True
+        """
+        return trusting(policy, self)
 
     @property
     def impostor(self) -> CertificateAuthority:
@@ -716,6 +800,101 @@ class CertificateAuthority:
             with_intermediate=with_intermediate,
             presented=PresentedChain.from_pem(pem),
         )
+
+
+#: The most PEM text :meth:`CertificateAuthority.from_pem` reads, per argument.
+MAX_CA_PEM_BYTES = 1 << 20
+
+
+def _read_pem(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        data = handle.read(MAX_CA_PEM_BYTES + 1)
+    if len(data) > MAX_CA_PEM_BYTES:
+        raise InvalidValue(str(path), f"larger than {MAX_CA_PEM_BYTES} bytes")
+    return data
+
+
+def _as_bytes(data: str | bytes, what: str) -> bytes:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if not isinstance(raw, bytes):
+        raise InvalidValue(type(data).__name__, f"{what}: PEM text (str or bytes) expected")
+    if len(raw) > MAX_CA_PEM_BYTES:
+        raise InvalidValue(f"{len(raw)} bytes", f"{what}: larger than {MAX_CA_PEM_BYTES} bytes")
+    return raw
+
+
+def _one_certificate(data: str | bytes) -> x509.Certificate:
+    """Exactly one PEM certificate, which must be a CA that may sign a CA."""
+    raw = _as_bytes(data, "CA certificate")
+    try:
+        certs = x509.load_pem_x509_certificates(raw)
+    except ValueError:
+        raise InvalidValue(
+            raw[:40].decode("ascii", "replace"), "CA certificate: no PEM certificate"
+        ) from None
+    if len(certs) != 1:
+        raise InvalidValue(f"{len(certs)} certificates", "CA certificate: exactly one expected")
+    (cert,) = certs
+    subject = cert.subject.rfc4514_string()
+    try:
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise InvalidValue(subject, "CA certificate: no basicConstraints extension") from None
+    if not basic.ca:
+        raise InvalidValue(subject, "CA certificate: basicConstraints cA is false")
+    if basic.path_length == 0:
+        raise InvalidValue(
+            subject, "CA certificate: pathLenConstraint 0, it cannot sign the issuing CA"
+        )
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.key_cert_sign:
+        raise InvalidValue(subject, "CA certificate: keyUsage lacks keyCertSign")
+    return cert
+
+
+def _ca_key(data: str | bytes, password: str | bytes | None, cert: x509.Certificate) -> _Key:
+    """The private key of ``cert``: EC or RSA, and the key of that certificate."""
+    raw = _as_bytes(data, "CA key")
+    secret = password.encode("utf-8") if isinstance(password, str) else password
+    try:
+        key = serialization.load_pem_private_key(raw, password=secret)
+    except TypeError as exc:  # a password for an unencrypted key, or none for an encrypted one
+        raise InvalidValue("(key)", f"CA key: {exc}") from None
+    except ValueError:
+        raise InvalidValue("(key)", "CA key: not a PEM private key, or a wrong password") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise InvalidValue(type(key).__name__, "CA key: an EC or RSA key expected")
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    mine = key.public_key().public_bytes(serialization.Encoding.DER, public)
+    theirs = cert.public_key().public_bytes(serialization.Encoding.DER, public)
+    if mine != theirs:
+        raise InvalidValue(
+            cert.subject.rfc4514_string(), "CA key: not the key of this CA certificate"
+        )
+    return key
+
+
+def _common_name(cert: x509.Certificate) -> str:
+    """The certificate's first CN, else its whole subject (RFC 4514)."""
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = cns[0].value if cns else None
+    return value if isinstance(value, str) and value else cert.subject.rfc4514_string()
+
+
+def trusting(policy: Policy, authority: CertificateAuthority | None = None) -> Policy:
+    """``policy`` with ``authority``'s root (default: :func:`default_authority`) as its
+    only trust anchor, keeping the policy's CRLs and everything else, so chains the
+    authority mints validate under it. The replacement for
+    ``attrs.evolve(policy, trust=authority.trust_store)``.
+    """
+    authority = default_authority() if authority is None else authority
+    store = authority.trust_store
+    if policy.trust is not None:
+        store = store.with_crls(policy.trust.crls)
+    return attrs.evolve(policy, trust=store)
 
 
 @functools.cache
