@@ -33,7 +33,7 @@ import attrs
 from cryptography import x509
 
 from tlsconnector._chains import MAX_CHAIN_CERTIFICATES
-from tlsconnector._decisions import OutboundAction, OutboundDecision, printable
+from tlsconnector._decisions import OutboundAction, OutboundDecision, _DictForm, printable
 from tlsconnector._errors import TLSConnectorError
 from tlsconnector._facts import ConnectionAttempt, OutboundSession, TLSFacts
 from tlsconnector._model import Policy, SmartHost
@@ -145,7 +145,7 @@ def _beyond_text(beyond: int) -> str:
 
 
 @attrs.frozen
-class CertificateSummary:
+class CertificateSummary(_DictForm):
     """What a person needs to recognise one presented certificate."""
 
     sha256: str
@@ -175,12 +175,12 @@ class CertificateSummary:
             cert.not_valid_after_utc.isoformat(),
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
 
 @attrs.frozen
-class ProbeResult:
+class ProbeResult(_DictForm):
     """What one SMTP server showed: greeting, STARTTLS, the chain it presented."""
 
     #: The host and port connected to, as routed (a host name, or an IP literal).
@@ -219,7 +219,7 @@ class ProbeResult:
     def attempt(self) -> ConnectionAttempt:
         return ConnectionAttempt(self.tls)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "host": self.target.host,
             "port": self.target.port or SMTP_PORT,
@@ -229,20 +229,20 @@ class ProbeResult:
             "tls": (
                 None if self.tls is None else {"version": self.tls_version, "cipher": self.cipher}
             ),
-            "chain": [CertificateSummary.from_der(der).to_json() for der in self.chain],
+            "chain": [CertificateSummary.from_der(der).to_dict() for der in self.chain],
             "chain_pem": "".join(ssl.DER_cert_to_PEM_cert(der) for der in self.chain) or None,
             "notes": list(self.notes),
         }
 
 
 @attrs.frozen
-class Unreachable:
+class Unreachable(_DictForm):
     """A routed host the probe could not connect to (it went on to the next one)."""
 
     target: SmartHost
     message: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         port = self.target.port or SMTP_PORT
         return {"host": self.target.host, "port": port, "message": self.message}
 

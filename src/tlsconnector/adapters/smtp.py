@@ -71,6 +71,7 @@ from tlsconnector import (
     canonical_domain,
     evaluate_outbound,
 )
+from tlsconnector._decisions import _DictForm
 from tlsconnector._model import is_ip_address
 
 __all__ = [
@@ -212,7 +213,7 @@ class ServerReply:
 
 
 @attrs.frozen
-class DeliveryReason:
+class DeliveryReason(_DictForm):
     """One reason behind a result.
 
     ``code`` is stable: a :class:`~tlsconnector.ReasonCode` value when it comes from
@@ -235,7 +236,7 @@ class DeliveryReason:
     def of(cls, reason: Reason, host: str | None = None) -> DeliveryReason:
         return cls(str(reason.code), reason.detail, reason.connector, reason.enhanced, host)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
 

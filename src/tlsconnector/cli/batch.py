@@ -179,7 +179,7 @@ def _decide_one(
         message = f"internal error while deciding: {type(exc).__name__}: {exc}"
         return _line_error(number, None, message, as_json=as_json)
     if as_json:
-        return _json_line(decision.to_json()), None
+        return _json_line(decision.to_dict()), None
     return explain(decision, label=f"line {number}") + "\n", None
 
 

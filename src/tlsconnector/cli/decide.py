@@ -118,7 +118,7 @@ def _single_inbound(policy: Policy, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     decision = evaluate_inbound(policy, session)
     if args.json:
-        _print_json(decision.to_json())
+        _print_json(decision.to_dict())
     else:
         print(explain(decision, label="session"))
     return EXIT_OK
@@ -200,7 +200,7 @@ def _single_outbound(policy: Policy, args: argparse.Namespace, window: dt.timede
         return EXIT_USAGE
     decision = evaluate_outbound(policy, session, retry_window=window)
     if args.json:
-        _print_json(decision.to_json())
+        _print_json(decision.to_dict())
     else:
         print(explain(decision, label=args.recipient))
     return EXIT_OK
@@ -249,7 +249,7 @@ def routes(args: argparse.Namespace) -> int:
             status = EXIT_UNDECIDED
             continue
         if args.json:
-            _print_json({"domain": domain, **decision.to_json()})
+            _print_json({"domain": domain, **decision.to_dict()})
             continue
         route, tls = decision.route, decision.tls
         rows.append(

@@ -101,9 +101,9 @@ class DemoRow:
     label: str
     decision: InboundDecision | OutboundDecision
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The decision's JSON object (section 9) with a ``session`` label first."""
-        return {"session": self.label, **self.decision.to_json()}
+        return {"session": self.label, **self.decision.to_dict()}
 
 
 @attrs.frozen
@@ -317,7 +317,7 @@ def demo(args: argparse.Namespace) -> int:
     policy, rows = run_demo()
     if args.json:
         for row in rows:
-            _print_json(row.to_json())
+            _print_json(row.to_dict())
         return EXIT_OK
     print(format_header(policy))
     print()

@@ -55,7 +55,7 @@ Key = tuple[str, "str | None", tuple[str, ...]]
 
 
 class _Comparison:
-    """One line's outcome, shaped like a decision for the batch engine: ``to_json()``
+    """One line's outcome, shaped like a decision for the batch engine: ``to_dict()``
     is ``{}`` when nothing changes, else ``{"direction", "old", "new"}``."""
 
     __slots__ = ("obj",)
@@ -63,7 +63,7 @@ class _Comparison:
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return self.obj
 
 
@@ -123,7 +123,7 @@ def _comparer(
             new_decision = decide(new, facts(obj, at))
             if old_key == _key_of(new_decision):
                 return cast("Decision", _SAME)
-            changed = {"direction": direction, "old": old_json, "new": new_decision.to_json()}
+            changed = {"direction": direction, "old": old_json, "new": new_decision.to_dict()}
             return cast("Decision", _Comparison(changed))
         session = facts(obj, at)
         old_decision = decide(old, session)
@@ -132,10 +132,10 @@ def _comparer(
             return cast("Decision", _SAME)
         changed = {
             "direction": direction,
-            "old": old_decision.to_json(),
-            "new": new_decision.to_json(),
+            "old": old_decision.to_dict(),
+            "new": new_decision.to_dict(),
         }
-        # The engine takes any value with to_json(); cast for its Decision annotation.
+        # The engine takes any value with to_dict(); cast for its Decision annotation.
         return cast("Decision", _Comparison(changed))
 
     return compare

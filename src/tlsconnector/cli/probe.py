@@ -131,9 +131,9 @@ def _default_helo() -> str:
 
 def _report_json(report: ProbeReport) -> dict[str, Any]:
     return {
-        **report.decision.to_json(),
-        "probe": None if report.result is None else report.result.to_json(),
-        "unreachable": [u.to_json() for u in report.unreachable],
+        **report.decision.to_dict(),
+        "probe": None if report.result is None else report.result.to_dict(),
+        "unreachable": [u.to_dict() for u in report.unreachable],
     }
 
 
