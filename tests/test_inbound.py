@@ -469,7 +469,7 @@ def test_rejection_lists_every_candidates_failures_and_names_the_first() -> None
 
 def test_decision_json_has_the_keys_of_section_9() -> None:
     decision = decide(None)
-    obj = decision.to_json()
+    obj = decision.to_dict()
     assert {"action", "connector", "reasons", "smtp"} <= set(obj)
     assert "reject" == obj["action"]
     assert {"code": 530, "enhanced": "5.7.0", "text": "Must issue a STARTTLS command first"} == obj[

@@ -368,7 +368,7 @@ def test_peer_host_takes_no_part_in_the_name_check_a_good_cert_delivers() -> Non
     decision = decide(chain("trusted"), peer_host="mx.evil.example")
     assert OutboundAction.DELIVER == decision.action
     assert "mx.evil.example" == decision.peer_host
-    assert "mx.evil.example" == decision.to_json()["peer_host"]
+    assert "mx.evil.example" == decision.to_dict()["peer_host"]
 
 
 def test_peer_host_takes_no_part_in_the_name_check_a_bad_cn_still_defers() -> None:
@@ -513,7 +513,7 @@ def test_smart_hosts_are_routed_in_configured_order() -> None:
     connector = fabrikam(use_mx_record=False, smart_hosts=hosts)
     decision = decide(None, connector)
     assert Route(RouteKind.SMART_HOST, tuple(hosts)) == decision.route
-    assert {"kind": "smart_host", "hosts": hosts} == decision.to_json()["route"]
+    assert {"kind": "smart_host", "hosts": hosts} == decision.to_dict()["route"]
 
 
 def test_the_scenario_plan() -> None:
@@ -699,7 +699,7 @@ def test_decision_json_has_the_documented_keys(
     attempt: ConnectionAttempt | None, kw: dict[str, Any], action: str
 ) -> None:
     decision = decide(attempt, **kw)
-    obj = decision.to_json()
+    obj = decision.to_dict()
     assert json.loads(json.dumps(obj)) == obj
     assert {"action", "connector", "reasons", "route", "tls"} <= set(obj)
     assert action == obj["action"]
@@ -714,7 +714,7 @@ def test_decision_json_has_the_documented_keys(
 
 
 def test_failing_reasons_carry_their_enhanced_status_code_in_json() -> None:
-    obj = decide(chain("wrong-cn"), queued_since=NOW - dt.timedelta(days=2)).to_json()
+    obj = decide(chain("wrong-cn"), queued_since=NOW - dt.timedelta(days=2)).to_dict()
     assert [
         ("message-expired", "5.4.7"),
         ("certificate-host-mismatch", "5.7.5"),

@@ -431,7 +431,7 @@ def test_decisions_are_deterministic_well_formed_values(
     decision = evaluate_inbound(policy, session)
     assert decision == evaluate_inbound(policy, session)
     assert decision == evaluate_inbound(load(connectors), session)
-    obj = json.loads(json.dumps(decision.to_json()))
+    obj = json.loads(json.dumps(decision.to_dict()))
     assert obj["action"] in {"accept", "reject", "tempfail"}
     assert str(decision.action) == obj["action"]
     assert all({"code", "detail"} <= set(reason) for reason in obj["reasons"])
@@ -544,7 +544,7 @@ def test_hostile_cns_never_crash_and_never_accept_a_wrong_name(
     identical wildcard), and the attacker's text never reaches a reply unescaped."""
     tls = TLSFacts(MtaVerifiedCertificate(tuple(cns), verified))
     decision = evaluate_inbound(HOSTILE_POLICY, make_session(peer_ip, "a@fabrikam.com", tls))
-    json.dumps(decision.to_json())
+    json.dumps(decision.to_dict())
     accepted = decision.action is InboundAction.ACCEPT
     assert accepted == (verified and any(covered_by_the_wildcard(cn) for cn in cns))
     assert all(_printable_ascii(reason.detail) for reason in decision.reasons)

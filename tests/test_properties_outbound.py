@@ -271,12 +271,12 @@ def test_decisions_are_deterministic(
 ) -> None:
     first = evaluate_outbound(load(tables), session)
     assert first == evaluate_outbound(load(tables), session)
-    assert first.to_json() == evaluate_outbound(load(tables), session).to_json()
+    assert first.to_dict() == evaluate_outbound(load(tables), session).to_dict()
 
 
 @given(tables=outbound_tables(), session=sessions())
 def test_decision_json_round_trips(tables: list[dict[str, Any]], session: OutboundSession) -> None:
-    obj = evaluate_outbound(load(tables), session).to_json()
+    obj = evaluate_outbound(load(tables), session).to_dict()
     text = json.dumps(obj, allow_nan=False, separators=(",", ":"))
     assert text.isascii()  # ensure_ascii: odd Unicode never reaches the output raw
     assert obj == json.loads(text)

@@ -201,7 +201,7 @@ def test_an_inbound_decision_survives_a_json_round_trip(
 ) -> None:
     """The JSON object of `tlsconnector inbound --json` holds the whole decision."""
     decision = evaluate_inbound(*case)
-    assert decision == decision_from_json(through_json(decision.to_json()))
+    assert decision == decision_from_json(through_json(decision.to_dict()))
 
 
 @given(policies(min_outbound=1).flatmap(lambda p: st.tuples(st.just(p), outbound_sessions(p))))
@@ -210,4 +210,4 @@ def test_an_outbound_decision_survives_a_json_round_trip(
 ) -> None:
     """The JSON object of `tlsconnector outbound --json` holds the whole decision."""
     decision = evaluate_outbound(*case)
-    assert decision == decision_from_json(through_json(decision.to_json()))
+    assert decision == decision_from_json(through_json(decision.to_dict()))

@@ -189,7 +189,7 @@ def test_demo_json_lines_are_the_decisions_with_a_session_label(
     ]
     _, rows = run_demo()
     for obj, row in zip(objects, rows, strict=True):
-        assert ["session", *row.decision.to_json()] == list(obj)
+        assert ["session", *row.decision.to_dict()] == list(obj)
     assert all(
         line == json.dumps(o, separators=(",", ":")) for line, o in zip(lines, objects, strict=True)
     )
