@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ from typing import Any
 import attrs
 
 from benchmarks.baseline import LinearPolicy
-from benchmarks.certs import BenchPKI
+from benchmarks.certs import BenchPKI, connector_for_leaf
+from benchmarks.crls import crl_policy_toml, mint_crls, write_crl_files
 from benchmarks.generate import (
     NOW,
     NOW_TEXT,
@@ -69,6 +71,14 @@ from tlsconnector import (
 from tlsconnector import _assessment as _assess
 from tlsconnector import _chains as _certs
 from tlsconnector._chains import subject_cns
+from tlsconnector._revocation import (
+    NO_CRLS,
+    CrlSet,
+    RevocationList,
+    check_revocation,
+    load_crls,
+)
+from tlsconnector.policy_file.loading import _gc_paused
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
@@ -1906,7 +1916,6 @@ def _bench_outbound_cold(
 # The machine, the table, the file
 
 
-
 def _narrowed(mapping: dict[str, Any]) -> dict[str, Any]:
     """The same policy with every tenth inbound connector restricted to one address
     (the docs' worked example, "narrowing a partner's IP list", at scale)."""
@@ -2071,6 +2080,305 @@ def bench_startup(results: Results, workdir: Path, *, quick: bool) -> None:
     )
 
 
+# --------------------------------------------------------------------------------------
+# 12. Revocation at scale: 10,000 CRLs holding 1,000,000 revoked serials (section 11)
+
+
+def _revocation_facts(connector: int, pem: str) -> dict[str, Any]:
+    """An inbound session presenting ``pem``, from ``connector``'s partner (as
+    :func:`chain_facts`)."""
+    return {
+        "peer_ip": "198.51.100.7",
+        "mail_from": f"sender@partner{connector}.com",
+        "rcpt_to": ["user@contoso.com"],
+        "tls": {"peer_chain_pem": pem},
+        "at": NOW_TEXT,
+    }
+
+
+def crl_set_from_der(ders: Sequence[bytes]) -> CrlSet:
+    """The set ``load_policy`` builds from ``[trust] crl_files`` holding ``ders``: each
+    file decoded by ``load_crls``, each CRL indexed, the collector paused as there."""
+    with _gc_paused():
+        return CrlSet(
+            RevocationList.from_crl(crl, "CRL file")
+            for der in ders
+            for crl in load_crls(der, "CRL file")
+        )
+
+
+def with_fresh_signatures(crls: CrlSet, issuers: set[bytes]) -> CrlSet:
+    """The same CRLs, those of ``issuers`` (DER names) decoded again, so that no
+    signature verdict is remembered for them (a set as it is just after a load)."""
+    return CrlSet(
+        RevocationList.from_crl(item.crl, "CRL") if item.issuer in issuers else item
+        for item in crls.lists
+    )
+
+
+def _interleaved_cold(runs: dict[str, Callable[[], object]], *, repeat: int) -> dict[str, float]:
+    """The least CPU time of each run over ``repeat`` rounds, the runs alternated within
+    a round (so that a busy moment of a shared machine hits them alike), each from
+    cold certificate caches."""
+    best = dict.fromkeys(runs, math.inf)
+    for _ in range(repeat):
+        for name, run in runs.items():
+            clear_certificate_caches()
+            started = time.process_time()
+            run()
+            best[name] = min(best[name], time.process_time() - started)
+    return best
+
+
+def bench_revocation(results: Results, workdir: Path, pki: BenchPKI, *, quick: bool) -> None:
+    """A decision with a presented chain under 10,000 CRLs (1,000,000 revoked serials)
+    against the same decision without CRLs, and the one-off cost of loading them."""
+    count, per_crl = (1_000, 100) if quick else (10_000, 100)
+    serials = count * per_crl
+    connectors = 1_000
+    repeat = 3 if quick else 5
+    # The chains first: the revoked leaves' serials go into their issuer's CRL.
+    good = [
+        _revocation_facts(connector, pem)
+        for connector, pem in pki.chains(100 if quick else 200, connectors=connectors)
+    ]
+    revoked_leaves = [
+        (connector, pki.leaf(connector))
+        for connector in (connector_for_leaf(n, connectors) for n in range(50))
+    ]
+    revoked = [_revocation_facts(c, leaf.chain_pem()) for c, leaf in revoked_leaves]
+
+    _log(f"minting {count:,} CRLs of {per_crl} revoked serials each")
+    started = time.process_time()
+    ders = mint_crls(
+        count,
+        per_crl,
+        issuers=[pki.intermediate, pki.root],
+        listed={0: [leaf.cert.serial_number for _, leaf in revoked_leaves]},
+    )
+    results.figure(
+        "revocation.mint_cpu_s",
+        time.process_time() - started,
+        "s",
+        f"minting {count:,} CRLs of {per_crl} serials (cryptography's CRL builder; not ours)",
+    )
+    results.figure("revocation.crls", count, "", "CRLs in the set")
+    results.figure("revocation.serials", serials, "", "revoked serials over every CRL")
+    results.figure(
+        "revocation.der_mib", sum(map(len, ders)) / 2**20, "MiB", "the CRLs' DER, in all"
+    )
+
+    # (a) The one-off cost: the set as the loader builds it, in this process.
+    _log("building the CRL set (decode and index every CRL)")
+    gc.collect()
+    started = time.process_time()
+    crls = crl_set_from_der(ders)
+    build_cpu = time.process_time() - started
+    usable = sum(1 for item in crls.lists if item.unusable is None)
+    indexed = sum(len(item.revoked) for item in crls.lists)
+    if (len(crls), usable, indexed) != (count, count, serials):
+        raise RuntimeError(f"the CRL set is not the one minted: {len(crls)}, {usable}, {indexed}")
+    results.figure(
+        "revocation.build_cpu_s",
+        build_cpu,
+        "s",
+        "CrlSet from the DER of every CRL (load_crls, RevocationList.from_crl, CrlSet), CPU",
+    )
+    results.figure(
+        "revocation.build_us_per_serial",
+        build_cpu / serials * 1e6,
+        "us",
+        "of which per revoked serial",
+    )
+    # Memory, Python's part: tracemalloc slows the build tenfold, so it traces a tenth of
+    # the CRLs (memory is linear in the serials) and scales by the serials.
+    sample = ders[: max(1, count // 10)]
+    gc.collect()
+    tracemalloc.start()
+    again = crl_set_from_der(sample)
+    kept, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    sampled = sum(len(item.revoked) for item in again.lists)
+    del again
+    gc.collect()
+    results.figure(
+        "revocation.traced_bytes_per_serial",
+        kept / sampled,
+        "B",
+        f"Python memory a built set keeps per revoked serial (tracemalloc, {len(sample):,} "
+        "CRLs; cryptography's own CRL objects are allocated outside its view)",
+    )
+    results.figure(
+        "revocation.traced_kept_mib",
+        kept / sampled * serials / 2**20,
+        "MiB",
+        f"the same for the {serials:,} serials of the set (scaled)",
+    )
+    results.figure(
+        "revocation.traced_peak_vs_kept",
+        peak / kept,
+        "x",
+        "tracemalloc peak while building / what the set keeps",
+    )
+    # The same through load_policy, in fresh interpreters: files read, peak RSS.
+    (workdir / "revocation-ca.pem").write_text(pki.trust_pem())
+    names = [f"crls/{name}" for name in write_crl_files(workdir / "crls", ders)]
+    base = policy_toml(connectors, ca_file="revocation-ca.pem")
+    without_path = workdir / "policy-revocation-none.toml"
+    without_path.write_text(base)
+    with_path = workdir / "policy-revocation.toml"
+    with_path.write_text(crl_policy_toml(base, "revocation-ca.pem", names))
+    _log(f"load_policy with {count:,} crl_files and without, in fresh interpreters")
+    loaded = _load_run("time", with_path)
+    plain_load = _load_run("time", without_path)
+    results.figure(
+        "revocation.load_policy_cpu_s",
+        loaded["load_cpu_s"],
+        "s",
+        f"load_policy of {connectors:,}+{connectors:,} connectors and {count:,} crl_files "
+        "(fresh interpreter, CPU)",
+    )
+    results.figure(
+        "revocation.load_policy_none_cpu_s",
+        plain_load["load_cpu_s"],
+        "s",
+        "the same policy without crl_files",
+    )
+    results.figure(
+        "revocation.load_policy_peak_rss_mib",
+        loaded["peak_rss_mb"],
+        "MiB",
+        "peak RSS of that load (VmHWM)",
+    )
+    results.figure(
+        "revocation.load_policy_none_peak_rss_mib",
+        plain_load["peak_rss_mb"],
+        "MiB",
+        "peak RSS of the load without crl_files",
+    )
+
+    # (b), (c) Decisions, each chain new (cold certificate caches), against no CRLs.
+    trust = TrustStore.from_pem(pki.trust_pem())
+    plain = Policy.from_mapping(policy_mapping(connectors), trust=trust)
+    checked = attrs.evolve(plain, trust=trust.with_crls(crls))
+
+    def decide(policy: Policy, facts: dict[str, Any]) -> Any:
+        return evaluate_inbound(policy, InboundSession.from_json(facts))
+
+    issuers = {pki.intermediate.subject.public_bytes(), pki.root.subject.public_bytes()}
+    _log("first decisions after a load (each CRL's signature checked once)")
+    first = {"none": math.inf, "crls": math.inf}
+    decide(plain, good[-1])  # the code's own first use, paid by neither side
+    for n in range(3 * repeat):
+        fresh = attrs.evolve(plain, trust=trust.with_crls(with_fresh_signatures(crls, issuers)))
+        sides = [("none", plain), ("crls", fresh)]
+        for name, policy in sides if n % 2 else sides[::-1]:
+            clear_certificate_caches()
+            started = time.process_time()
+            decision = decide(policy, good[n % len(good)])
+            first[name] = min(first[name], time.process_time() - started)
+            if str(decision.action) != "accept":
+                raise RuntimeError(f"a good chain was not accepted ({name}): {decision}")
+        # Evidence that the decision read the issuer's CRL and checked its signature.
+        assert fresh.trust is not None
+        remembered = fresh.trust.crls.for_issuer(pki.intermediate.subject.public_bytes())
+        if not remembered or True not in remembered[0]._signers.values():
+            raise RuntimeError("the first decision did not check the issuer's CRL signature")
+    issuer_crl = crls.for_issuer(pki.intermediate.subject.public_bytes())[0].crl
+    issuer_key = pki.intermediate.cert.public_key()
+    signature_s = (
+        best_cpu(
+            lambda: [issuer_crl.is_signature_valid(issuer_key) for _ in range(200)],  # type: ignore[arg-type]
+            repeat=3,
+        )
+        / 200
+    )
+    decide(checked, good[0])  # the signature verdicts of the set measured below
+
+    _log("repeated decisions (signatures remembered), good and revoked leaves")
+    best = _interleaved_cold(
+        {
+            "none": lambda: [decide(plain, f) for f in good],
+            "crls": lambda: [decide(checked, f) for f in good],
+            "revoked-none": lambda: [decide(plain, f) for f in revoked],
+            "revoked-crls": lambda: [decide(checked, f) for f in revoked],
+        },
+        repeat=repeat,
+    )
+    for facts in good:
+        if str(decide(checked, facts).action) != "accept":
+            raise RuntimeError("a chain its issuer's CRL does not list was not accepted")
+    for facts in revoked:
+        if str(decide(plain, facts).action) != "accept":
+            raise RuntimeError("a chain was refused without CRLs")
+        decision = decide(checked, facts)
+        codes = {str(reason.code) for reason in decision.reasons}
+        if str(decision.action) == "accept" or "certificate-revoked" not in codes:
+            raise RuntimeError(f"a revoked leaf was not refused as revoked: {decision}")
+    per = {
+        "none": best["none"] / len(good),
+        "crls": best["crls"] / len(good),
+        "revoked-none": best["revoked-none"] / len(revoked),
+        "revoked-crls": best["revoked-crls"] / len(revoked),
+    }
+    # The revocation check alone on one path (leaf, intermediate, root), in a loop.
+    path = [revoked_leaves[0][1].cert, pki.intermediate.cert, pki.root.cert]
+    good_path = [PresentedChain.from_pem(good[0]["tls"]["peer_chain_pem"]).leaf, *path[1:]]
+    if (
+        check_revocation(good_path, crls, NOW).revoked
+        or not check_revocation(path, crls, NOW).revoked
+    ):
+        raise RuntimeError("check_revocation does not answer as the CRLs say")
+    loops = 2_000 if quick else 10_000
+    check_us = per_decision(lambda p: check_revocation(p, crls, NOW), [good_path] * loops, repeat=3)
+    check_none_us = per_decision(
+        lambda p: check_revocation(p, NO_CRLS, NOW), [good_path] * loops, repeat=3
+    )
+    for key, value, what in (
+        ("first_none_us", first["none"], "first decision of a new chain, no CRLs"),
+        ("crl_signature_us", signature_s, "one check of the issuer's CRL signature"),
+        (
+            "first_crls_us",
+            first["crls"],
+            "the same just after the load: each CRL's signature checked",
+        ),
+        ("decision_none_us", per["none"], "decision of a new chain (cold caches), no CRLs"),
+        ("decision_crls_us", per["crls"], f"the same under {count:,} CRLs (signatures remembered)"),
+        ("revoked_none_us", per["revoked-none"], "decision of a new chain its CA revoked, no CRLs"),
+        (
+            "revoked_crls_us",
+            per["revoked-crls"],
+            f"the same under {count:,} CRLs: refused as revoked",
+        ),
+        ("check_us", check_us, f"check_revocation of a 3-certificate path, {count:,} CRLs"),
+        ("check_none_us", check_none_us, "check_revocation of the same path, no CRLs"),
+    ):
+        results.figure(f"revocation.{key}", value * 1e6, "us", what)
+    results.figure(
+        "revocation.first_vs_none", first["crls"] / first["none"], "x", "first decision / none"
+    )
+    results.figure(
+        "revocation.revoked_vs_none",
+        per["revoked-crls"] / per["revoked-none"],
+        "x",
+        "decision of a revoked leaf under the CRLs / the same chain without CRLs",
+    )
+    results.target(
+        "revocation-lookup-vs-none",
+        f"inbound decision of a new chain (cold caches) under {count:,} CRLs holding "
+        f"{serials:,} revoked serials / the same without CRLs",
+        measured=per["crls"] / per["none"],
+        op="<=",
+        threshold=1.2,
+        unit="x",
+        note=(
+            f"first decision after the load {first['crls'] / first['none']:.2f} x; revoked "
+            f"leaf {per['revoked-crls'] / per['revoked-none']:.2f} x; set built in "
+            f"{build_cpu:.1f} s"
+        ),
+    )
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError):
@@ -2132,6 +2440,7 @@ BENCHMARKS = (
     "postfix-outbound",
     "diff",
     "startup",
+    "revocation",
 )
 
 
@@ -2176,6 +2485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_diff(results, workdir, quick=args.quick)
         if "startup" in chosen:
             bench_startup(results, workdir, quick=args.quick)
+        if "revocation" in chosen:
+            bench_revocation(results, workdir, pki, quick=args.quick)
     document = {
         "generated": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "quick": args.quick,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
+import itertools
 import json
 import sys
 import time
@@ -42,11 +43,19 @@ from tlsconnector._chains import CHECKED_CERTIFICATES, _cn_text, subject_cns
 from tlsconnector._decisions import printable
 from tlsconnector._errors import InvalidValue
 from tlsconnector._names import _canonical_domain_full, canonical_domain
+from tlsconnector._revocation import NO_CRLS
 from tlsconnector.adapters.postfix.protocol import RequestParser, decide_request, facts_from_postfix
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from benchmarks.baseline import LinearPolicy
-from benchmarks.certs import BenchPKI
+from benchmarks.certs import BenchPKI, connector_for_leaf
+from benchmarks.crls import (
+    REVOKED_AT,
+    crl_policy_toml,
+    filler_issuer,
+    mint_crls,
+    write_crl_files,
+)
 from benchmarks.generate import (
     NOW,
     inbound_connector,
@@ -63,12 +72,16 @@ from benchmarks.noop_socketmap_server import handle as noop_socketmap
 from benchmarks.policy_client import postfix_request, postfix_requests, run_load
 from benchmarks.run import (
     Results,
+    _revocation_facts,
     chain_facts,
+    crl_set_from_der,
     outbound_policy_toml,
     prefill_resolver_cache,
     resolver_config,
     table,
+    with_fresh_signatures,
 )
+from benchmarks.run import main as bench_main
 from benchmarks.socketmap_client import UnexpectedAnswer, netstring
 from benchmarks.socketmap_client import run_load as run_socketmap_load
 
@@ -568,3 +581,118 @@ def test_the_pre_filled_resolver_cache_answers_secure_without_a_lookup(tmp_path:
         "OK secure match=mail.partner0.example servername=hostname"
         == expected["postfix partner0.example"]
     )
+
+
+# --------------------------------------------------------------------------------------
+# The revocation benchmark's CRLs (small sizes; the benchmark mints 10,000 of 100)
+
+
+@pytest.fixture(scope="module")
+def crl_pki() -> tuple[BenchPKI, list[x509.Certificate], list[bytes]]:
+    """A PKI, three leaves its intermediate issued (the first two revoked), and five
+    CRLs of ten serials: the intermediate's, the root's, three fillers'."""
+    pki = BenchPKI("ec-p256")
+    leaves = [pki.leaf(connector_for_leaf(n, 1_000)).cert for n in range(3)]
+    ders = mint_crls(
+        5,
+        10,
+        issuers=[pki.intermediate, pki.root],
+        listed={0: [leaves[0].serial_number, leaves[1].serial_number]},
+    )
+    return pki, leaves, ders
+
+
+def test_minted_crls_are_complete_current_and_signed_by_their_issuers(
+    crl_pki: tuple[BenchPKI, list[x509.Certificate], list[bytes]],
+) -> None:
+    pki, leaves, ders = crl_pki
+    crls = crl_set_from_der(ders)
+    assert 5 == len(crls)
+    assert [None] * 5 == [item.unusable for item in crls.lists]
+    assert [10] * 5 == [len(item.revoked) for item in crls.lists]
+    issuers = [item.crl.issuer for item in crls.lists]
+    assert [pki.intermediate.subject, pki.root.subject, *map(filler_issuer, range(3))] == issuers
+    assert crls.lists[0].signed_by(pki.intermediate.key.public_key())
+    assert crls.lists[1].signed_by(pki.root.key.public_key())
+    assert not crls.lists[2].signed_by(pki.root.key.public_key())
+    for item in crls.lists:
+        assert item.this_update <= NOW < item.next_update  # type: ignore[operator]
+    listed = crls.lists[0].revoked
+    assert listed[leaves[0].serial_number] == listed[leaves[1].serial_number] == REVOKED_AT
+    assert leaves[2].serial_number not in listed
+
+    # The same serials on every run (seeded): the benchmark measures the same set.
+    def serials(seed: int) -> list[set[int]]:
+        minted = mint_crls(5, 10, issuers=[pki.intermediate, pki.root], seed=seed)
+        return [set(item.revoked) for item in crl_set_from_der(minted).lists]
+
+    assert serials(16) == serials(16)
+    assert serials(16) != serials(17)
+    assert all(not a & b for a, b in itertools.combinations(serials(16), 2))
+
+
+def test_mint_crls_refuses_sizes_out_of_bounds() -> None:
+    pki = BenchPKI("ec-p256")
+    with pytest.raises(ValueError, match="count=1"):
+        mint_crls(1, 10, issuers=[pki.intermediate, pki.root])
+    with pytest.raises(ValueError, match="4000000 serials"):
+        mint_crls(10_001, 400)
+    with pytest.raises(ValueError, match=r"listed\[0\] holds 3 serials"):
+        mint_crls(1, 2, issuers=[pki.root], listed={0: [1, 2, 3]})
+    with pytest.raises(ValueError, match=r"listed\[1\]"):
+        mint_crls(1, 2, issuers=[pki.root], listed={1: [1]})
+
+
+def test_the_revocation_policy_rejects_the_revoked_leaves_and_accepts_the_others(
+    tmp_path: Path, crl_pki: tuple[BenchPKI, list[x509.Certificate], list[bytes]]
+) -> None:
+    pki, leaves, ders = crl_pki
+    (tmp_path / "ca.pem").write_text(pki.trust_pem())
+    names = [f"crls/{name}" for name in write_crl_files(tmp_path / "crls", ders)]
+    assert 5 == len(list((tmp_path / "crls").iterdir()))
+    path = tmp_path / "policy.toml"
+    path.write_text(crl_policy_toml(policy_toml(1_000, ca_file="ca.pem"), "ca.pem", names))
+    policy = load_policy(path, use_system_trust=False)
+    assert policy.trust is not None
+    assert crl_set_from_der(ders).key == policy.trust.crls.key
+    plain = Policy.from_mapping(policy_mapping(1_000), trust=policy.trust.with_crls(NO_CRLS))
+    for n, cert in enumerate(leaves):
+        connector = connector_for_leaf(n, 1_000)
+        chain = Encoding.PEM
+        pem = cert.public_bytes(chain).decode() + pki.intermediate.cert.public_bytes(chain).decode()
+        session = InboundSession.from_json(_revocation_facts(connector, pem))
+        decision = evaluate_inbound(policy, session)
+        assert "accept" == str(evaluate_inbound(plain, session).action)
+        if n < 2:
+            assert "reject" == str(decision.action)
+            assert ["certificate-revoked"] == [str(r.code) for r in decision.reasons]
+        else:
+            assert "accept" == str(decision.action), decision
+
+
+def test_fresh_signatures_decode_only_the_named_issuers_again(
+    crl_pki: tuple[BenchPKI, list[x509.Certificate], list[bytes]],
+) -> None:
+    pki, _, ders = crl_pki
+    crls = crl_set_from_der(ders)
+    assert crls.lists[0].signed_by(pki.intermediate.key.public_key())  # now remembered
+    named = {pki.intermediate.subject.public_bytes()}
+    fresh = with_fresh_signatures(crls, named)
+    assert crls.key == fresh.key
+    assert [i.digest for i in crls.lists] == [i.digest for i in fresh.lists]
+    assert fresh.lists[0] is not crls.lists[0]
+    assert {} == fresh.lists[0]._signers
+    assert all(a is b for a, b in zip(fresh.lists[1:], crls.lists[1:], strict=True))
+
+
+def test_crl_policy_toml_needs_the_ca_file_line() -> None:
+    with pytest.raises(ValueError, match="ca_file"):
+        crl_policy_toml(policy_toml(2), "ca.pem", ["a.der"])
+
+
+def test_the_revocation_step_is_a_choice_of_the_runner(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"targets": []}))
+    assert 0 == bench_main(["--only", "revocation", "--markdown", str(results)])
+    with pytest.raises(SystemExit):
+        bench_main(["--only", "revocations", "--markdown", str(results)])
