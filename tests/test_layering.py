@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).parents[1] / "src" / "tlsconnector"
+import tlsconnector
+
+#: The package under test: the source tree, or the installed wheel (make wheel-test).
+PACKAGE = Path(tlsconnector.__file__).parent
 
 #: The floors, from the ground up (conventions.md, "Package shape").
 FLOORS: dict[str, int] = {
