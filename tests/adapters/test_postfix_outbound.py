@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 import pytest
 from aiosmtpd.smtp import SMTP
+from cryptography.hazmat.primitives import serialization
 
 from tlsconnector import Policy, TrustStore, load_policy
 from tlsconnector.adapters.postfix.outbound import (
@@ -54,6 +55,7 @@ from certmint import CA, Leaf
 from loopthread import LoopThread
 
 WAIT = 15.0  # the bound on every wait
+DER = serialization.Encoding.DER
 REAL_NOW = dt.datetime.now(dt.UTC)
 #: Certificates valid around the real clock: the subprocess reads it.
 NOT_BEFORE = REAL_NOW - dt.timedelta(days=1)
@@ -683,7 +685,10 @@ class Service:
     def _read(self) -> None:
         assert self.process.stderr is not None
         for raw in self.process.stderr:
-            self._lines.put(json.loads(raw))
+            try:
+                self._lines.put(json.loads(raw))
+            except ValueError:  # plain text: a start-up error (never a log line)
+                self._lines.put({"event": "(text)", "text": raw.decode().rstrip("\n")})
         self._lines.put(None)
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -872,9 +877,12 @@ def test_a_shared_smart_host_with_different_tls_settings_is_refused_at_start(
     (tmp_path / "root.pem").write_text(ROOT.cert_pem())
     service = Service(path)
     assert 2 == exit_status(service)
-    [invalid] = [e for e in service.events if e["event"] == "policy-invalid"]
-    assert "Fabrikam Bank outbound" in invalid["problems"][0]
-    assert "Woodgrove outbound" in invalid["problems"][0]
+    assert {"(text)"} == {e["event"] for e in service.events}  # plain text, no JSON
+    message, problem = [e["text"] for e in service.events]
+    assert "not starting" in message
+    assert "cannot be served to Postfix" in message
+    assert "Fabrikam Bank outbound" in problem
+    assert "Woodgrove outbound" in problem
     assert not any(e["event"] == "listening" for e in service.events)
 
 
@@ -883,8 +891,8 @@ def test_a_policy_without_outbound_connectors_is_refused_at_start(tmp_path: Path
     path.write_text('[[inbound]]\nname = "In"\nsender_domains = ["fabrikam.com"]\n')
     service = Service(path)
     assert 2 == exit_status(service)
-    [invalid] = [e for e in service.events if e["event"] == "policy-invalid"]
-    assert "governs no outbound mail" in invalid["problems"][0]
+    assert {"(text)"} == {e["event"] for e in service.events}
+    assert "governs no outbound mail" in service.events[1]["text"]
 
 
 @pytest.mark.parametrize(
@@ -1031,3 +1039,44 @@ def test_hostile_keys_are_escaped_and_bounded_in_the_log(tmp_path: Path) -> None
     assert line["key"].isascii()
     assert len(line["key"]) <= 310
     assert not any(e["event"] == "forged" for e in service.events)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("", 'crl_files = ["issuing.crl"]'),  # CRLs added
+        ('crl_files = ["issuing.crl"]', 'crl_files = ["revoking.crl"]'),  # other CRLs
+        ('crl_files = ["issuing.crl"]', 'crl_files = ["issuing.crl"]\nrevocation = "hard"'),
+    ],
+    ids=["crls-added", "crls-replaced", "revocation-changed"],
+)
+def test_a_reload_with_other_crls_or_revocation_forgets_every_pin(
+    tmp_path: Path, before: str, after: str
+) -> None:
+    """Pins were judged against the CRLs in force: the same anchors with other CRLs (one
+    may revoke a pinned leaf) or another revocation setting must probe again."""
+    (tmp_path / "issuing.crl").write_bytes(ISSUING.crl().public_bytes(DER))
+    (tmp_path / "revoking.crl").write_bytes(
+        ISSUING.crl([(GOOD.cert, REAL_NOW - dt.timedelta(hours=1))]).public_bytes(DER)
+    )
+    path = write_policy(tmp_path, 2525)
+    text = path.read_text()
+
+    def write(extra: str) -> None:
+        path.write_text(text.replace('ca_file = "root.pem"', f'ca_file = "root.pem"\n{extra}'))
+
+    write(before)
+    stream = io.StringIO()
+    service = OutboundService(load_policy(path), policy_path=path, log=JsonLog(stream))
+    lookup = service.maps.next_hop("[127.0.0.1]:2525")
+    assert isinstance(lookup, HopLookup)
+    trust = service.maps.policy.trust
+    assert trust is not None
+    service.cache.store(lookup.hop, lookup.connector, trust.key, [_pin()], T0)
+    service.reload()  # the same file: the pin stays
+    assert 1 == len(service.cache)
+    write(after)
+    service.reload()
+    reload = [json.loads(line) for line in stream.getvalue().splitlines()][-1]
+    assert ("reload", ["[127.0.0.1]:2525"]) == (reload["event"], reload["pins_forgotten"])
+    assert 0 == len(service.cache)

@@ -109,7 +109,10 @@ class PolicyService:
     def _read(self) -> None:
         assert self.process.stderr is not None
         for raw in self.process.stderr:
-            self._lines.put(json.loads(raw))
+            try:
+                self._lines.put(json.loads(raw))
+            except ValueError:  # plain text: a start-up error (never a log line)
+                self._lines.put({"event": "(text)", "text": raw.decode().rstrip("\n")})
         self._lines.put(None)
 
     def wait_for(
@@ -393,12 +396,13 @@ def test_a_policy_governing_no_inbound_mail_is_refused_at_start(
     service = PolicyService(path)
     assert 2 == service.process.wait(timeout=WAIT)
     service.stop()
-    (event,) = service.events
-    assert ("policy-invalid", str(path)) == (event["event"], event["policy"])
-    assert str(path) in event["message"]
-    assert "governs no inbound mail" in event["message"]
-    (problem,) = event["problems"]
-    assert problem.startswith(NO_PARTNER)
+    # Plain text on standard error, never a JSON log line: the message, then the problem.
+    message, problem = [e["text"] for e in service.events]
+    assert {"(text)"} == {e["event"] for e in service.events}
+    assert message.startswith("tlsconnector serve postfix: not starting: the policy ")
+    assert str(path) in message
+    assert "governs no inbound mail" in message
+    assert problem.startswith("  " + NO_PARTNER)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -450,15 +454,16 @@ def test_an_invalid_policy_at_start_is_reported_and_nothing_listens(tmp_path: Pa
     service = PolicyService(path)
     assert 2 == service.process.wait(timeout=WAIT)
     service.stop()
-    (event,) = service.events
-    assert "policy-invalid" == event["event"]
-    assert any("sender_domains" in problem for problem in event["problems"])
+    assert {"(text)"} == {e["event"] for e in service.events}  # no JSON line
+    message, *problems = [e["text"] for e in service.events]
+    assert "is invalid" in message
+    assert any("sender_domains" in problem for problem in problems)
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--listen", "localhost:10040"], "HOST must be an IPv4 address or [IPv6] address"),
+        (["--listen", "local_host:10040"], "HOST must be an IPv4 address, an [IPv6] address"),
         (["--listen", "127.0.0.1"], "expected HOST:PORT"),
         (["--listen", "127.0.0.1:70000"], "PORT must be a number from 0 to 65535"),
         (["--listen", "[::1:10040"], "HOST must be"),

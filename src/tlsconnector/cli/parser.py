@@ -494,6 +494,67 @@ def _add_serve(commands: Commands) -> None:
         "each inbound decision.",
     )
     targets = serve.add_subparsers(dest="target", required=True, metavar="MTA")
+
+    def running(service: argparse.ArgumentParser, default_listen: str) -> None:
+        """The options both services share: where they listen, the pid file, the log."""
+        service.add_argument(
+            "--listen",
+            default=default_listen,
+            metavar="HOST:PORT|unix:PATH",
+            help="an IPv4 address, [IPv6] address or host name (resolved once at start; "
+            "it must name only loopback addresses) and port, or unix:PATH for a Unix "
+            "socket; a relative PATH (unix:private/policy, as in check_policy_service) "
+            f"is under --queue-directory (default: {default_listen}; port 0 picks a free "
+            "port, shown on the 'listening' log line)",
+        )
+        service.add_argument(
+            "--queue-directory",
+            metavar="DIR",
+            help="the directory a relative unix:PATH is under (default: the output of "
+            "'postconf -h queue_directory' when postconf is installed, else "
+            "/var/spool/postfix)",
+        )
+        service.add_argument(
+            "--socket-mode",
+            metavar="MODE",
+            help="the Unix socket's permission bits in octal, e.g. 0660 (default: as the "
+            "umask leaves them)",
+        )
+        service.add_argument(
+            "--socket-owner",
+            metavar="USER[:GROUP]",
+            help="the Unix socket's owner and group, e.g. tlsconnector:postfix",
+        )
+        service.add_argument(
+            "--pidfile",
+            metavar="FILE",
+            help="write the process id to FILE once listening, remove it at exit; refuse "
+            "to start while FILE names a running process",
+        )
+        logging = service.add_argument_group("logging")
+        logging.add_argument(
+            "--log",
+            choices=["stderr", "syslog"],
+            default="stderr",
+            help="where log lines go: standard error (default) or syslog, facility mail",
+        )
+        logging.add_argument(
+            "--log-file",
+            metavar="FILE",
+            help="append log lines to FILE instead (mode 0640; rotate with copytruncate)",
+        )
+        logging.add_argument(
+            "--log-format",
+            choices=["json", "text"],
+            help="one JSON object per line, or text: the time and key=value fields, "
+            "escaped (default: json; text with --log syslog)",
+        )
+        logging.add_argument(
+            "--syslog-socket",
+            metavar="PATH",
+            help="the local syslog socket for --log syslog (default: /dev/log)",
+        )
+
     postfix = _command(
         targets,
         "postfix",
@@ -507,18 +568,13 @@ def _add_serve(commands: Commands) -> None:
         "slow reader of standard error, the rest is dropped and counted. A request that "
         "breaks the protocol is answered 451 4.3.0 and its connection closed. The "
         "service refuses to start with, or reload, a policy without an enabled inbound "
-        "partner connector. SIGHUP reloads the policy (an invalid new policy is logged "
+        "partner connector, or with [trust] revocation = \"hard\" (Postfix never sends the "
+        "certificate). SIGHUP reloads the policy (an invalid new policy is logged "
         "and the previous one kept); SIGTERM and SIGINT stop. See docs/postfix.md.",
         handler="tlsconnector.cli.serve:serve_postfix",
     )
     postfix.add_argument("--policy", required=True, metavar="POLICY.toml")
-    postfix.add_argument(
-        "--listen",
-        default="127.0.0.1:10040",
-        metavar="HOST:PORT",
-        help="IPv4 address or [IPv6] address and port (default: 127.0.0.1:10040; port 0 "
-        "picks a free port, shown on the 'listening' log line)",
-    )
+    running(postfix, "127.0.0.1:10040")
     postfix.add_argument(
         "--workers",
         type=int,
@@ -607,14 +663,7 @@ def _add_serve(commands: Commands) -> None:
         handler="tlsconnector.cli.serve:serve_postfix_outbound",
     )
     outbound.add_argument("--policy", required=True, metavar="POLICY.toml")
-    outbound.add_argument(
-        "--listen",
-        default="127.0.0.1:10041",
-        metavar="HOST:PORT|unix:PATH",
-        help="IPv4 address or [IPv6] address and port, or unix:PATH for a Unix socket "
-        "(default: 127.0.0.1:10041; port 0 picks a free port, shown on the 'listening' "
-        "log line)",
-    )
+    running(outbound, "127.0.0.1:10041")
     outbound.add_argument(
         "--pin-lifetime",
         type=float,

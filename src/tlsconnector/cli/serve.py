@@ -10,15 +10,20 @@ and :mod:`tlsconnector.adapters.postfix.socketmap`, the protocols
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tlsconnector._errors import show
 from tlsconnector.cli import family
 from tlsconnector.cli._common import EXIT_USAGE, _err
+
+if TYPE_CHECKING:
+    from tlsconnector.adapters.postfix.server import JsonLog
 
 __all__ = ["main", "serve_postfix", "serve_postfix_outbound"]
 
@@ -34,19 +39,13 @@ _TRANSPORT_CHARACTERS = frozenset(
 
 def serve_postfix(args: argparse.Namespace) -> int:
     """``tlsconnector serve postfix``."""
-    from tlsconnector.adapters.postfix.server import (
-        MAX_WORKERS,
-        JsonLog,
-        ServeConfig,
-        parse_listen,
-        serve_postfix,
-    )
+    from tlsconnector.adapters.postfix.server import MAX_WORKERS, ServeConfig, serve_postfix
 
-    try:
-        host, port = parse_listen(args.listen)
-    except ValueError as exc:
-        _err(f"tlsconnector serve postfix: {exc}")
+    name = "tlsconnector serve postfix"
+    running = _running_options(args, name)
+    if running is None:
         return EXIT_USAGE
+    options, log = running
     if not 1 <= args.workers <= MAX_WORKERS:
         _err(f"tlsconnector serve postfix: --workers must be from 1 to {MAX_WORKERS}")
         return EXIT_USAGE
@@ -71,15 +70,100 @@ def serve_postfix(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = ServeConfig(
         policy_path=Path(args.policy),
-        host=host,
-        port=port,
+        **options,
         workers=args.workers,
         idle_timeout=timeout,
         max_connections=args.max_connections,
         max_connections_per_client=args.max_connections_per_client,
         **recording,
     )
-    return serve_postfix(config, log=JsonLog(sys.stderr))
+    try:
+        return serve_postfix(config, log=log)
+    finally:
+        _close_log(log)
+
+
+def _running_options(args: argparse.Namespace, name: str) -> tuple[dict[str, Any], JsonLog] | None:
+    """Where to listen (``host``, ``port``, ``unix_path``), the Unix socket's mode and
+    owner, the pid file (as config fields) and the log; None after saying on standard
+    error what is wrong (a usage error). A host name is resolved here, once."""
+    from tlsconnector.adapters.postfix._service import (
+        resolve_host,
+        socket_mode,
+        socket_owner,
+        unix_path_of,
+    )
+    from tlsconnector.adapters.postfix.server import parse_listen
+
+    text = args.listen
+    fields: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "unix_path": None}
+    try:
+        if text.startswith("unix:"):
+            fields["unix_path"] = unix_path_of(text, queue_directory=args.queue_directory)
+        else:
+            try:
+                fields["host"], fields["port"] = parse_listen(text)
+            except ValueError:
+                host, colon, port = text.rpartition(":")
+                if not colon or not host or host.startswith("["):
+                    raise
+                fields["host"], fields["port"] = parse_listen(f"{resolve_host(text, host)}:{port}")
+            if args.queue_directory is not None:
+                raise ValueError("--queue-directory needs --listen unix:PATH")
+        fields["socket_mode"] = None if args.socket_mode is None else socket_mode(args.socket_mode)
+        fields["socket_owner"] = (
+            None if args.socket_owner is None else socket_owner(args.socket_owner)
+        )
+        if fields["unix_path"] is None and (args.socket_mode or args.socket_owner):
+            option = "--socket-mode" if args.socket_mode else "--socket-owner"
+            raise ValueError(f"{option} needs --listen unix:PATH")
+    except ValueError as exc:
+        _err(f"{name}: {exc}")
+        return None
+    fields["pidfile"] = None if args.pidfile is None else Path(args.pidfile).absolute()
+    log = _log_of(args, name)
+    if log is None:
+        return None
+    return fields, log
+
+
+def _log_of(args: argparse.Namespace, name: str) -> JsonLog | None:
+    """The log the options ask for (``--log``, ``--log-file``, ``--log-format``,
+    ``--syslog-socket``); None after saying what is wrong."""
+    from tlsconnector.adapters.postfix.server import DEFAULT_SYSLOG_SOCKET, JsonLog, SyslogStream
+
+    if args.log == "syslog":
+        if args.log_file is not None:
+            _err(f"{name}: --log-file and --log syslog exclude each other")
+            return None
+        path = args.syslog_socket or DEFAULT_SYSLOG_SOCKET
+        try:
+            stream: Any = SyslogStream(path)
+        except OSError as exc:
+            _err(
+                f"{name}: --log syslog: cannot reach the syslog socket {show(path)}: "
+                f"{exc.strerror or exc}"
+            )
+            return None
+        return JsonLog(stream, text=args.log_format != "json")
+    if args.syslog_socket is not None:
+        _err(f"{name}: --syslog-socket needs --log syslog")
+        return None
+    text = args.log_format == "text"
+    if args.log_file is None:
+        return JsonLog(sys.stderr, text=text)
+    try:
+        fd = os.open(args.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    except OSError as exc:
+        _err(f"{name}: --log-file {show(args.log_file)}: {exc.strerror}")
+        return None
+    return JsonLog(os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace"), text=text)
+
+
+def _close_log(log: JsonLog) -> None:
+    if log.stream is not sys.stderr:
+        with contextlib.suppress(OSError, ValueError):
+            log.stream.close()
 
 
 def _recording_options(args: argparse.Namespace, name: str) -> dict[str, Any] | None:
@@ -153,20 +237,13 @@ def _recording_options(args: argparse.Namespace, name: str) -> dict[str, Any] | 
 
 def serve_postfix_outbound(args: argparse.Namespace) -> int:
     """``tlsconnector serve postfix-outbound``."""
-    from tlsconnector.adapters.postfix.server import JsonLog
     from tlsconnector.adapters.postfix.socketmap import (
         MAX_PROBE_DEADLINE,
         OutboundServeConfig,
-        parse_socketmap_listen,
         serve_postfix_outbound,
     )
 
     name = "tlsconnector serve postfix-outbound"
-    try:
-        listen = parse_socketmap_listen(args.listen)
-    except ValueError as exc:
-        _err(f"{name}: {exc}")
-        return EXIT_USAGE
     lifetime, deadline, timeout = args.pin_lifetime, args.probe_deadline, args.idle_timeout
     problem = _first_problem(
         (
@@ -206,16 +283,13 @@ def serve_postfix_outbound(args: argparse.Namespace) -> int:
             "letters, digits, '-', '_' or '.'"
         )
         return EXIT_USAGE
-    host, port, unix_path = "127.0.0.1", 0, None
-    if isinstance(listen, str):
-        unix_path = listen
-    else:
-        host, port = listen
+    running = _running_options(args, name)
+    if running is None:
+        return EXIT_USAGE
+    options, log = running
     config = OutboundServeConfig(
         policy_path=Path(args.policy),
-        host=host,
-        port=port,
-        unix_path=unix_path,
+        **options,
         pin_lifetime=lifetime,
         probe_deadline=deadline,
         idle_timeout=timeout,
@@ -223,7 +297,10 @@ def serve_postfix_outbound(args: argparse.Namespace) -> int:
         max_connections_per_client=args.max_connections_per_client,
         transport=transport,
     )
-    return serve_postfix_outbound(config, log=JsonLog(sys.stderr))
+    try:
+        return serve_postfix_outbound(config, log=log)
+    finally:
+        _close_log(log)
 
 
 def _first_problem(*checks: tuple[str, float, bool, str]) -> str | None:

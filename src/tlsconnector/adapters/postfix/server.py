@@ -37,6 +37,7 @@ import functools
 import ipaddress
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -55,6 +56,7 @@ from tlsconnector._decisions import InboundAction, InboundDecision
 from tlsconnector._errors import PolicyError, show
 from tlsconnector._facts import MAX_ADDRESS_LENGTH
 from tlsconnector._model import ConnectorType, Policy
+from tlsconnector._revocation import Revocation
 from tlsconnector.adapters._recording import (
     DEFAULT_RECORD_KEEP,
     DEFAULT_RECORD_MAX_BYTES,
@@ -68,13 +70,15 @@ from tlsconnector.adapters.postfix._service import (
     STOP_GRACE,
     STOP_SIGNALS,
     ConnectionSlots,
+    PidFile,
+    StartupError,
     Unservable,
-    listen_address,
+    bind_endpoint,
     peer_of,
     reload_policy,
+    remove_socket,
+    run_service,
     serve_until_stopped,
-    tcp_socket,
-    with_signals_held,
 )
 from tlsconnector.adapters.postfix.protocol import (
     MAX_LOGGED_VALUE,
@@ -153,6 +157,13 @@ class ServeConfig:
     host: str
     port: int
     workers: int = 1
+    #: Listen on this Unix socket instead of ``host``:``port`` (an absolute path).
+    unix_path: str | None = None
+    #: ``--socket-mode`` and ``--socket-owner`` (uid, gid; -1 unchanged) of the Unix socket.
+    socket_mode: int | None = None
+    socket_owner: tuple[int, int] | None = None
+    #: ``--pidfile``: written once listening, removed at exit.
+    pidfile: Path | None = None
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     max_connections: int = MAX_CONNECTIONS
     max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT
@@ -221,8 +232,11 @@ class JsonLog:
         burst: int = LOG_BURST,
         window: float = LOG_WINDOW,
         buffer_bytes: int = LOG_BUFFER_BYTES,
+        text: bool = False,
     ) -> None:
         self.stream = stream
+        #: ``--log-format text``: each line as ``time key=value ...`` (see :func:`text_line`).
+        self.text = text
         self.clock = clock
         self.monotonic = monotonic
         self.burst = burst
@@ -293,6 +307,8 @@ class JsonLog:
 
     def write(self, line: str) -> None:
         """Write one line (a JSON object, without its newline)."""
+        if self.text:
+            line = text_line(line)
         if self._loop is None:
             self._write_lines([line])
             return
@@ -312,14 +328,13 @@ class JsonLog:
         writer.put([_encode_line(line) for line in lines], self._dropped_line)
 
     def _dropped_line(self, count: int) -> bytes:
-        return _encode_line(
-            self.line(
-                "log-dropped",
-                dropped=count,
-                message=f"{count} log lines were dropped: standard error was not read "
-                f"fast enough (at most {self.buffer_bytes} bytes wait)",
-            )
+        line = self.line(
+            "log-dropped",
+            dropped=count,
+            message=f"{count} log lines were dropped: the log was not read fast enough "
+            f"(at most {self.buffer_bytes} bytes wait)",
         )
+        return _encode_line(text_line(line) if self.text else line)
 
     def _write_lines(self, lines: list[str]) -> None:
         """Write whole lines. To a file descriptor (standard error as a pipe or a file),
@@ -361,6 +376,147 @@ class JsonLog:
         if writer is not None:
             writer.close(timeout=LOG_DRAIN_SECONDS)
         self._loop = None
+
+
+#: A text log value written as it is (anything else is quoted and escaped).
+_BARE_VALUE = re.compile(r"[A-Za-z0-9._:/@+,\[\]*-]+")
+_TEXT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def text_line(line: str) -> str:
+    r"""A JSON log line as text (``--log-format text``): the time, then ``key=value``
+    for every other field in order. A value of letters, digits and ``._:/@+,[]*-`` is
+    written as it is; any other text in double quotes, with ``\\``, ``\"``, ``\n``,
+    ``\r``, ``\t`` and ``\xNN``/``\uNNNN`` escapes for every other control or
+    non-ASCII character (one event is always one line, and what a peer sent cannot
+    forge a field); a list or object as compact JSON, quoted; null as ``-``."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return _quoted(line)
+    if not isinstance(record, dict):
+        return _quoted(line)
+    parts = [str(record.pop("time", "-"))]
+    for key, value in record.items():
+        parts.append(f"{key}={_text_value(value)}")
+    return " ".join(parts)
+
+
+def _text_value(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    if not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    if value != "-" and _BARE_VALUE.fullmatch(value):
+        return value
+    return _quoted(value)
+
+
+def _quoted(text: str) -> str:
+    out = []
+    for char in text:
+        escaped = _TEXT_ESCAPES.get(char)
+        if escaped is not None:
+            out.append(escaped)
+        elif " " <= char <= "~":
+            out.append(char)
+        elif ord(char) <= 0xFF:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
+
+
+#: Syslog facility ``mail`` and the severities of the log's events (RFC 5424 6.2.1).
+SYSLOG_FACILITY_MAIL = 2
+_SYSLOG_ERR, _SYSLOG_WARNING, _SYSLOG_INFO = 3, 4, 6
+_SYSLOG_ERRORS = frozenset({"error", "worker-exited", "reload-failed", "policy-invalid"})
+_SYSLOG_WARNINGS = frozenset(
+    {
+        *RATE_LIMITED_EVENTS,
+        "log-dropped",
+        "log-suppressed",
+        "name-constrained-ca",
+        "record-error",
+        "connector-not-served",
+        "mx-lookups-unavailable",
+        "refresh-failed",
+    }
+)
+_EVENT_NAME = re.compile(r'(?:^|[ ,{])"?event(?:=|":")([a-z-]+)')
+#: The longest syslog message sent (longer lines are cut, and say so).
+MAX_SYSLOG_BYTES = 8 * 1024
+DEFAULT_SYSLOG_SOCKET = "/dev/log"
+
+
+class SyslogStream:
+    """``--log syslog``: each log line is one datagram to the local syslog socket
+    (``/dev/log``), facility mail, ident ``tlsconnector[pid]``, severity by event
+    (errors ``err``, events a peer can cause and warnings ``warning``, others
+    ``info``). Sent without ever blocking: a datagram the socket cannot take at once
+    (a syslog daemon that does not keep up, or none) is dropped and counted, and the
+    count sent in a line of its own as soon as one can be sent. A line over
+    :data:`MAX_SYSLOG_BYTES` is cut. The rate limits of :class:`JsonLog` apply before.
+    Has no ``fileno``: :class:`JsonLog` writes to it from the event loop."""
+
+    def __init__(self, path: str = DEFAULT_SYSLOG_SOCKET, *, ident: str = "tlsconnector") -> None:
+        self.path = path
+        self.ident = ident
+        self.dropped = 0
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        try:
+            self._sock.connect(path)
+        except OSError:
+            self._sock.close()
+            raise
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line:
+                self._send(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _send(self, line: str) -> None:
+        if self.dropped and self._datagram(
+            _SYSLOG_WARNING,
+            f'event=log-dropped dropped={self.dropped} message="{self.dropped} log lines '
+            'were dropped: the syslog socket did not take them"',
+        ):
+            self.dropped = 0
+        if self.dropped or not self._datagram(_severity(line), line):
+            self.dropped += 1
+
+    def _datagram(self, severity: int, line: str) -> bool:
+        head = f"<{SYSLOG_FACILITY_MAIL * 8 + severity}>{self.ident}[{os.getpid()}]: "
+        data = (head + line).encode("utf-8", "backslashreplace")
+        if len(data) > MAX_SYSLOG_BYTES:
+            data = data[: MAX_SYSLOG_BYTES - 12] + b" [truncated]"
+        try:
+            self._sock.send(data)
+        except OSError:  # EAGAIN (full), ECONNREFUSED (no daemon), and the like
+            return False
+        return True
+
+
+def _severity(line: str) -> int:
+    found = _EVENT_NAME.search(line)
+    event = found.group(1) if found else ""
+    if event in _SYSLOG_ERRORS:
+        return _SYSLOG_ERR
+    if event in _SYSLOG_WARNINGS:
+        return _SYSLOG_WARNING
+    return _SYSLOG_INFO
 
 
 @attrs.define
@@ -449,6 +605,23 @@ def ungoverned(policy: Policy) -> str | None:
         "the policy has no enabled inbound connector of type partner, so it governs no "
         f"inbound mail (every sender would get DUNNO; {len(policy.inbound)} inbound and "
         f"{len(policy.outbound)} outbound connectors in the file)"
+    )
+
+
+def unanswerable_revocation(policy: Policy) -> str | None:
+    """Why ``[trust] revocation = "hard"`` cannot be served to Postfix, or None.
+
+    Postfix's policy requests carry the certificate's subject CN and fingerprint,
+    never the certificate, its chain or its serial number, so no CRL can ever answer
+    for it: under ``hard`` every session with a verified CN would be a temporary
+    failure (section 11). Such a policy is refused at start and on reload."""
+    if policy.revocation is not Revocation.HARD:
+        return None
+    return (
+        '[trust] revocation = "hard" cannot be served to Postfix: its policy requests '
+        "carry neither the client certificate nor its serial number, so no CRL can answer "
+        "and every session with a verified certificate name would get a temporary "
+        'failure; use revocation = "soft" (or "off") for serve postfix'
     )
 
 
@@ -576,6 +749,12 @@ def _governing(policy: Policy) -> Policy:
     """``policy``, unless it governs no inbound mail: an empty file, or one caught half
     written, loads as a valid policy that governs nothing, and every session would be
     accepted."""
+    problem = unanswerable_revocation(policy)
+    if problem is not None:
+        raise Unservable(
+            [problem],
+            'refusing a policy with [trust] revocation = "hard"; keeping the previous policy',
+        )
     problem = ungoverned(policy)
     if problem is not None:
         raise Unservable(
@@ -937,59 +1116,72 @@ class _Connection(asyncio.Protocol):
                 self.transport.close()
 
 
-def serve_postfix(config: ServeConfig, *, log: JsonLog) -> int:
+def serve_postfix(config: ServeConfig, *, log: JsonLog, errors: TextIO | None = None) -> int:
     """Run the Postfix policy service until SIGTERM/SIGINT; the exit status.
 
-    0 after a clean stop; 2 when the policy is invalid or the address cannot be
-    bound; 1 when a worker process died unexpectedly (the whole service stops so the
-    service manager restarts it; Postfix meanwhile applies its default action).
+    0 after a clean stop; 2 when it does not start (an invalid or unservable policy,
+    an address that cannot be bound, a live --pidfile), said in plain text on
+    ``errors`` (standard error); 1 when a worker process died unexpectedly (the whole
+    service stops so the service manager restarts it; Postfix meanwhile applies its
+    default action).
     """
-    return with_signals_held(lambda: _serve(config, log))
+    return run_service("tlsconnector serve postfix", errors, lambda: _serve(config, log))
 
 
 def _serve(config: ServeConfig, log: JsonLog) -> int:
+    shown = show(str(config.policy_path), 200)
     try:
         policy = load_policy(config.policy_path)
     except PolicyError as exc:
-        log.emit(
-            "policy-invalid",
-            policy=str(config.policy_path),
-            problems=[str(p) for p in exc.problems],
-            message="not starting: the policy is invalid",
-        )
-        return EXIT_USAGE
+        raise StartupError(
+            f"not starting: the policy {shown} is invalid", [str(p) for p in exc.problems]
+        ) from None
     problem = ungoverned(policy)
     if problem is not None:
-        log.emit(
-            "policy-invalid",
-            policy=str(config.policy_path),
-            problems=[problem],
-            message=f"not starting: the policy {show(str(config.policy_path), 200)} governs "
-            "no inbound mail",
+        raise StartupError(f"not starting: the policy {shown} governs no inbound mail", [problem])
+    problem = unanswerable_revocation(policy)
+    if problem is not None:
+        raise StartupError(
+            f"not starting: the policy {shown} cannot be served to Postfix", [problem]
         )
-        return EXIT_USAGE
+    if config.record_path is not None and config.workers != 1:
+        # Several processes would rotate one file under each other.
+        raise StartupError("not starting: --record needs --workers 1")
+    pidfile = None if config.pidfile is None else PidFile(config.pidfile)
+    if pidfile is not None:
+        pidfile.check()
+    endpoint = config.unix_path if config.unix_path is not None else (config.host, config.port)
+    try:
+        sock, address = bind_endpoint(endpoint, mode=config.socket_mode, owner=config.socket_owner)
+    except OSError as exc:
+        where = config.unix_path or f"{config.host}:{config.port}"
+        raise StartupError(f"not starting: cannot listen on {show(where, 200)}: {exc}") from None
+    inode = os.stat(config.unix_path).st_ino if config.unix_path is not None else None
+    try:
+        if pidfile is not None:
+            pidfile.write()
+        return _run(config, log, policy, sock, address)
+    finally:
+        # (Forked workers end with os._exit: only the starting process gets here.)
+        if config.unix_path is not None and inode is not None:
+            remove_socket(config.unix_path, inode)
+        if pidfile is not None:
+            pidfile.remove()
+
+
+def _run(
+    config: ServeConfig, log: JsonLog, policy: Policy, sock: socket.socket, address: str
+) -> int:
     for warning in name_constrained_warnings(policy, config.policy_path):
         log.emit("name-constrained-ca", **warning)
     recorder: Recorder | None = None
     if config.record_path is not None:
-        if config.workers != 1:
-            # Several processes would rotate one file under each other.
-            log.emit("error", message="--record needs --workers 1")
-            return EXIT_USAGE
         recorder = Recorder(
             config.record_path,
             max_bytes=config.record_max_bytes,
             keep=config.record_keep,
             redact_key=config.record_redact_key,
         )
-    try:
-        sock = tcp_socket(config.host, config.port)
-    except OSError as exc:
-        log.emit("error", message=f"cannot listen on {config.host}:{config.port}: {exc}")
-        if recorder is not None:
-            recorder.close(timeout=0)
-        return EXIT_USAGE
-    address = listen_address(sock)
 
     def announce() -> None:
         log.emit(

@@ -28,12 +28,11 @@ import importlib
 import importlib.util
 import os
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar, cast
 
 import attrs
 
@@ -43,14 +42,15 @@ from tlsconnector._names import canonical_domain
 from tlsconnector.adapters.postfix._service import (
     STOP_GRACE,
     ConnectionSlots,
+    PidFile,
+    StartupError,
     Unservable,
-    listen_address,
-    listening_socket,
+    bind_endpoint,
     peer_of,
     reload_policy,
+    remove_socket,
+    run_service,
     serve_until_stopped,
-    tcp_socket,
-    with_signals_held,
 )
 from tlsconnector.adapters.postfix.outbound import (
     DEFAULT_PIN_LIFETIME,
@@ -140,6 +140,11 @@ class OutboundServeConfig:
     max_connections: int = MAX_CONNECTIONS
     max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT
     transport: str = DEFAULT_TRANSPORT
+    #: ``--socket-mode`` and ``--socket-owner`` (uid, gid; -1 unchanged) of the Unix socket.
+    socket_mode: int | None = None
+    socket_owner: tuple[int, int] | None = None
+    #: ``--pidfile``: written once listening, removed at exit.
+    pidfile: Path | None = None
 
 
 def parse_socketmap_listen(text: str) -> tuple[str, int] | str:
@@ -577,8 +582,14 @@ class OutboundService:
         if built is None:
             return
         policy, maps = built
+        before = _revocation_key(self.maps.policy)
         self.maps = maps
-        forgotten = self.cache.forget_changed(maps)
+        if _revocation_key(policy) != before:
+            # Pins were judged against the previous CRLs (or revocation setting): a
+            # leaf the new CRLs revoke must be probed and judged again.
+            forgotten = self.cache.forget_changed(cast("OutboundMaps", _NO_NEXT_HOPS))
+        else:
+            forgotten = self.cache.forget_changed(maps)
         self.log.emit(
             "reload",
             policy=str(self.policy_path),
@@ -719,6 +730,28 @@ class OutboundService:
         self.log.emit("stopped")
 
 
+def _revocation_key(policy: Policy) -> tuple[bytes | None, str]:
+    """What pins depend on beside the anchors (:attr:`PinEntry.trust_key`) and the
+    connector: the CRL set's content key and the ``[trust] revocation`` setting."""
+    trust = policy.trust
+    return (None if trust is None else trust.crls.key, policy.revocation.value)
+
+
+class _NoNextHops:
+    """Stands for maps under which no next hop is known (only what
+    :meth:`PinCache.forget_changed` reads): given these, it forgets every pin, which
+    the cache has no other way to do."""
+
+    policy = Policy()
+
+    @staticmethod
+    def next_hop(_: str) -> None:
+        return None
+
+
+_NO_NEXT_HOPS = _NoNextHops()
+
+
 def _pinned(lookup: HopLookup, entry: PinEntry, source: str) -> MapAnswer:
     return MapAnswer(
         AnswerKind.OK,
@@ -733,33 +766,19 @@ def _pinned(lookup: HopLookup, entry: PinEntry, source: str) -> MapAnswer:
 # -- starting -----------------------------------------------------------------------------
 
 
-def _bind_unix(path: str) -> socket.socket:
-    """A listening Unix socket at ``path``. A stale socket there (nobody accepts) is
-    replaced; a live one, or a file that is not a socket, is refused."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISSOCK(mode):
-            raise OSError(f"{path} exists and is not a socket")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            probe.settimeout(1.0)
-            try:
-                probe.connect(path)
-            except OSError:
-                os.unlink(path)  # stale: left by a service that stopped
-            else:
-                raise OSError(f"{path} is in use by another running service")
-    return listening_socket(socket.AF_UNIX, path)
-
-
 def serve_postfix_outbound(
-    config: OutboundServeConfig, *, log: JsonLog, prober: Prober | None = None
+    config: OutboundServeConfig,
+    *,
+    log: JsonLog,
+    prober: Prober | None = None,
+    errors: TextIO | None = None,
 ) -> int:
     """Run the service until SIGTERM/SIGINT; the exit status (0 after a clean stop, 2
-    when the policy cannot be served or the address cannot be bound)."""
-    return with_signals_held(lambda: _serve(config, log, prober))
+    when it does not start: a policy that cannot be served, an address that cannot be
+    bound, a live --pidfile; said in plain text on ``errors``, standard error)."""
+    return run_service(
+        "tlsconnector serve postfix-outbound", errors, lambda: _serve(config, log, prober)
+    )
 
 
 def _serve(config: OutboundServeConfig, log: JsonLog, prober: Prober | None) -> int:
@@ -777,30 +796,24 @@ def _serve(config: OutboundServeConfig, log: JsonLog, prober: Prober | None) -> 
             max_connections=config.max_connections,
             max_connections_per_client=config.max_connections_per_client,
         )
-    except (PolicyError, MapsError) as exc:
-        log.emit(
-            "policy-invalid",
-            policy=str(config.policy_path),
-            problems=[str(p) for p in exc.problems],
-            message=f"not starting: the policy {shown} cannot be served to Postfix",
-        )
-        return EXIT_USAGE
-    for warning in served_warnings(policy):
-        log.emit("connector-not-served", **warning)
-    mx = _mx_warning(policy)
-    if mx is not None:
-        log.emit("mx-lookups-unavailable", **mx)
+    except PolicyError as exc:
+        raise StartupError(
+            f"not starting: the policy {shown} is invalid", [str(p) for p in exc.problems]
+        ) from None
+    except MapsError as exc:
+        raise StartupError(
+            f"not starting: the policy {shown} cannot be served to Postfix",
+            [str(p) for p in exc.problems],
+        ) from None
+    pidfile = None if config.pidfile is None else PidFile(config.pidfile)
+    if pidfile is not None:
+        pidfile.check()
+    endpoint = config.unix_path if config.unix_path is not None else (config.host, config.port)
     try:
-        if config.unix_path is not None:
-            sock = _bind_unix(config.unix_path)
-            address = f"unix:{config.unix_path}"
-        else:
-            sock = tcp_socket(config.host, config.port)
-            address = listen_address(sock)
+        sock, address = bind_endpoint(endpoint, mode=config.socket_mode, owner=config.socket_owner)
     except OSError as exc:
         where = config.unix_path or f"{config.host}:{config.port}"
-        log.emit("error", message=f"cannot listen on {show(where, 200)}: {exc}")
-        return EXIT_USAGE
+        raise StartupError(f"not starting: cannot listen on {show(where, 200)}: {exc}") from None
     inode = os.stat(config.unix_path).st_ino if config.unix_path is not None else None
 
     def announce() -> None:
@@ -815,10 +828,17 @@ def _serve(config: OutboundServeConfig, log: JsonLog, prober: Prober | None) -> 
 
     try:
         with sock:
+            if pidfile is not None:
+                pidfile.write()
+            for warning in served_warnings(policy):
+                log.emit("connector-not-served", **warning)
+            mx = _mx_warning(policy)
+            if mx is not None:
+                log.emit("mx-lookups-unavailable", **mx)
             asyncio.run(service.run(sock, announce=announce))
     finally:
-        if config.unix_path is not None:
-            with contextlib.suppress(OSError):
-                if os.stat(config.unix_path).st_ino == inode:
-                    os.unlink(config.unix_path)
+        if config.unix_path is not None and inode is not None:
+            remove_socket(config.unix_path, inode)
+        if pidfile is not None:
+            pidfile.remove()
     return EXIT_OK
