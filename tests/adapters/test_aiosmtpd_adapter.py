@@ -740,7 +740,9 @@ def test_policy_without_trust_anchors_asks_for_no_certificate(files: Files) -> N
     assert ssl.CERT_NONE == context.verify_mode
 
 
-def test_requires_starttls_follows_the_policy_and_smtp_kwargs_does_not(policy: Policy, files: Files) -> None:
+def test_requires_starttls_follows_the_policy_and_smtp_kwargs_does_not(
+    policy: Policy, files: Files
+) -> None:
     relaxed = Policy.from_mapping(
         {"inbound": [{"name": "Allow", "sender_domains": ["*"], "require_tls": False}]},
         trust=None,
