@@ -36,6 +36,7 @@ import attrs
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from postfix_instance import free_port, tool
 from test_postfix_server import PolicyService
 
 from tlsconnector.cli import main
@@ -45,7 +46,6 @@ from certmint import CA, Leaf
 pytestmark = pytest.mark.postfix
 
 WAIT = 20.0  # seconds: the bound on every wait
-SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 MASTER_CF_TEMPLATES = (Path("/usr/share/postfix/master.cf.dist"), Path("/etc/postfix/master.cf"))
 DEFAULT_ACTION = "451 4.3.5 Policy service unavailable, try again later"
 #: How Postfix words a refusal at RCPT TO before the policy service's text.
@@ -61,29 +61,6 @@ require_tls = true
 tls_sender_certificate_name = "*.fabrikam.com"
 restrict_domains_to_certificate = true
 """
-
-
-def _tool(name: str) -> str:
-    """The full path of a Postfix command, or skip (fail under CI=true) without it."""
-    path = shutil.which(name, path=SBIN_PATH)
-    problem = None
-    if path is None:
-        problem = f"Postfix is not installed ({name} not found; apt-get install postfix)"
-    elif os.geteuid() != 0:
-        problem = "starting Postfix needs root"
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{problem}, but CI=true requires the Postfix tests (.ci/run)")
-        pytest.skip(problem)
-    assert path is not None
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _wait_for_port(port: int) -> None:
@@ -257,7 +234,7 @@ def _running_mx(mint: Minter, policy: str) -> Iterator[Mx]:
     """A Postfix and its policy service under a new temporary directory: ``mint``
     writes the certificates there (returning them, the file Postfix's
     smtpd_tls_CAfile names and the MX's CA); ``policy`` is the policy file's text."""
-    postfix, postconf, postsuper = _tool("postfix"), _tool("postconf"), _tool("postsuper")
+    postfix, postconf, postsuper = tool("postfix"), tool("postconf"), tool("postsuper")
     base = Path(tempfile.mkdtemp(prefix="tlsconnector-postfix-"))
     base.chmod(0o755)  # Postfix's daemons run as the postfix user and must reach it
     etc = str(base / "etc")
@@ -270,7 +247,7 @@ def _running_mx(mint: Minter, policy: str) -> Iterator[Mx]:
         service = PolicyService(
             base / "policy.toml", "--record", str(base / "recorded.jsonl")
         ).start()
-        port, open_port = _free_port(), _free_port()
+        port, open_port = free_port(), free_port()
         _configure(
             base,
             postconf,
