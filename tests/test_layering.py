@@ -22,6 +22,7 @@ FLOORS: dict[str, int] = {
     "tlsconnector._memory": 1,
     "tlsconnector._names": 1,
     "tlsconnector._addresses": 1,
+    "tlsconnector._revocation_settings": 1,
     "tlsconnector._revocation": 1,
     "tlsconnector._chains": 1,
     "tlsconnector._validation": 1,

@@ -588,3 +588,38 @@ def test_lint_uses_the_load_time_recorded_by_the_loader(tmp_path: Path) -> None:
     pol = load_policy(_write(tmp_path, 'crl_files = ["old.crl"]'), use_system_trust=False)
     # A policy of [trust] alone also enforces nothing (empty-policy).
     assert [LintCode.CRL_STALE, LintCode.EMPTY_POLICY] == [w.code for w in lint(pol)]
+
+
+def test_loading_for_the_lint_reads_the_system_bundle_only_to_carry_crls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tlsconnector check`` loads with load_policy_for_lint: no lint reads trust
+    anchors, so the system's CA bundle is read only when CRLs must ride on it."""
+    from tlsconnector._chains import TrustStore
+
+    reads: list[str] = []
+
+    def system() -> TrustStore:
+        reads.append("read")
+        return TrustStore((ROOT.cert,))
+
+    monkeypatch.setattr(loading, "system_trust_store", system)
+    long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    old = INTER.crl(this_update=long_ago, next_update=long_ago + 7 * DAY)
+    (tmp_path / "old.crl").write_bytes(old.public_bytes(serialization.Encoding.DER))
+    connector = '[[inbound]]\nname = "a"\nsender_domains = ["partner.com"]\n'
+    with_crls = tmp_path / "with.toml"
+    with_crls.write_text(f'[trust]\ncrl_files = ["old.crl"]\n\n{connector}')
+    without = tmp_path / "without.toml"
+    without.write_text(connector)
+
+    plain = loading.load_policy_for_lint(without)
+    assert plain.trust is None
+    assert [] == reads
+    assert load_policy(without).trust is not None  # deciding reads it
+    assert ["read"] == reads
+    reads.clear()
+    pol = loading.load_policy_for_lint(with_crls)
+    assert ["read"] == reads
+    assert [LintCode.CRL_STALE] == [w.code for w in lint(pol)]
+    assert [LintCode.CRL_STALE] == [w.code for w in lint(load_policy(with_crls))]

@@ -12,17 +12,19 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from tlsconnector._chains import TrustStore
-from tlsconnector._revocation import Revocation
+from tlsconnector._revocation_settings import Revocation
 
 from ._addresses import IPSet
 from ._errors import InvalidValue
 from ._index import DomainIndex
 from ._names import CertificateName, DomainPattern, canonical_domain
+
+if TYPE_CHECKING:  # speed: a policy without trust anchors never imports cryptography
+    from tlsconnector._chains import TrustStore
 
 __all__ = [
     "ConnectorType",

@@ -11,11 +11,10 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import attrs
 
-from tlsconnector._chains import TrustStore
 from tlsconnector._model import (
     ConnectorType,
     InboundConnector,
@@ -25,11 +24,14 @@ from tlsconnector._model import (
     TLSMode,
     _name_key,
 )
-from tlsconnector._revocation import Revocation
+from tlsconnector._revocation_settings import Revocation
 
 from ._addresses import IPRange, IPSet
 from ._errors import MISSING, InvalidValue, PolicyError, Problem
 from ._names import CertificateName, DomainPattern, PatternKind
+
+if TYPE_CHECKING:
+    from tlsconnector._chains import TrustStore
 
 __all__ = ["policy_from_mapping"]
 

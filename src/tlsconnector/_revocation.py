@@ -17,7 +17,6 @@ the first time a CRL meets an issuer key, one signature check.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -31,6 +30,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtendedKeyUsageOID, ExtensionOID
 
 from ._errors import InvalidValue, show
+from ._revocation_settings import MAX_CRL_BYTES, MAX_CRLS, Revocation
 
 __all__ = [
     "CODE_REVOKED",
@@ -50,26 +50,13 @@ __all__ = [
 CODE_REVOKED = "certificate-revoked"
 CODE_UNKNOWN = "revocation-unknown"
 
-#: Bounds (section 8). CRLs are operator configuration, but large: a CA's full CRL
-#: can hold hundreds of thousands of serials (about 40 bytes each in DER).
-MAX_CRL_BYTES = 64 * 1024 * 1024  # one CRL file, PEM or DER
-MAX_CRLS = 20_000  # CRLs in one set (the target is 10,000)
+#: Bounds (section 8; those of the CRL files are in _revocation_settings). A CA's full
+#: CRL can hold hundreds of thousands of serials (about 40 bytes each in DER).
 MAX_REVOKED_ENTRIES = 4_000_000  # revoked serials over every CRL of a set (target 1,000,000)
 #: A stapled OCSP response is attacker input: bounded before it is parsed.
 MAX_OCSP_RESPONSE_BYTES = 64 * 1024
 #: Single responses and certificates looked at in one OCSP response.
 MAX_OCSP_ITEMS = 16
-
-
-class Revocation(enum.StrEnum):
-    """``[trust] revocation``: what a certificate without a usable answer gets (section 11)."""
-
-    #: Decided as if not revoked, with a ``revocation-unknown`` reason beside the others.
-    SOFT = "soft"
-    #: ``revocation-unknown`` fails the check (temporary failure / defer).
-    HARD = "hard"
-    #: No revocation check at all (the lint warns).
-    OFF = "off"
 
 
 _SECOND = dt.timedelta(seconds=1)

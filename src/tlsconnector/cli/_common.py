@@ -15,21 +15,25 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tlsconnector._decisions import InboundDecision, OutboundDecision, printable
 from tlsconnector._errors import (
     MESSAGE_LIMIT,
     MISSING,
     InvalidValue,
     PolicyError,
     missing_text,
+    printable,
     show,
 )
-from tlsconnector._model import Policy
-from tlsconnector.policy_file.loading import load_policy
 
-Decision = InboundDecision | OutboundDecision
+# Speed: every command imports this module, `tlsconnector --version` and `check` too;
+# the decisions and the policy loader are imported by the commands that use them.
+if TYPE_CHECKING:
+    from tlsconnector._decisions import InboundDecision, OutboundDecision
+    from tlsconnector._model import Policy
+
+    Decision = InboundDecision | OutboundDecision
 
 #: The most worker processes ``--jobs`` starts.
 MAX_JOBS = 64
@@ -88,6 +92,8 @@ def explain(decision: Decision, *, label: str) -> str:
     sources = {reason.connector for reason in decision.reasons if reason.connector}
     name_each = len(sources) > 1 or bool(sources - {decision.connector})
     lines = [f"{label}: {decision.action.value.upper()}{by}"]
+    from tlsconnector._decisions import OutboundDecision
+
     if isinstance(decision, OutboundDecision):
         if decision.route is not None:
             hosts = ", ".join(decision.route.hosts)
@@ -125,12 +131,15 @@ def printable_lines(message: str) -> str:
     return "\n".join(printable(line, limit=2000) for line in message.split("\n"))
 
 
-def policy_or_none(path: str) -> Policy | None:
+def policy_or_none(path: str, *, for_lint: bool = False) -> Policy | None:
     """The policy file loaded, or None after every problem was written to stderr, the
     first line naming the file (``POLICY.toml: invalid policy (2 problems):``) and
-    each problem its line where the loader could tell (``  - line 7: ...``)."""
+    each problem its line where the loader could tell (``  - line 7: ...``).
+    ``for_lint``: loaded to be checked, not to decide (``load_policy_for_lint``)."""
+    from tlsconnector.policy_file.loading import load_policy, load_policy_for_lint
+
     try:
-        return load_policy(path)
+        return load_policy_for_lint(path) if for_lint else load_policy(path)
     except PolicyError as exc:
         _err(f"{printable(path)}: {exc}")
         return None

@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tlsconnector._errors import FactsError
 from tlsconnector._facts import (
@@ -35,12 +35,14 @@ from tlsconnector.cli._common import (
     EXIT_UNDECIDED,
     EXIT_USAGE,
     MAX_JOBS,
-    Decision,
     _err,
     _json_line,
     _line_error,
     explain,
 )
+
+if TYPE_CHECKING:
+    from tlsconnector.cli._common import Decision
 
 #: A session line longer than this is refused (section 8: overlong lines).
 MAX_LINE_BYTES = 8 * 1024 * 1024

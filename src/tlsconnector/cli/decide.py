@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from tlsconnector._chains import PresentedChain
 from tlsconnector._decisions import printable
@@ -26,7 +27,6 @@ from tlsconnector.cli._common import (
     EXIT_OK,
     EXIT_UNDECIDED,
     EXIT_USAGE,
-    Decision,
     _err,
     _print_json,
     explain,
@@ -34,6 +34,9 @@ from tlsconnector.cli._common import (
     policy_or_none,
 )
 from tlsconnector.cli.batch import _decide_file
+
+if TYPE_CHECKING:
+    from tlsconnector.cli._common import Decision
 
 MAX_RETRY_WINDOW_HOURS = 24 * 366 * 100
 #: ``--cert``: a larger file is refused as unreadable (exit 2), never cut short.

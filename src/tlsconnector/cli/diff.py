@@ -21,7 +21,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Callable
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from tlsconnector._decisions import printable
 from tlsconnector._errors import FactsError
@@ -34,11 +34,13 @@ from tlsconnector.cli._common import (
     EXIT_OK,
     EXIT_UNDECIDED,
     EXIT_USAGE,
-    Decision,
     _err,
     policy_or_none,
 )
 from tlsconnector.cli.batch import _decide_file
+
+if TYPE_CHECKING:
+    from tlsconnector.cli._common import Decision
 
 __all__ = ["diff", "main"]
 

@@ -8,13 +8,13 @@ import sys
 
 from tlsconnector.cli import family
 from tlsconnector.cli._common import EXIT_OK, EXIT_UNDECIDED, _err, policy_or_none
-from tlsconnector.policy_file.lint import lint
-from tlsconnector.policy_file.schema import schema_text
 
 
 def check(args: argparse.Namespace) -> int:
     """``tlsconnector check``."""
-    policy = policy_or_none(args.policy)
+    from tlsconnector.policy_file.lint import lint
+
+    policy = policy_or_none(args.policy, for_lint=True)
     if policy is None:
         return EXIT_UNDECIDED
     print(
@@ -37,6 +37,8 @@ def _count(number: int, direction: str) -> str:
 
 def schema(args: argparse.Namespace) -> int:
     """``tlsconnector schema``: the policy file's JSON Schema on standard output."""
+    from tlsconnector.policy_file.schema import schema_text
+
     sys.stdout.write(schema_text())
     return EXIT_OK
 

@@ -25,7 +25,7 @@ from tlsconnector._model import (
     is_ip_address,
 )
 from tlsconnector._names import CertificateName, DomainPattern, PatternKind, is_public_suffix
-from tlsconnector._revocation import Revocation
+from tlsconnector._revocation_settings import Revocation
 
 __all__ = ["LintCode", "LintSeverity", "LintWarning", "lint"]
 

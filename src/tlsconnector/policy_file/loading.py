@@ -8,31 +8,31 @@ import gc
 import json
 import os
 import re
-import ssl
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import tomli
-from cryptography import x509
 
-from tlsconnector._chains import TrustStore
 from tlsconnector._errors import InvalidValue, PolicyError, Problem
 from tlsconnector._model import Policy
 from tlsconnector._reading import _INBOUND_KEYS, _OUTBOUND_KEYS
-from tlsconnector._revocation import (
-    MAX_CRL_BYTES,
-    MAX_CRLS,
-    CrlSet,
-    RevocationList,
-    load_crls,
-)
+from tlsconnector._revocation_settings import MAX_CRL_BYTES, MAX_CRLS
 
-__all__ = ["load_policy", "system_trust_store"]
+# Speed: cryptography (the trust store, CRLs) and ssl (the system's CA paths) are
+# imported when a policy needs them, so that `tlsconnector check` on a policy without
+# [trust] files starts without them (docs/performance.md, "Start-up").
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from tlsconnector._chains import TrustStore
+    from tlsconnector._revocation import CrlSet, RevocationList
+
+__all__ = ["load_policy", "load_policy_for_lint", "system_trust_store"]
 
 #: A policy file larger than this is refused before parsing (section 8 bounds).
 MAX_POLICY_BYTES = 16 * 1024 * 1024
@@ -54,7 +54,17 @@ def load_policy(path: str | os.PathLike[str], *, use_system_trust: bool = True) 
     Raises :class:`PolicyError` listing every problem, including unreadable files.
     """
     with _gc_paused():
-        return _load_policy(path, use_system_trust=use_system_trust)
+        return _load_policy(path, system_trust="always" if use_system_trust else "never")
+
+
+def load_policy_for_lint(path: str | os.PathLike[str]) -> Policy:
+    """:func:`load_policy` for validating and linting the file (``tlsconnector check``),
+    not for deciding: the system's CA bundle, which no lint reads, is read only when
+    the file has ``[trust] crl_files`` and no ``ca_file`` (the CRLs ride on the trust
+    store the decisions would use, and the lint reads them). Every problem of the file
+    is reported as by :func:`load_policy`."""
+    with _gc_paused():
+        return _load_policy(path, system_trust="for-crls")
 
 
 # Speed: loading a large policy allocates millions of objects that all stay alive (the
@@ -85,7 +95,9 @@ def _gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def _load_policy(path: str | os.PathLike[str], *, use_system_trust: bool) -> Policy:
+def _load_policy(
+    path: str | os.PathLike[str], *, system_trust: Literal["always", "never", "for-crls"]
+) -> Policy:
     policy_path = Path(path)
     try:
         raw = _read_bounded(policy_path, MAX_POLICY_BYTES)
@@ -106,6 +118,10 @@ def _load_policy(path: str | os.PathLike[str], *, use_system_trust: bool) -> Pol
     except InvalidValue as exc:
         raise PolicyError([Problem(None, "(file)", str(path), exc.reason)]) from None
     problems: list[Problem] = []
+    table = data.get("trust")
+    use_system_trust = system_trust == "always" or (
+        system_trust == "for-crls" and isinstance(table, Mapping) and bool(table.get("crl_files"))
+    )
     trust = _load_trust(data, policy_path.parent, problems, use_system_trust=use_system_trust)
     crls = _load_crls(data, policy_path.parent, problems)
     if trust is not None and crls is not None:
@@ -271,6 +287,8 @@ def _load_trust(
         # A wrong type is reported by Policy.from_mapping; fall back to the system.
         return system_trust_store() if use_system_trust and ca_file is None else None
     path = base / ca_file
+    from tlsconnector._chains import TrustStore
+
     try:
         return TrustStore.from_pem(_read_bounded(path, MAX_CA_FILE_BYTES))
     except OSError as exc:
@@ -292,6 +310,8 @@ def _load_crls(data: Mapping[str, Any], base: Path, problems: list[Problem]) -> 
             Problem(None, "trust.crl_files", f"<{len(files)} files>", f"more than {MAX_CRL_FILES}")
         )
         return None
+    from tlsconnector._revocation import CrlSet, RevocationList, load_crls
+
     lists: list[RevocationList] = []
     total = 0
     for position, name in enumerate(files):
@@ -326,6 +346,10 @@ def system_trust_store() -> TrustStore | None:
     Certificates are decoded one by one and the few a system bundle may hold that
     ``cryptography`` refuses are skipped, so one odd root cannot empty the store.
     """
+    import ssl
+
+    from tlsconnector._chains import TrustStore
+
     paths = ssl.get_default_verify_paths()
     for candidate in (paths.cafile, paths.openssl_cafile):
         if not candidate or not os.path.isfile(candidate):
