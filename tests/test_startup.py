@@ -98,8 +98,15 @@ def test_check_does_not_import_the_probe_or_the_outbound_decisions(tmp_path: Pat
         "tlsconnector.adapters.smtp",
         "tlsconnector._outbound",
         "tlsconnector._validation",
+        "tlsconnector._decisions",
+        "tlsconnector._chains",
+        "tlsconnector._revocation",
+        "tlsconnector.policy_file.schema",
     ):
         assert heavy not in loaded
+    # Nor cryptography: a policy without [trust] files needs no certificate code, and
+    # check reads no system CA bundle (load_policy_for_lint).
+    assert not any(m.startswith("cryptography") for m in loaded)
 
 
 def _shape(parser: argparse.ArgumentParser) -> list[object]:
@@ -146,9 +153,20 @@ def test_a_command_built_alone_is_the_command_built_with_all(command: str) -> No
     assert _shape(alone[command]) == _shape(full[command])
 
 
-@pytest.mark.parametrize("word", [None, "--help", "-h", "chekc", "--version", "--"])
+@pytest.mark.parametrize("word", [None, "--help", "-h", "chekc", "--"])
 def test_any_other_first_word_builds_every_command(word: str | None) -> None:
     assert set(_subcommands(cli_parser.build_parser(word))) == set(cli_parser._BUILDERS)
+
+
+def test_version_builds_no_command_and_imports_no_decision_or_loader() -> None:
+    assert {} == _subcommands(cli_parser.build_parser("--version"))
+    loaded = _modules_after(
+        "from tlsconnector.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit as exc:\n    assert exc.code == 0"
+    )
+    assert "tlsconnector.cli.parser" in loaded  # the command line did run
+    for heavy in ("tlsconnector._decisions", "tlsconnector._model", "tlsconnector.adapters._probe"):
+        assert heavy not in loaded
 
 
 def test_help_still_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -259,3 +277,57 @@ def test_wildcards_over_public_suffixes_are_still_refused() -> None:
     assert _names.CertificateName.parse("*.www.ck").text == "*.www.ck"
     assert not _names.usable_cn("*.co.uk")
     assert _names.usable_cn("*.fabrikam.co.uk")
+
+
+# A list of the package's format with rules the codec turns into plain ASCII (fullwidth
+# letters, an ideographic full stop), an ordinary IDN rule, a wildcard and an exception.
+_SYNTHETIC_LIST = (
+    "// ===BEGIN ICANN DOMAINS===\n"
+    "\uff46\uff55\uff4c\uff4c.example\n"
+    "co\u3002zz\n"
+    "\u516c\u53f8.zz\n"
+    "*.wild\n"
+    "!www.wild\n"
+    "Upper.Case  comment after a space\n"
+    "tab.example\t\n"
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "full.example",
+        "a.full.example",
+        "co.zz",
+        "a.co.zz",
+        "xn--55qx5d.zz",
+        "a.xn--55qx5d.zz",
+        "x.wild",
+        "www.wild",
+        "a.www.wild",
+        "upper.case",
+        "tab.example",
+        "example",
+        "a.example",
+    ],
+)
+def test_the_fast_path_meets_rules_the_codec_makes_plain(name: str) -> None:
+    """Only non-ASCII rules the codec may turn into plain ASCII are encoded for a name
+    without an xn-- label; those it does are still met (fullwidth, ideographic stop)."""
+    import io
+
+    ascii_rules, other = _names._read_rules(_SYNTHETIC_LIST)
+    rules = _names._rules_for(ascii_rules, other, idn="xn--" in name)
+    reference = publicsuffixlist.PublicSuffixList(
+        source=io.BytesIO(_SYNTHETIC_LIST.encode("utf-8")), only_icann=False
+    )
+    assert _names._is_public_ascii(name, rules) is reference.is_public(name)
+
+
+def test_the_plain_test_keeps_exactly_the_rules_the_codec_makes_plain() -> None:
+    _, other = _names._read_rules(_SYNTHETIC_LIST)
+    kept = sorted(rule for rule in other if _names._may_encode_plain(rule))
+    assert ["co\u3002zz", "\uff46\uff55\uff4c\uff4c.example"] == kept
+    for rule in other:  # the test is never wrong the other way
+        if not _names._may_encode_plain(rule):
+            assert "xn--" in rule.encode("idna").decode("ascii")

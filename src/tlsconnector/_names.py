@@ -15,7 +15,7 @@ import enum
 import functools
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -265,11 +265,22 @@ class DomainPattern:
 # IDNA codec on every one of its ~10,000 rules (about 0.06 CPU seconds, more than the
 # rest of `tlsconnector check` on a small policy). Every name asked about here is ASCII
 # (canonical domains and usable CNs are), so the ASCII names take a fast path: the
-# same rules read from the package's own list file, with the codec run only on the few
-# hundred non-ASCII ones, looked up exactly as PublicSuffixList.is_public does (its
-# algorithm, accept_unknown=True, below). Any other name goes to the package's own
-# object. tests/test_startup.py checks that both give the same answer for every rule
-# of the list, its wildcard children and exceptions, and their parents.
+# same rules read from the package's own list file, looked up exactly as
+# PublicSuffixList.is_public does (its algorithm, accept_unknown=True, below). Any
+# other name goes to the package's own object. tests/test_startup.py checks that both
+# give the same answer for every rule of the list, its wildcard children and
+# exceptions, and their parents.
+#
+# The codec runs only where it can change an answer. A name with an ``xn--`` label
+# meets the few hundred non-ASCII rules in their encoded form, so for it they are all
+# encoded (once). A name without one can meet a non-ASCII rule only if the codec
+# turns every label of that rule into plain ASCII, never into an ``xn--`` A-label:
+# that happens only when each character of the label is mapped to nothing or to
+# ASCII by nameprep (RFC 3491: table B.1, table B.2, then NFKC: if NFKC of the mapped
+# label is ASCII, then so is NFKC of each mapped character, because NFKD of an ASCII
+# string is itself and no ASCII characters compose). Only rules passing that
+# per-character test, normally none, are encoded for such names; the test itself uses
+# the codec's own tables (stringprep, Unicode 3.2) on each distinct character.
 
 
 @functools.cache
@@ -296,31 +307,71 @@ def _idna_rule(rule: str) -> str:
     return rule.encode("idna").decode("ascii")
 
 
+def _encoded(rule: str) -> str:
+    """A rule as PublicSuffixList holds it: the codec on its body, ``!`` kept."""
+    encoded = _idna_rule(rule.lstrip("!"))
+    return "!" + encoded if rule[0] == "!" else encoded
+
+
+def _read_rules(text: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The rules of a list file's text, as the package's ``_parse`` reads them line by
+    line: (the ASCII rules, checked and as written; the non-ASCII rules, not encoded)."""
+    ascii_rules: set[str] = set()
+    other: list[str] = []
+    for line in text.lower().split("\n"):  # the file's lines, as iterating it in binary mode
+        rule = line.split(" ")[0].rstrip()
+        if rule == "" or rule.startswith("//"):
+            continue
+        if rule.isascii():
+            ascii_rules.add(_encoded(rule))
+        else:
+            other.append(rule)
+    return frozenset(ascii_rules), tuple(other)
+
+
 @functools.cache
-def _psl_ascii_rules() -> tuple[frozenset[str], int]:
-    """The ASCII rules PublicSuffixList(only_icann=False) holds, and its longest rule in
-    labels: the package's list file parsed as its ``_parse`` does, line by line."""
+def _psl_text_rules() -> tuple[frozenset[str], tuple[str, ...]]:
+    """:func:`_read_rules` of the package's own list file."""
     from publicsuffixlist import ENCODING, ERRORMODE, PSLFILE
 
     with open(PSLFILE, "rb") as source:
-        text = source.read().decode(ENCODING, ERRORMODE)
-    rules: set[str] = set()
-    max_labels = 0
-    for line in text.split("\n"):  # the file's lines, as iterating it in binary mode
-        rule = line.lower().split(" ")[0].rstrip()
-        if rule == "" or rule.startswith("//"):
-            continue
-        max_labels = max(max_labels, rule.count(".") + 1)
-        if rule.isascii():
-            rules.add(rule)
-        encoded = _idna_rule(rule.lstrip("!"))
-        rules.add("!" + encoded if rule[0] == "!" else encoded)
-    return frozenset(rules), max_labels
+        return _read_rules(source.read().decode(ENCODING, ERRORMODE))
 
 
-def _is_public_ascii(name: str) -> bool:
+def _may_encode_plain(rule: str) -> bool:
+    """Whether the codec could turn every label of a non-ASCII ``rule`` into ASCII
+    without ``xn--``: every character passes the test in the comment above (True is
+    only a maybe)."""
+    import stringprep
+    import unicodedata
+
+    def plain(char: str) -> bool:
+        # ASCII; a full stop the codec splits labels at (encodings.idna's ``dots``);
+        # mapped to nothing (B.1); or mapped and normalised to ASCII.
+        if char.isascii() or char in "\u3002\uff0e\uff61" or stringprep.in_table_b1(char):
+            return True
+        return unicodedata.ucd_3_2_0.normalize("NFKC", stringprep.map_table_b2(char)).isascii()
+
+    return all(map(plain, rule.lstrip("!")))
+
+
+def _rules_for(ascii_rules: frozenset[str], other: Sequence[str], *, idn: bool) -> frozenset[str]:
+    """The rules a name can meet: every rule encoded (``idn``: the name has an
+    ``xn--`` label), or the ASCII rules and those non-ASCII ones the codec may turn
+    into plain ASCII."""
+    return ascii_rules | {_encoded(rule) for rule in other if idn or _may_encode_plain(rule)}
+
+
+@functools.cache
+def _psl_ascii_rules(idn: bool) -> frozenset[str]:
+    """The rules of PublicSuffixList(only_icann=False) a name can meet (:func:`_rules_for`)."""
+    return _rules_for(*_psl_text_rules(), idn=idn)
+
+
+def _is_public_ascii(name: str, rules: frozenset[str] | None = None) -> bool:
     """PublicSuffixList.is_public for an ASCII lower-case ``name`` (its
-    ``_preparedomain`` and ``_countpublic`` with accept_unknown=True)."""
+    ``_preparedomain`` and ``_countpublic`` with accept_unknown=True); ``rules``: the
+    list's rules (:func:`_rules_for`), by default the package's."""
     if name.endswith("."):
         name = name[:-1]  # the PSL ignores one trailing dot
     labels = name.split(".")
@@ -329,11 +380,14 @@ def _is_public_ascii(name: str) -> bool:
     count = len(labels)
     if count == 1:
         return True  # a top-level label: listed or unknown, it is public
-    rules, max_labels = _psl_ascii_rules()
+    if rules is None:
+        rules = _psl_ascii_rules("xn--" in name)
     public = 1  # the implicit "*" rule
     # From the longest candidate suffix to the shortest; per suffix the order is
-    # exception, wildcard, exact (publicsuffixlist's order).
-    for start in range(max(0, count - (max_labels + 1)), count):
+    # exception, wildcard, exact (publicsuffixlist's order). The package starts at
+    # the longest rule's length; a longer suffix can match no rule, so starting at the
+    # whole name gives the same answer.
+    for start in range(count):
         depth = count - start
         suffix = ".".join(labels[start:])
         if "!" + suffix in rules:

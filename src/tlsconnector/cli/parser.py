@@ -28,8 +28,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     passes it), a known command's parser is the only one built: parsing that command
     line gives the same result, and the other commands' options (and the modules their
     defaults come from, such as the probe's) are not built or imported at start-up.
-    Any other word, or None, builds every command (``--help`` lists them all, and a
-    mistyped command is told the choices).
+    ``--version`` builds no command. Any other word, or None, builds every command
+    (``--help`` lists them all, and a mistyped command is told the choices).
     """
     parser = argparse.ArgumentParser(
         prog="tlsconnector",
@@ -37,6 +37,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_Version, help="print the installed version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if command == "--version":  # prints and exits before any command is looked at
+        return parser
     only = _BUILDERS.get(command) if command is not None else None
     if only is not None:
         only(commands)
