@@ -231,12 +231,26 @@ def test_the_fast_path_answers_as_publicsuffixlist_for_every_rule() -> None:
         "unknowntld",
         "a.unknowntld",
     }
-    differing = [
-        name for name in sorted(names) if _names.is_public_suffix(name) != reference.is_public(name)
-    ]
+    # Every name against the rules parsed as the package parses them (fast)...
+    text = _names._psl_text()
+    parsed = {idn: _names._rules_for(*_names._read_rules(text), idn=idn) for idn in (False, True)}
+
+    def fast(name: str) -> bool:
+        return _names._is_public_ascii(name.rstrip(".").lower(), parsed["xn--" in name])
+
+    differing = [name for name in sorted(names) if fast(name) != reference.is_public(name)]
     assert [] == differing
     # Both answers occur (the comparison is not vacuous).
-    assert {True, False} == {_names.is_public_suffix(name) for name in names}
+    assert {True, False} == {fast(name) for name in names}
+    # ...the text search finds every rule the parse finds, and none it does not...
+    listed = _names._psl_rules(False)
+    plain = [rule for rule in parsed[False] if "xn--" not in rule]
+    assert all(rule in listed for rule in plain)
+    nearby = {near for rule in plain[::20] for near in (f"{rule}x", f"x{rule}", rule[:-1])}
+    assert all((near in listed) == (near in parsed[False]) for near in nearby)
+    # ...and is_public_suffix itself answers as the package on a spread of the names.
+    sample = sorted(names)[::25]
+    assert [] == [n for n in sample if _names.is_public_suffix(n) != reference.is_public(n)]
 
 
 @pytest.mark.parametrize(
@@ -322,6 +336,20 @@ def test_the_fast_path_meets_rules_the_codec_makes_plain(name: str) -> None:
         source=io.BytesIO(_SYNTHETIC_LIST.encode("utf-8")), only_icann=False
     )
     assert _names._is_public_ascii(name, rules) is reference.is_public(name)
+    if "xn--" not in name:  # the text search answers as the parsed rules do
+        listed = _names._ListedRules("\n" + _SYNTHETIC_LIST.lower())
+        assert _names._is_public_ascii(name, listed) is reference.is_public(name)
+
+
+def test_the_text_search_finds_a_rule_only_as_a_whole_first_word() -> None:
+    listed = _names._ListedRules(
+        "\nab.cd\nxab.cd\nef.gh extra words\nij.kl\t\r\n// mn.op\nqr.st.uv\n"
+    )
+    assert "ab.cd" in listed
+    assert "ef.gh" in listed  # a space ends the word
+    assert "ij.kl" in listed  # trailing white space is no part of it
+    for absent in ("b.cd", "ab.c", "mn.op", "qr.st", "st.uv", "extra"):
+        assert absent not in listed
 
 
 def test_the_plain_test_keeps_exactly_the_rules_the_codec_makes_plain() -> None:

@@ -15,7 +15,7 @@ import enum
 import functools
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -330,12 +330,13 @@ def _read_rules(text: str) -> tuple[frozenset[str], tuple[str, ...]]:
 
 
 @functools.cache
-def _psl_text_rules() -> tuple[frozenset[str], tuple[str, ...]]:
-    """:func:`_read_rules` of the package's own list file."""
+def _psl_text() -> str:
+    """The package's list file, lower-cased as its parser lower-cases each line, after
+    a newline (so that every line, the first too, starts after one)."""
     from publicsuffixlist import ENCODING, ERRORMODE, PSLFILE
 
     with open(PSLFILE, "rb") as source:
-        return _read_rules(source.read().decode(ENCODING, ERRORMODE))
+        return "\n" + source.read().decode(ENCODING, ERRORMODE).lower()
 
 
 def _may_encode_plain(rule: str) -> bool:
@@ -362,16 +363,61 @@ def _rules_for(ascii_rules: frozenset[str], other: Sequence[str], *, idn: bool) 
     return ascii_rules | {_encoded(rule) for rule in other if idn or _may_encode_plain(rule)}
 
 
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+class _ListedRules:
+    """Membership in a list file's rules for names without an ``xn--`` label, read from
+    the (lower-cased) text itself: a rule is listed when a line's first word, less
+    trailing white space, is the rule (the package's ``_parse``), found by a text
+    search per rule asked about instead of a parse of every line; plus the encoded
+    forms of the non-ASCII rules :func:`_may_encode_plain` keeps (normally none)."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        extra: set[str] = set()
+        at = 0
+        while (hit := _NON_ASCII.search(text, at)) is not None:  # each non-ASCII line once
+            start = text.rfind("\n", 0, hit.start()) + 1
+            end = text.find("\n", hit.start())
+            end = len(text) if end < 0 else end
+            rule = text[start:end].split(" ")[0].rstrip()
+            plain = rule and not rule.startswith("//") and not rule.isascii()
+            if plain and _may_encode_plain(rule):
+                extra.add(_encoded(rule))
+            at = end
+        self._extra = frozenset(extra)
+
+    def __contains__(self, rule: str) -> bool:
+        if rule in self._extra:
+            return True
+        text = self._text
+        needle = "\n" + rule
+        at = text.find(needle)
+        while at >= 0:
+            # The line's first word is the rule if it ends here or only trailing white
+            # space (never a space: a space ends the word) follows before the word ends.
+            stop = end = at + len(needle)
+            while stop < len(text) and text[stop] not in " \n":
+                stop += 1
+            if text[end:stop].isspace() or end == stop:
+                return True
+            at = text.find(needle, at + 1)
+        return False
+
+
 @functools.cache
-def _psl_ascii_rules(idn: bool) -> frozenset[str]:
-    """The rules of PublicSuffixList(only_icann=False) a name can meet (:func:`_rules_for`)."""
-    return _rules_for(*_psl_text_rules(), idn=idn)
+def _psl_rules(idn: bool) -> frozenset[str] | _ListedRules:
+    """The rules of PublicSuffixList(only_icann=False) a name can meet: all of them,
+    encoded, for a name with an ``xn--`` label (``idn``); else :class:`_ListedRules`."""
+    text = _psl_text()
+    return _rules_for(*_read_rules(text), idn=True) if idn else _ListedRules(text)
 
 
-def _is_public_ascii(name: str, rules: frozenset[str] | None = None) -> bool:
+def _is_public_ascii(name: str, rules: Container[str] | None = None) -> bool:
     """PublicSuffixList.is_public for an ASCII lower-case ``name`` (its
     ``_preparedomain`` and ``_countpublic`` with accept_unknown=True); ``rules``: the
-    list's rules (:func:`_rules_for`), by default the package's."""
+    list's rules (:func:`_rules_for`, :class:`_ListedRules`), by default the package's."""
     if name.endswith("."):
         name = name[:-1]  # the PSL ignores one trailing dot
     labels = name.split(".")
@@ -381,7 +427,7 @@ def _is_public_ascii(name: str, rules: frozenset[str] | None = None) -> bool:
     if count == 1:
         return True  # a top-level label: listed or unknown, it is public
     if rules is None:
-        rules = _psl_ascii_rules("xn--" in name)
+        rules = _psl_rules("xn--" in name)
     public = 1  # the implicit "*" rule
     # From the longest candidate suffix to the shortest; per suffix the order is
     # exception, wildcard, exact (publicsuffixlist's order). The package starts at
