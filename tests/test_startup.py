@@ -337,18 +337,23 @@ def test_the_fast_path_meets_rules_the_codec_makes_plain(name: str) -> None:
     )
     assert _names._is_public_ascii(name, rules) is reference.is_public(name)
     if "xn--" not in name:  # the text search answers as the parsed rules do
-        listed = _names._ListedRules("\n" + _SYNTHETIC_LIST.lower())
+        listed = _names._ListedRules(_SYNTHETIC_LIST.encode("utf-8"))
         assert _names._is_public_ascii(name, listed) is reference.is_public(name)
 
 
 def test_the_text_search_finds_a_rule_only_as_a_whole_first_word() -> None:
     listed = _names._ListedRules(
-        "\nab.cd\nxab.cd\nef.gh extra words\nij.kl\t\r\n// mn.op\nqr.st.uv\n"
+        b"ab.cd\nxab.cd\nef.gh extra words\nij.kl\t\r\n// mn.op\nqr.st.uv\nUP.case\n"
+        b"\xe2\x84\xaaelvin.sign\nsep.x\x1c\nnbsp.x\xc2\xa0\n"
     )
     assert "ab.cd" in listed
     assert "ef.gh" in listed  # a space ends the word
     assert "ij.kl" in listed  # trailing white space is no part of it
-    for absent in ("b.cd", "ab.c", "mn.op", "qr.st", "st.uv", "extra"):
+    assert "up.case" in listed  # lower-cased as the package lower-cases
+    assert "kelvin.sign" in listed  # U+212A KELVIN SIGN lower-cases to k
+    assert "sep.x" in listed  # str.isspace() white space that bytes.isspace() is not
+    assert "nbsp.x" in listed  # non-ASCII white space, rstrip()ped
+    for absent in ("b.cd", "ab.c", "mn.op", "qr.st", "st.uv", "extra", "UP.case"):
         assert absent not in listed
 
 

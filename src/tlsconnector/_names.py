@@ -330,13 +330,19 @@ def _read_rules(text: str) -> tuple[frozenset[str], tuple[str, ...]]:
 
 
 @functools.cache
-def _psl_text() -> str:
-    """The package's list file, lower-cased as its parser lower-cases each line, after
-    a newline (so that every line, the first too, starts after one)."""
-    from publicsuffixlist import ENCODING, ERRORMODE, PSLFILE
+def _psl_data() -> bytes:
+    """The package's list file, as bytes."""
+    from publicsuffixlist import PSLFILE
 
     with open(PSLFILE, "rb") as source:
-        return "\n" + source.read().decode(ENCODING, ERRORMODE).lower()
+        return source.read()
+
+
+def _psl_text() -> str:
+    """The package's list file decoded as its parser decodes each line."""
+    from publicsuffixlist import ENCODING, ERRORMODE
+
+    return _psl_data().decode(ENCODING, ERRORMODE)
 
 
 def _may_encode_plain(rule: str) -> bool:
@@ -363,55 +369,51 @@ def _rules_for(ascii_rules: frozenset[str], other: Sequence[str], *, idn: bool) 
     return ascii_rules | {_encoded(rule) for rule in other if idn or _may_encode_plain(rule)}
 
 
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
-
-
 class _ListedRules:
-    """Membership in a list file's rules for names without an ``xn--`` label, read from
-    the (lower-cased) text itself: a rule is listed when a line's first word, less
-    trailing white space, is the rule (the package's ``_parse``), found by a text
-    search per rule asked about instead of a parse of every line; plus the encoded
-    forms of the non-ASCII rules :func:`_may_encode_plain` keeps (normally none)."""
+    """The rules of a list file that a name without an ``xn--`` label can meet, read
+    from the file's bytes as the package's ``_parse`` reads its lines (the first word,
+    lower-cased, less trailing white space), without decoding the ASCII lines: their
+    first words are taken with their ASCII letters lower-cased (all that ``str.lower``
+    changes in ASCII). The few lines with other bytes are read as the package reads
+    them: their ASCII rules, and the encoded forms of the non-ASCII rules that
+    :func:`_may_encode_plain` keeps (normally none), are held beside. Comment lines
+    and empty words may be held too: no name asked about is either."""
 
-    def __init__(self, text: str) -> None:
-        self._text = text
+    def __init__(self, data: bytes, encoding: str = "utf-8", errors: str = "strict") -> None:
+        # bytes.rstrip() strips ASCII white space but not the four separators
+        # U+001C-U+001F that str.rstrip() also strips: a file with any is read exactly.
+        if any(separator in data for separator in (b"\x1c", b"\x1d", b"\x1e", b"\x1f")):
+            self._ascii = {r.encode() for r in _read_rules(data.decode(encoding, errors))[0]}
+        else:
+            self._ascii = {line.partition(b" ")[0].rstrip() for line in data.lower().split(b"\n")}
         extra: set[str] = set()
-        at = 0
-        while (hit := _NON_ASCII.search(text, at)) is not None:  # each non-ASCII line once
-            start = text.rfind("\n", 0, hit.start()) + 1
-            end = text.find("\n", hit.start())
-            end = len(text) if end < 0 else end
-            rule = text[start:end].split(" ")[0].rstrip()
-            plain = rule and not rule.startswith("//") and not rule.isascii()
-            if plain and _may_encode_plain(rule):
+        for line in data.split(b"\n"):
+            if line.isascii() or line.startswith(b"//"):
+                continue
+            rule = line.decode(encoding, errors).lower().split(" ")[0].rstrip()
+            if not rule or rule.startswith("//"):
+                continue
+            if rule.isascii():  # a character lower-cased to ASCII (the Kelvin sign)
+                extra.add(rule)
+            elif _may_encode_plain(rule):
                 extra.add(_encoded(rule))
-            at = end
         self._extra = frozenset(extra)
 
-    def __contains__(self, rule: str) -> bool:
-        if rule in self._extra:
-            return True
-        text = self._text
-        needle = "\n" + rule
-        at = text.find(needle)
-        while at >= 0:
-            # The line's first word is the rule if it ends here or only trailing white
-            # space (never a space: a space ends the word) follows before the word ends.
-            stop = end = at + len(needle)
-            while stop < len(text) and text[stop] not in " \n":
-                stop += 1
-            if text[end:stop].isspace() or end == stop:
-                return True
-            at = text.find(needle, at + 1)
-        return False
+    def __contains__(self, rule: object) -> bool:
+        if not isinstance(rule, str) or not rule.isascii():
+            return False
+        return rule in self._extra or rule.encode("ascii") in self._ascii
 
 
 @functools.cache
 def _psl_rules(idn: bool) -> frozenset[str] | _ListedRules:
     """The rules of PublicSuffixList(only_icann=False) a name can meet: all of them,
     encoded, for a name with an ``xn--`` label (``idn``); else :class:`_ListedRules`."""
-    text = _psl_text()
-    return _rules_for(*_read_rules(text), idn=True) if idn else _ListedRules(text)
+    if idn:
+        return _rules_for(*_read_rules(_psl_text()), idn=True)
+    from publicsuffixlist import ENCODING, ERRORMODE
+
+    return _ListedRules(_psl_data(), ENCODING, ERRORMODE)
 
 
 def _is_public_ascii(name: str, rules: Container[str] | None = None) -> bool:
