@@ -8,6 +8,7 @@ the configured lists and the peer side always compare within one family.
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -25,16 +26,30 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _MAX_ADDRESS_TEXT = 45
 _MAX_ENTRY_TEXT = 2 * _MAX_ADDRESS_TEXT + 1
 # Section 4: a CIDR prefix length is a plain decimal number (no netmask, no leading zero).
-_PREFIX = re.compile(r"0|[1-9][0-9]{0,2}")
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_DOTTED_QUAD = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
-# The fast path of IPRange.parse(): an IPv4 entry written the canonical way (dotted
-# quads as _DOTTED_QUAD, a prefix length of 0-32 as _PREFIX allows): an address, a
-# CIDR block or a range.
-_IPV4_ENTRY = re.compile(
-    rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
-    rf"(?:/(3[0-2]|[12]?[0-9])|-{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET})?"
-)
+
+
+# Speed: the patterns are compiled on first use, so that a command whose policy holds no
+# address (``tlsconnector check`` on most files) does not compile them at start-up.
+@functools.cache
+def _prefix() -> re.Pattern[str]:
+    return re.compile(r"0|[1-9][0-9]{0,2}")
+
+
+@functools.cache
+def _dotted_quad() -> re.Pattern[str]:
+    return re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+
+
+@functools.cache
+def _ipv4_entry() -> re.Pattern[str]:
+    """The fast path of IPRange.parse(): an IPv4 entry written the canonical way
+    (dotted quads as :func:`_dotted_quad`, a prefix length of 0-32 as :func:`_prefix`
+    allows): an address, a CIDR block or a range."""
+    return re.compile(
+        rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
+        rf"(?:/(3[0-2]|[12]?[0-9])|-{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET})?"
+    )
 
 
 def _unmap(address: IPAddress) -> IPAddress:
@@ -56,7 +71,7 @@ def _ip_address(text: str) -> IPAddress:
     # Speed: a plain dotted quad (octets 0-255, no leading zeros: exactly what
     # IPv4Address accepts) is built from its integer; anything else is left to
     # IPv4Address, which accepts or refuses it with its own message.
-    match = _DOTTED_QUAD.fullmatch(text)
+    match = _dotted_quad().fullmatch(text)
     if match is not None:
         a, b, c, d = match.groups()
         return ipaddress.IPv4Address((int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d))
@@ -153,7 +168,7 @@ class IPRange:
         """Speed: a valid IPv4 entry written the canonical way (what the general path
         would print is then ``text`` itself), computed on integers; None for any other
         entry, left to the general path (which also words the errors)."""
-        match = _IPV4_ENTRY.fullmatch(text)
+        match = _ipv4_entry().fullmatch(text)
         if match is None:
             return None
         a, b, c, d, prefix, e, f, g, h = match.groups()
@@ -179,7 +194,7 @@ class IPRange:
             address = _ip_address(address_text)
         except ValueError:
             raise InvalidValue(text, "CIDR block: not an IPv4 or IPv6 network address") from None
-        if not _PREFIX.fullmatch(prefix_text) or int(prefix_text) > address.max_prefixlen:
+        if not _prefix().fullmatch(prefix_text) or int(prefix_text) > address.max_prefixlen:
             raise InvalidValue(
                 text,
                 f"CIDR block: the prefix length must be a number from 0 to {address.max_prefixlen}",

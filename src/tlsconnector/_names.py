@@ -19,7 +19,6 @@ from collections.abc import Container, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
-import idna
 
 from ._errors import InvalidValue, show
 
@@ -103,6 +102,8 @@ def _canonical_label(label: str) -> str:
     if not label.isascii():
         # Section 2: U-label -> A-label with IDNA 2008 (no UTS 46 mapping, so no case
         # folding of non-ASCII letters: "BÜCHER" is refused rather than guessed at).
+        import idna  # speed: only names with U-labels or A-labels need it
+
         try:
             return idna.alabel(_ascii_lower(label)).decode("ascii")
         except (idna.IDNAError, UnicodeError) as err:
@@ -120,6 +121,8 @@ def _canonical_label(label: str) -> str:
     if lowered.startswith("xn--"):
         # Section 2: an existing A-label must decode (idna also refuses non-canonical
         # Punycode, RFC 5891 5.3).
+        import idna
+
         try:
             idna.ulabel(lowered)
         except (idna.IDNAError, UnicodeError) as err:

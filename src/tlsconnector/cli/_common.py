@@ -12,7 +12,6 @@ Written as a testable ``main(argv) -> int``. Exit statuses:
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -115,6 +114,8 @@ def explain(decision: Decision, *, label: str) -> str:
 
 
 def _json_line(obj: dict[str, Any]) -> str:
+    import json  # speed: only the commands that write JSON import it
+
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True) + "\n"
 
 

@@ -4,8 +4,8 @@ mapping and a parsed trust store to the pure :meth:`Policy.from_mapping`."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
-import json
 import os
 import re
 import threading
@@ -150,11 +150,18 @@ def _toml_error(path: str, exc: tomli.TOMLDecodeError) -> Problem:
 
 # --- Lines of problems (the file's, for messages) ------------------------------------
 
-_HEADER = re.compile(r"\s*(\[\[?)\s*([^\]]*?)\s*(\]\]?)\s*(#.*)?$")
-_KEY = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)\s*[.=]""")
 _MULTILINE_QUOTES = ('"""', "'''")
 _DIRECTION_KEYS = {"inbound": frozenset(_INBOUND_KEYS), "outbound": frozenset(_OUTBOUND_KEYS)}
-_NUMBERED = re.compile(r"(inbound|outbound)\[(\d+)\]$")
+
+
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """A table header, a key, a numbered connector (compiled when a problem is named)."""
+    return (
+        re.compile(r"\s*(\[\[?)\s*([^\]]*?)\s*(\]\]?)\s*(#.*)?$"),
+        re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)\s*[.=]"""),
+        re.compile(r"(inbound|outbound)\[(\d+)\]$"),
+    )
 
 
 class _Lines:
@@ -180,7 +187,7 @@ class _Lines:
                 if line.count(in_string) % 2 == 1:
                     in_string = None
                 continue
-            header = _HEADER.match(line)
+            header = _patterns()[0].match(line)
             if header is not None and header.group(1) == "[[" and header.group(3) == "]]":
                 name = header.group(2)
                 index = counts.get(name)
@@ -193,7 +200,7 @@ class _Lines:
                 current = {}
                 self.tables.setdefault((header.group(2), None), (number, current))
                 continue
-            key = _KEY.match(line)
+            key = _patterns()[1].match(line)
             if key is not None:
                 name = _unquote(key.group(1))
                 # A key given twice (TOML refuses that; dotted keys) keeps no line.
@@ -215,7 +222,7 @@ class _Lines:
         first = problem.field.partition(", ")[0]
         key = re.split(r"[\[.]", first, maxsplit=1)[0]
         if problem.connector is None:
-            numbered = _NUMBERED.match(first)
+            numbered = _patterns()[2].match(first)
             if numbered is not None:
                 return self._line((numbered.group(1), int(numbered.group(2))), None)
             if first.startswith("trust.") and ("trust", None) in self.tables:
@@ -231,7 +238,7 @@ class _Lines:
         return self._line(places[0], key) if len(places) == 1 else None
 
     def _connector_tables(self, connector: str) -> list[tuple[str, int]]:
-        numbered = _NUMBERED.match(connector)
+        numbered = _patterns()[2].match(connector)
         if numbered is not None:  # a connector without a valid name
             place = (numbered.group(1), int(numbered.group(2)))
             return [place] if place in self.tables else []
@@ -259,6 +266,8 @@ def _unquote(key: str) -> str:
         return key[1:-1]
     if key.startswith('"'):
         try:
+            import json  # only to name the line of a problem
+
             text = json.loads(key)
         except ValueError:
             return key
@@ -359,7 +368,7 @@ def system_trust_store() -> TrustStore | None:
         except (OSError, InvalidValue):
             continue
         anchors: list[x509.Certificate] = []
-        for block in _PEM_BLOCK.findall(text):
+        for block in re.findall(_PEM_BLOCK, text):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
@@ -371,4 +380,4 @@ def system_trust_store() -> TrustStore | None:
     return None
 
 
-_PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----")
+_PEM_BLOCK = r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----"
