@@ -742,16 +742,12 @@ def test_helo_after_a_refused_ehlo_is_noted(
     ]["notes"]
 
 
-def test_the_probe_needs_no_pyopenssl(
-    policy: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+def test_the_probe_asks_for_a_staple_and_reads_the_whole_chain(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The chain is read with the ssl module's get_unverified_chain, as a delivery reads
-    it: a Python without pyOpenSSL probes the whole chain all the same."""
-    for name in ("OpenSSL", "OpenSSL.SSL", "OpenSSL.crypto"):
-        monkeypatch.setitem(sys.modules, name, None)  # import fails, as if absent
+    """The handshake is the one that asks for an OCSP staple (a delivery's): it reads the
+    whole chain as presented, and says that a staple was asked for and none came (the
+    server here cannot staple)."""
     with smtp_server(tmp_path, GOOD) as port:
         status, result = run_json(
             probe(policy, "--recipient", "finance@fabrikam.com", "--host", f"127.0.0.1:{port}"),
@@ -759,6 +755,8 @@ def test_the_probe_needs_no_pyopenssl(
         )
     assert (0, "deliver") == (status, result["action"])
     assert GOOD.chain_pem() == result["probe"]["chain_pem"]
+    tls = result["probe"]["tls"]
+    assert (True, None) == (tls["ocsp_requested"], tls["ocsp_response"])
 
 
 @contextlib.contextmanager

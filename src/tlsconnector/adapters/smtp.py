@@ -2,9 +2,10 @@
 
 :func:`deliver` sends one message with :mod:`smtplib` and obeys the outbound verdict
 on the connection that carries the message: for each routed host it says EHLO, does
-STARTTLS *without* the TLS library's own certificate or name check, reads the chain
-the server presented, asks :func:`tlsconnector.evaluate_outbound`, and sends the
-message on that same connection only when the verdict is ``deliver``. Otherwise it
+STARTTLS *without* the TLS library's own certificate or name check, asking for a
+stapled OCSP response (section 11), reads the chain the server presented and the
+staple it sent, asks :func:`tlsconnector.evaluate_outbound`, and sends the message on
+that same connection only when the verdict is ``deliver``. Otherwise it
 says QUIT and tries the route's next host; when no host delivers, the recipients are
 deferred (or failed once the retry window has run out: the verdict says).
 
@@ -18,17 +19,32 @@ The pieces are public for other SMTP clients and for the probe:
 * :func:`check_host`: connect to one host, EHLO, STARTTLS, chain, verdict, QUIT,
   without sending anything; the value describes the attempt.
 
-Which API reads the chain (section 10, step 3): Python 3.13 and later have the public
-``ssl.SSLSocket.get_unverified_chain()`` (DER bytes). Python 3.11 and 3.12 have the
-same function only on the private ``SSLSocket._sslobj`` object, whose elements are
-``_ssl.Certificate`` objects turned into DER with ``public_bytes(_ssl.ENCODING_DER)``.
-:data:`CHAIN_APIS` names both; each :class:`HostAttempt` records the one used. A
-Python with neither gives :class:`~tlsconnector.UndecodableCertificate` (a
-``validation-failure`` where the chain is checked): never a leaf-only chain.
+Which TLS library makes the handshake: Python's :mod:`ssl` cannot send the
+status_request extension (RFC 6066 section 8), so no server would staple an OCSP
+response to it. The handshakes of :func:`deliver`, :func:`check_host`, the probe and
+:func:`starttls_and_collect` without ``context=`` are made with pyOpenSSL instead
+(``Connection.request_ocsp()``; the stapled bytes are read in the OCSP client callback,
+which always lets the handshake go on: the verdict is the core's). Verification stays
+off there too (the core judges the chain), TLS 1.2 is the minimum, SNI is the host
+name (never an IP literal). After the handshake the client's ``sock`` is a small
+socket-like object (:class:`TLSSocket`) with the methods smtplib uses. A caller that
+passes its own :class:`ssl.SSLContext` to :func:`starttls_and_collect` keeps the
+:mod:`ssl` path: no staple is asked for.
+
+Which API reads the chain (section 10, step 3): on the pyOpenSSL path,
+``OpenSSL.SSL.Connection.get_peer_cert_chain()``. On the :mod:`ssl` path, Python 3.13
+and later have the public ``ssl.SSLSocket.get_unverified_chain()`` (DER bytes); Python
+3.11 and 3.12 have the same function only on the private ``SSLSocket._sslobj`` object,
+whose elements are ``_ssl.Certificate`` objects turned into DER with
+``public_bytes(_ssl.ENCODING_DER)``. :data:`CHAIN_APIS` names all three; each
+:class:`HostAttempt` records the one used. A Python with no :mod:`ssl` chain API gives
+:class:`~tlsconnector.UndecodableCertificate` (a ``validation-failure`` where the chain
+is checked): never a leaf-only chain.
 
 This is an edge module: it reads the clock (``at=None``), the network and DNS. It
-imports only tlsconnector's public API, the standard library and, for MX lookups,
-dnspython (optional: ``pip install 'tlsconnector[probe]'``; a clear error without it).
+imports only tlsconnector's public API, the standard library, pyOpenSSL and, for MX
+lookups, dnspython (optional: ``pip install 'tlsconnector[probe]'``; a clear error
+without it).
 """
 
 from __future__ import annotations
@@ -40,14 +56,16 @@ import email.policy
 import enum
 import importlib
 import io
+import os
 import re
+import select
 import smtplib
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -74,6 +92,9 @@ from tlsconnector import (
 from tlsconnector._decisions import _DictForm
 from tlsconnector._model import is_ip_address
 
+if TYPE_CHECKING:
+    from OpenSSL import SSL  # imported when a handshake is made (start-up time)
+
 __all__ = [
     "CHAIN_APIS",
     "DEFAULT_DEADLINE",
@@ -99,6 +120,7 @@ __all__ = [
     "RecipientResult",
     "ServerReply",
     "StartTLS",
+    "TLSSocket",
     "check_host",
     "deliver",
     "presented_chain",
@@ -134,8 +156,13 @@ SEND_BLOCK_BYTES = 64 * 1024
 #: How much of a server's reply text a result keeps (escaped to printable ASCII).
 MAX_REPLY_TEXT = 300
 
-#: The APIs that read a server's presented chain, newest first (module docstring).
-CHAIN_APIS = ("SSLSocket.get_unverified_chain", "SSLSocket._sslobj.get_unverified_chain")
+#: The APIs that read a server's presented chain (module docstring): the :mod:`ssl`
+#: path's, newest first, then the pyOpenSSL path's (the one that asks for a staple).
+CHAIN_APIS = (
+    "SSLSocket.get_unverified_chain",
+    "SSLSocket._sslobj.get_unverified_chain",
+    "OpenSSL.SSL.Connection.get_peer_cert_chain",
+)
 #: The steps of one host's attempt, in order; :attr:`HostAttempt.stage` names the one
 #: an attempt ended in.
 STAGES = ("connect", "greeting", "ehlo", "starttls", "tls-handshake", "ehlo after starttls")
@@ -270,6 +297,12 @@ class HostAttempt:
     #: The verdict for the (first) recipient on this connection.
     decision: OutboundDecision | None = None
     error: DeliveryReason | None = None
+    #: The handshake asked for a stapled OCSP response (status_request, RFC 6066 8).
+    ocsp_requested: bool = False
+    #: The OCSP response the server stapled (DER), as passed to the verdict in
+    #: ``attempt.tls.ocsp_response``; None when none came (or one over the core's bound:
+    #: ``notes`` says so).
+    ocsp_response: bytes | None = None
 
     @property
     def delivers(self) -> bool:
@@ -368,11 +401,16 @@ AddressLookup = Callable[[str, float], Sequence[str]]
 
 
 def tls_client_context() -> ssl.SSLContext:
-    """The client context for STARTTLS: it verifies nothing (no chain, no name).
+    """An :mod:`ssl` client context for STARTTLS: it verifies nothing (no chain, no name).
 
     tlsconnector judges the presented chain afterwards with the policy's rules
     (sections 3, 6, 7), which the TLS library's own check cannot express (CN only,
     single-level wildcards, the policy's trust store). TLS 1.2 is the minimum.
+
+    A handshake with this context sends no status_request: Python's :mod:`ssl` has no
+    API for it, so no OCSP staple comes (section 11). :func:`deliver`,
+    :func:`check_host` and :func:`starttls_and_collect` without ``context=`` use the
+    pyOpenSSL handshake instead, which asks for one with the same settings.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
@@ -381,13 +419,15 @@ def tls_client_context() -> ssl.SSLContext:
     return context
 
 
-def _chain_der(sock: ssl.SSLSocket) -> tuple[tuple[bytes, ...], str | None]:
+def _chain_der(sock: ssl.SSLSocket | TLSSocket) -> tuple[tuple[bytes, ...], str | None]:
     """The DER certificates the peer presented, leaf first, and the API that read them.
 
     Not cut to any length here: PresentedChain enforces the core's bounds (too many
     certificates is an undecodable chain, never a shortened one), and OpenSSL bounds
     what it receives (its maximum certificate list, 100 KiB by default).
     """
+    if isinstance(sock, TLSSocket):
+        return sock.chain, CHAIN_APIS[2]
     public = getattr(type(sock), "get_unverified_chain", None)
     if public is not None:  # Python 3.13+: a list of DER bytes
         return tuple(bytes(item) for item in (public(sock) or ())), CHAIN_APIS[0]
@@ -417,14 +457,19 @@ def _facts(ders: Sequence[bytes], api: str | None) -> PresentedChain | Undecodab
         return UndecodableCertificate(exc.reason)
 
 
-def presented_chain(ssl_socket: ssl.SSLSocket) -> PresentedChain | UndecodableCertificate:
-    """The chain the peer of a connected client :class:`ssl.SSLSocket` presented.
+def presented_chain(
+    ssl_socket: ssl.SSLSocket | TLSSocket,
+) -> PresentedChain | UndecodableCertificate:
+    """The chain the peer of a connected client :class:`ssl.SSLSocket` (or
+    :class:`TLSSocket`) presented.
 
     The leaf first, then the intermediates, exactly as sent (nothing verified,
     nothing fetched). A chain that cannot be decoded or exceeds the core's bounds is
     :class:`~tlsconnector.UndecodableCertificate` (``validation-failure`` under a
     mode that checks the chain), as is a Python without a chain API.
     """
+    if isinstance(ssl_socket, TLSSocket) and ssl_socket.undecodable is not None:
+        return ssl_socket.undecodable
     return _facts(*_chain_der(ssl_socket))
 
 
@@ -437,9 +482,12 @@ class _Collected:
     version: str | None = None
     cipher: str | None = None
     notes: tuple[str, ...] = ()
+    ocsp_requested: bool = False
 
 
-def _collect(smtp: smtplib.SMTP, server_hostname: str, context: ssl.SSLContext) -> _Collected:
+def _collect(
+    smtp: smtplib.SMTP, server_hostname: str, context: ssl.SSLContext | None
+) -> _Collected:
     return _ask_starttls(smtp) or _handshake(smtp, server_hostname, context)
 
 
@@ -457,20 +505,34 @@ def _ask_starttls(smtp: smtplib.SMTP) -> _Collected | None:
     return _Collected(StartTLS.REFUSED, None, notes=(note,))
 
 
-def _handshake(smtp: smtplib.SMTP, server_hostname: str, context: ssl.SSLContext) -> _Collected:
+def _handshake(
+    smtp: smtplib.SMTP, server_hostname: str, context: ssl.SSLContext | None
+) -> _Collected:
     """The TLS handshake after a 220 to STARTTLS, and the facts it showed.
 
     The one place a handshake is made and its facts read, for deliveries, gateways
-    and the probe: what else a handshake shows (an OCSP staple, section 11) is read
-    here and carried beside the chain.
+    and the probe. ``context`` None: the pyOpenSSL handshake that asks for an OCSP
+    staple (section 11), carried beside the chain in the facts; else the caller's
+    :mod:`ssl` context (no staple can be asked for).
     """
     # SNI (RFC 6066 section 3) is a host name, never an address literal.
     sni = None if is_ip_address(server_hostname) else server_hostname
     assert smtp.sock is not None
-    if isinstance(smtp, _Client):
-        smtp.clock.arm(smtp.sock, smtp.step_timeout)  # bounds the handshake as a whole
-    tls_sock = context.wrap_socket(smtp.sock, server_hostname=sni)
-    smtp.sock = tls_sock
+    tls_sock: ssl.SSLSocket | TLSSocket
+    if context is None:
+        seconds: float | None
+        if isinstance(smtp, _Client):  # bounds the handshake as a whole
+            seconds = smtp.clock.wait(smtp.clock.step_end(smtp.step_timeout))
+        else:
+            seconds = smtp.sock.gettimeout()
+        tls_sock = TLSSocket.handshake(smtp.sock, sni, seconds)
+        # smtplib uses only what TLSSocket offers: sendall, makefile, settimeout, close.
+        smtp.sock = tls_sock  # type: ignore[assignment]
+    else:
+        if isinstance(smtp, _Client):
+            smtp.clock.arm(smtp.sock, smtp.step_timeout)  # bounds the handshake as a whole
+        tls_sock = context.wrap_socket(smtp.sock, server_hostname=sni)
+        smtp.sock = tls_sock
     # RFC 3207 section 4.2: forget what was learnt in plaintext (as smtplib.starttls
     # does); anything the server sent after its 220 is dropped with the old reader
     # (the STARTTLS command injection problem, CVE-2011-0411).
@@ -484,14 +546,23 @@ def _handshake(smtp: smtplib.SMTP, server_hostname: str, context: ssl.SSLContext
         notes = ("the server sent data after its 220 to STARTTLS: dropped",)
     ders, api = _chain_der(tls_sock)
     cipher = tls_sock.cipher()
+    chain = tls_sock.undecodable if isinstance(tls_sock, TLSSocket) else None
+    facts = TLSFacts(chain or _facts(ders, api))
+    if isinstance(tls_sock, TLSSocket) and tls_sock.ocsp_response:
+        try:
+            # The core bounds a staple (MAX_OCSP_RESPONSE_BYTES): one over it is no answer.
+            facts = TLSFacts(facts.certificate, ocsp_response=tls_sock.ocsp_response)
+        except InvalidValue as exc:
+            notes += (f"the server stapled an OCSP response not passed on: {exc.reason}",)
     return _Collected(
         StartTLS.USED,
-        TLSFacts(_facts(ders, api)),
+        facts,
         ders,
         api,
         tls_sock.version(),
         cipher[0] if cipher else None,
         notes,
+        isinstance(tls_sock, TLSSocket),
     )
 
 
@@ -501,28 +572,284 @@ def starttls_and_collect(
     """STARTTLS on a connected client and the facts to judge it with.
 
     For a gateway with its own :class:`smtplib.SMTP` client: after ``connect()`` (and
-    EHLO, said here if not yet), this does STARTTLS when the server offers it, with a
-    context that verifies nothing (:func:`tls_client_context`) and SNI =
-    ``server_hostname`` (not sent for an IP literal), and returns the
+    EHLO, said here if not yet), this does STARTTLS when the server offers it, without
+    verifying anything (the core judges the chain) and with SNI = ``server_hostname``
+    (not sent for an IP literal), and returns the
     :class:`~tlsconnector.ConnectionAttempt` to pass to
     :func:`~tlsconnector.evaluate_outbound`: ``tls=None`` when STARTTLS was not offered
-    or was refused (the session is then still in plaintext), else the presented chain.
-    Send the message on this connection only when the verdict is ``deliver``.
+    or was refused (the session is then still in plaintext), else the presented chain
+    and the OCSP response the server stapled, if any. Send the message on this
+    connection only when the verdict is ``deliver``.
 
-    The client's EHLO state is reset as :meth:`smtplib.SMTP.starttls` resets it, so
-    its next command says EHLO again (RFC 3207 section 4.2). A failed handshake
-    raises :class:`ssl.SSLError` or :class:`OSError` (the connection is unusable);
-    a refused EHLO raises :class:`smtplib.SMTPException`, as smtplib does.
+    Without ``context`` the handshake is pyOpenSSL's, asking for a staple (TLS 1.2 at
+    least), and ``smtp.sock`` becomes a :class:`TLSSocket`: smtplib goes on working on
+    it (``sendmail``, ``quit``...), and it has ``version()``, ``cipher()``, ``chain``
+    and ``ocsp_response``. With ``context`` (an :class:`ssl.SSLContext`, for example
+    :func:`tls_client_context`) the handshake is :mod:`ssl`'s, as before, and
+    ``smtp.sock`` an :class:`ssl.SSLSocket`; Python's :mod:`ssl` cannot ask for a
+    staple, so none comes (``ocsp_response`` stays None).
+
+    The handshake is bounded by the client's time-out (as a whole on the pyOpenSSL
+    path). The client's EHLO state is reset as :meth:`smtplib.SMTP.starttls` resets
+    it, so its next command says EHLO again (RFC 3207 section 4.2). A failed handshake
+    raises :class:`ssl.SSLError` or :class:`OSError` (:class:`TimeoutError` when it
+    timed out; the connection is unusable); a refused EHLO raises
+    :class:`smtplib.SMTPException`, as smtplib does.
     """
     if not isinstance(smtp, smtplib.SMTP):
         raise TypeError(f"smtp must be an smtplib.SMTP, not {type(smtp).__name__}")
+    if context is not None and not isinstance(context, ssl.SSLContext):
+        raise TypeError(f"context must be an ssl.SSLContext or None, not {type(context).__name__}")
     _check_host_name(server_hostname, "server_hostname")
-    return ConnectionAttempt(_collect(smtp, server_hostname, context or tls_client_context()).tls)
+    return ConnectionAttempt(_collect(smtp, server_hostname, context).tls)
 
 
 def _check_host_name(value: object, field: str) -> None:
     if not isinstance(value, str) or not 0 < len(value) <= 255 or _CONTROL.search(value):
         raise ValueError(f"{field} must be a host name of 1 to 255 characters, not {value!r}")
+
+
+# -- the TLS connection that asks for a staple ------------------------------------------
+
+_T = TypeVar("_T")
+
+
+def _ready(fileno: int, *, write: bool, seconds: float | None) -> bool:
+    """Wait until the socket can be read (or written), at most ``seconds`` (None: no
+    bound); False when the time passed first. poll, not select: no FD_SETSIZE limit."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fileno, select.POLLOUT if write else select.POLLIN)
+        wait_ms = None if seconds is None else max(0, int(seconds * 1000) + 1)
+        return bool(poller.poll(wait_ms))
+    readers, writers, _ = select.select(
+        [] if write else [fileno], [fileno] if write else [], [], seconds
+    )
+    return bool(readers or writers)
+
+
+def _openssl_text(exc: SSL.Error) -> str:
+    """What an OpenSSL error says: the reasons of its error queue entries."""
+    entries = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    reasons = [str(entry[-1]) for entry in entries if isinstance(entry, tuple) and entry]
+    return _printable("; ".join(r for r in reasons if r) or str(exc) or type(exc).__name__, 200)
+
+
+def _os_error_of(exc: SSL.Error) -> OSError:
+    """The OSError smtplib expects for an OpenSSL error (smtplib turns an OSError into
+    SMTPServerDisconnected): never a silent end of data for a broken session."""
+    from OpenSSL import SSL
+
+    if isinstance(exc, SSL.ZeroReturnError):  # close_notify came: no more writing
+        return BrokenPipeError(32, "the server closed the TLS session")
+    if isinstance(exc, SSL.SysCallError):
+        number = exc.args[0] if exc.args and isinstance(exc.args[0], int) else -1
+        if number > 0:
+            return OSError(number, os.strerror(number))
+        # The connection ended without close_notify: a truncated session (RFC 8446 6.1).
+        return ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "the TLS session ended without close_notify")
+    return ssl.SSLError(ssl.SSL_ERROR_SSL, _openssl_text(exc))
+
+
+class TLSSocket:
+    """A client TLS connection made with pyOpenSSL, which asks for an OCSP staple.
+
+    What :mod:`smtplib` uses of a socket (``sendall``, ``send``, ``recv``,
+    ``makefile("rb")``, ``settimeout``, ``gettimeout``, ``fileno``, ``close``), with a
+    socket's time-out rules: each call waits at most the time-out (None: no bound;
+    :class:`TimeoutError` when it passes). OpenSSL's errors become :class:`OSError`
+    (:class:`ssl.SSLError` for a TLS failure, :class:`ssl.SSLEOFError` when the
+    session ends without close_notify, :class:`BrokenPipeError` when writing after
+    the server closed it); only the server's close_notify reads as the end of data.
+
+    What the handshake showed: :meth:`version`, :meth:`cipher` (as
+    :class:`ssl.SSLSocket` has them), ``chain`` (the DER certificates presented, leaf
+    first) and ``ocsp_response`` (the stapled OCSP response, DER; ``b""`` when none).
+    """
+
+    #: The most bytes one write hands to OpenSSL.
+    _WRITE_BYTES = 16384
+
+    def __init__(self, sock: socket.socket, connection: SSL.Connection) -> None:
+        self._sock = sock
+        self._connection = connection
+        self._timeout: float | None = None
+        self._closed = False
+        self.chain: tuple[bytes, ...] = ()
+        #: Set when the presented chain cannot be turned into DER.
+        self.undecodable: UndecodableCertificate | None = None
+        self.ocsp_response = b""
+
+    @classmethod
+    def handshake(
+        cls, sock: socket.socket, server_name: str | None, seconds: float | None
+    ) -> TLSSocket:
+        """The client handshake on a connected socket, within ``seconds`` in all (None:
+        unbounded), asking for an OCSP staple; SNI ``server_name`` (None: not sent).
+
+        Verifies nothing, as :func:`tls_client_context`: the core judges the chain
+        (sections 6, 7, 11). TLS 1.2 at least. Raises :class:`OSError`
+        (:class:`ssl.SSLError`, :class:`TimeoutError`) when it fails.
+        """
+        from cryptography.hazmat.primitives.serialization import Encoding
+        from OpenSSL import SSL
+
+        staples: list[bytes] = []
+
+        def staple(connection: SSL.Connection, data: bytes, _: object) -> bool:
+            staples.append(bytes(data))
+            return True  # go on: the staple is a fact for the core, never a verdict here
+
+        # One context per connection: its callback records this connection's staple
+        # (and pyOpenSSL forbids changing a context once a connection used it).
+        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+        context.set_verify(SSL.VERIFY_NONE)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_options(SSL.OP_NO_COMPRESSION | getattr(SSL, "OP_NO_RENEGOTIATION", 0))
+        context.set_ocsp_client_callback(staple)
+        sock.setblocking(False)  # every wait is ours, bounded (poll)
+        connection = SSL.Connection(context, sock)
+        if server_name is not None:
+            # As the ssl module encodes server_hostname (RFC 6066 3: no trailing dot).
+            connection.set_tlsext_host_name(server_name.rstrip(".").encode("idna"))
+        connection.request_ocsp()
+        connection.set_connect_state()
+        tls = cls(sock, connection)
+        tls._timeout = seconds
+        tls._call(connection.do_handshake)
+        tls.ocsp_response = staples[-1] if staples else b""
+        try:
+            certificates = connection.get_peer_cert_chain(as_cryptography=True) or []
+            tls.chain = tuple(c.public_bytes(Encoding.DER) for c in certificates)
+        except ValueError as exc:  # cryptography cannot read a certificate OpenSSL took
+            tls.undecodable = UndecodableCertificate(
+                f"a presented certificate cannot be decoded: {_printable(str(exc), 200)}"
+            )
+        return tls
+
+    def _call(self, operation: Callable[[], _T]) -> _T:
+        """Run an OpenSSL call, waiting (within the time-out) while it wants to read or
+        write; its errors as OSError."""
+        from OpenSSL import SSL
+
+        end = None if self._timeout is None else time.monotonic() + self._timeout
+        while True:
+            try:
+                return operation()
+            except SSL.WantReadError:
+                want_write = False
+            except SSL.WantWriteError:
+                want_write = True
+            except SSL.Error as exc:
+                raise _os_error_of(exc) from None
+            left = None if end is None else end - time.monotonic()
+            if (left is not None and left <= 0) or not _ready(
+                self._sock.fileno(), write=want_write, seconds=left
+            ):
+                raise TimeoutError("timed out")
+
+    # -- what smtplib uses of a socket
+
+    def settimeout(self, value: float | None) -> None:
+        if value is not None and not value >= 0:
+            raise ValueError(f"timeout must be None or at least 0, not {value!r}")
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """Up to ``bufsize`` bytes; ``b""`` only after the server's close_notify."""
+        if flags:
+            raise ValueError("recv flags are not supported on a TLS connection")
+        self._check_open()
+        from OpenSSL import SSL
+
+        def read() -> bytes:
+            try:
+                return self._connection.recv(bufsize)
+            except SSL.ZeroReturnError:  # the server's close_notify: the end of data
+                return b""
+
+        return self._call(read)
+
+    def send(self, data: bytes | bytearray | memoryview, flags: int = 0) -> int:
+        if flags:
+            raise ValueError("send flags are not supported on a TLS connection")
+        self._check_open()
+        view = memoryview(data).cast("B")[: self._WRITE_BYTES]
+        if not view:
+            return 0
+        return self._call(lambda: self._connection.send(view))
+
+    def sendall(self, data: bytes | bytearray | memoryview, flags: int = 0) -> None:
+        """Every byte, or an OSError; each write waits at most the time-out."""
+        view = memoryview(data).cast("B")
+        sent = 0
+        while sent < len(view):
+            sent += self.send(view[sent:], flags)
+
+    def makefile(
+        self, mode: str = "r", buffering: int | None = None, **_: Any
+    ) -> io.BufferedReader:
+        """A binary reader (smtplib asks for ``"rb"``); closing it leaves the connection
+        open, as with :meth:`socket.socket.makefile`."""
+        if mode not in ("r", "rb"):
+            raise ValueError(f"a TLS connection is read as binary ('rb'), not {mode!r}")
+        size = buffering if buffering and buffering > 0 else io.DEFAULT_BUFFER_SIZE
+        return io.BufferedReader(_TLSReader(self), size)
+
+    def close(self) -> None:
+        """Send close_notify (best effort, without waiting), then close the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        from OpenSSL import SSL
+
+        try:
+            self._connection.shutdown()
+        except (SSL.Error, OSError):
+            pass  # nothing to wait for: the session is over either way
+        finally:
+            self._sock.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OSError(9, "the TLS connection is closed")  # EBADF, as a closed socket
+
+    # -- what the handshake showed, as ssl.SSLSocket has it
+
+    def version(self) -> str | None:
+        return self._connection.get_protocol_version_name()
+
+    def cipher(self) -> tuple[str, str, int] | None:
+        name = self._connection.get_cipher_name()
+        if name is None:
+            return None
+        return (
+            name,
+            self._connection.get_cipher_version() or "",
+            self._connection.get_cipher_bits() or 0,
+        )
+
+
+class _TLSReader(io.RawIOBase):
+    """The raw stream under :meth:`TLSSocket.makefile`."""
+
+    def __init__(self, tls: TLSSocket) -> None:
+        super().__init__()
+        self._tls = tls
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._tls.recv(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 # -- the deadline and a bounded smtplib client ------------------------------------------
@@ -686,7 +1013,8 @@ class _Run:
     retry_window: dt.timedelta
     mx_lookup: MxLookup | None
     address_lookup: AddressLookup | None
-    context: ssl.SSLContext
+    #: None: the pyOpenSSL handshake that asks for an OCSP staple (section 11).
+    context: ssl.SSLContext | None
 
     @classmethod
     def start(
@@ -701,7 +1029,7 @@ class _Run:
         helo, timeout, deadline, port, retry_window = options
         _check_options(helo, timeout, deadline, port, retry_window)
         clock = _Clock.start(deadline)
-        context = tls_client_context()
+        context = None  # every delivery and probe asks for a staple
         return cls(
             policy, clock, timeout, helo, port, retry_window, mx_lookup, address_lookup, context
         )
@@ -999,6 +1327,8 @@ class _Seen:
             attempt,
             decision,
             error,
+            c.ocsp_requested,
+            c.tls.ocsp_response if c.tls is not None else None,
         )
 
 
