@@ -14,14 +14,15 @@ go on to the next host after any failure), its deadline's default and bound, and
 report. The MX lookup needs dnspython (optional: ``tlsconnector[probe]``), imported
 only when a lookup runs.
 
-Asking for an OCSP staple (section 11) belongs where the handshake is made, the
-engine's ``_handshake``, which returns everything the handshake showed; the staple
-would travel beside the chain in :class:`~tlsconnector.adapters.smtp.HostAttempt`
-to :class:`ProbeResult`. Nothing requests one yet.
+The engine's handshake asks for an OCSP staple (section 11); the staple the server
+sent travels beside the chain in the facts judged (``tls.ocsp_response``), and the
+report says whether one was asked for and what came (``tls.ocsp_requested``,
+``tls.ocsp_response`` in base64).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import ssl
@@ -191,12 +192,15 @@ class ProbeResult(_DictForm):
     #: ``offered`` and used, ``not-offered`` in the EHLO reply, or ``refused`` (the
     #: server offered STARTTLS but did not answer 220 to it).
     starttls: str
-    #: None: no TLS (the attempt's ``tls: null``); else the presented chain.
+    #: None: no TLS (the attempt's ``tls: null``); else the presented chain and the
+    #: stapled OCSP response (``tls.ocsp_response``), as the verdict was given them.
     tls: TLSFacts | None
     chain: tuple[bytes, ...] = ()
     tls_version: str | None = None
     cipher: str | None = None
     notes: tuple[str, ...] = ()
+    #: The handshake asked for an OCSP staple (status_request).
+    ocsp_requested: bool = False
 
     @classmethod
     def of(cls, host: HostAttempt) -> ProbeResult:
@@ -213,13 +217,20 @@ class ProbeResult(_DictForm):
             tls_version=host.tls_version,
             cipher=host.cipher,
             notes=host.notes,
+            ocsp_requested=host.ocsp_requested,
         )
 
     @property
     def attempt(self) -> ConnectionAttempt:
         return ConnectionAttempt(self.tls)
 
+    @property
+    def ocsp_response(self) -> bytes | None:
+        """The OCSP response the server stapled (DER), as passed to the verdict."""
+        return None if self.tls is None else self.tls.ocsp_response
+
     def to_dict(self) -> dict[str, Any]:
+        staple = self.ocsp_response
         return {
             "host": self.target.host,
             "port": self.target.port or SMTP_PORT,
@@ -227,7 +238,15 @@ class ProbeResult(_DictForm):
             "greeting": self.greeting,
             "starttls": self.starttls,
             "tls": (
-                None if self.tls is None else {"version": self.tls_version, "cipher": self.cipher}
+                None
+                if self.tls is None
+                else {
+                    "version": self.tls_version,
+                    "cipher": self.cipher,
+                    "ocsp_requested": self.ocsp_requested,
+                    # Base64 of the DER, as the session fact tls.ocsp_response.
+                    "ocsp_response": None if staple is None else base64.b64encode(staple).decode(),
+                }
             ),
             "chain": [CertificateSummary.from_der(der).to_dict() for der in self.chain],
             "chain_pem": "".join(ssl.DER_cert_to_PEM_cert(der) for der in self.chain) or None,

@@ -31,6 +31,7 @@ from tlsconnector.adapters._probe import (
     DeadlinePassed,
     ProbeError,
     ProbeReport,
+    ProbeResult,
     run_probe,
 )
 from tlsconnector.cli import family
@@ -150,6 +151,7 @@ def _report_text(report: ProbeReport, recipient: str) -> str:
         lines.append(f"  greeting: {result.greeting}")
         if result.tls is not None:
             lines.append(f"  STARTTLS: used ({result.tls_version}, {result.cipher})")
+            lines.append(f"  OCSP staple: {_staple_text(result)}")
             lines.append(f"  certificates presented: {len(result.chain)}")
             for number, der in enumerate(result.chain, start=1):
                 lines.extend(_certificate_lines(number, CertificateSummary.from_der(der)))
@@ -158,6 +160,15 @@ def _report_text(report: ProbeReport, recipient: str) -> str:
         lines.extend(f"  note: {note}" for note in result.notes)
     lines.append(explain(report.decision, label=printable(recipient)))
     return "\n".join(lines)
+
+
+def _staple_text(result: ProbeResult) -> str:
+    staple = result.ocsp_response
+    if staple is not None:
+        return f"{len(staple)} bytes stapled, passed to the verdict"
+    if result.ocsp_requested:
+        return "asked for, none stapled"
+    return "not asked for"
 
 
 def _certificate_lines(number: int, summary: CertificateSummary) -> list[str]:
