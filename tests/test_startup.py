@@ -357,6 +357,19 @@ def test_the_text_search_finds_a_rule_only_as_a_whole_first_word() -> None:
         assert absent not in listed
 
 
+@pytest.mark.parametrize("searches", [0, 1000])
+def test_the_searched_and_the_parsed_rules_agree(searches: int) -> None:
+    """The first rules asked about are searched for, the later ones looked up in the
+    set of first words: both answer alike (SEARCHES 0: the set at once)."""
+    data = b"ab.cd\nxab.cd\nef.gh extra\nij.kl\t\r\n// mn.op\n!www.qr\n*.qr\n\xe2\x84\xaaz.y\n"
+    listed = _names._ListedRules(data)
+    listed.SEARCHES = searches
+    for rule in ("ab.cd", "ef.gh", "ij.kl", "!www.qr", "*.qr", "kz.y"):
+        assert rule in listed
+    for rule in ("b.cd", "extra", "mn.op", "// mn.op", "qr", "www.qr", "ab.cd\t"):
+        assert rule not in listed
+
+
 def test_the_plain_test_keeps_exactly_the_rules_the_codec_makes_plain() -> None:
     _, other = _names._read_rules(_SYNTHETIC_LIST)
     kept = sorted(rule for rule in other if _names._may_encode_plain(rule))
@@ -364,3 +377,37 @@ def test_the_plain_test_keeps_exactly_the_rules_the_codec_makes_plain() -> None:
     for rule in other:  # the test is never wrong the other way
         if not _names._may_encode_plain(rule):
             assert "xn--" in rule.encode("idna").decode("ascii")
+
+
+@pytest.mark.parametrize("columns", [None, "50", "0", "-3", "wide"])
+def test_the_help_width_is_the_one_shutil_tells(
+    columns: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parser's formatter looks the width up without shutil, with the same answer."""
+    import shutil
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert shutil.get_terminal_size().columns == cli_parser._columns()
+    ours = cli_parser.build_parser("check")
+    stock = argparse.ArgumentParser(prog="tlsconnector", description=ours.description)
+    stock.add_argument("--version", help="print the installed version and exit")
+    assert ours.format_usage().split()[:2] == stock.format_usage().split()[:2]
+    formatter = ours._get_formatter()
+    assert formatter._width == argparse.HelpFormatter("x")._width
+
+
+def test_check_imports_neither_shutil_nor_pathlib(tmp_path: Path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[inbound]]\nname = "a"\nsender_domains = ["partner.net"]\n')
+    probe = (
+        "import sys\nfrom tlsconnector.cli import main\n"
+        f"assert main(['check', {str(policy)!r}]) == 0\n"
+        "print('loaded:', *(m for m in ('shutil', 'pathlib', 'json') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "loaded:" == done.stdout.splitlines()[-1].strip()

@@ -12,12 +12,53 @@ family: :mod:`~tlsconnector.cli.policy` (``check``, ``schema``),
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tlsconnector.cli._common import MAX_JOBS
 
 __all__ = ["build_parser"]
+
+
+def _columns() -> int:
+    """The terminal's width as :func:`shutil.get_terminal_size` tells it (``COLUMNS``,
+    then the terminal of standard output, else 80), without importing shutil."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter at the width it would choose itself. Speed: argparse
+    makes a formatter for every option it adds, and its own looks the width up with
+    shutil, whose import is a few percent of ``tlsconnector check``'s start-up."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        width = _columns() - 2 if width is None else width  # argparse's own "- 2"
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser with :class:`_HelpFormatter`; its sub-parsers are of this
+    class too (argparse makes them of the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -31,7 +72,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     ``--version`` builds no command. Any other word, or None, builds every command
     (``--help`` lists them all, and a mistyped command is told the choices).
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tlsconnector",
         description="Forced-TLS partner connectors: check policies and decide sessions.",
     )
@@ -80,7 +121,7 @@ class _Version(argparse.Action):
 if TYPE_CHECKING:  # generic only for type checkers
     from collections.abc import Callable
 
-    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+    Commands = argparse._SubParsersAction[_Parser]
 
 
 def _add_check(commands: Commands) -> None:

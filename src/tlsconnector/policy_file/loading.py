@@ -12,7 +12,6 @@ import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -33,6 +32,8 @@ if TYPE_CHECKING:
     from tlsconnector._revocation import CrlSet, RevocationList
 
 __all__ = ["load_policy", "load_policy_for_lint", "system_trust_store"]
+
+_Path = str | os.PathLike[str]
 
 #: A policy file larger than this is refused before parsing (section 8 bounds).
 MAX_POLICY_BYTES = 16 * 1024 * 1024
@@ -98,7 +99,9 @@ def _gc_paused() -> Iterator[None]:
 def _load_policy(
     path: str | os.PathLike[str], *, system_trust: Literal["always", "never", "for-crls"]
 ) -> Policy:
-    policy_path = Path(path)
+    # os.path, not pathlib: importing pathlib alone costs a few milliseconds of a
+    # command's start-up (docs/performance.md, "Start-up").
+    policy_path = os.fspath(path)
     try:
         raw = _read_bounded(policy_path, MAX_POLICY_BYTES)
         # tomli is the parser the standard library's tomllib was made from; its
@@ -122,8 +125,9 @@ def _load_policy(
     use_system_trust = system_trust == "always" or (
         system_trust == "for-crls" and isinstance(table, Mapping) and bool(table.get("crl_files"))
     )
-    trust = _load_trust(data, policy_path.parent, problems, use_system_trust=use_system_trust)
-    crls = _load_crls(data, policy_path.parent, problems)
+    base = os.path.dirname(policy_path)
+    trust = _load_trust(data, base, problems, use_system_trust=use_system_trust)
+    crls = _load_crls(data, base, problems)
     if trust is not None and crls is not None:
         trust = trust.with_crls(crls)
     try:
@@ -275,8 +279,8 @@ def _unquote(key: str) -> str:
     return key
 
 
-def _read_bounded(path: Path, limit: int) -> bytes:
-    with path.open("rb") as handle:
+def _read_bounded(path: _Path, limit: int) -> bytes:
+    with open(path, "rb") as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise InvalidValue(str(path), f"larger than {limit} bytes")
@@ -288,14 +292,14 @@ def _os_message(exc: OSError) -> str:
 
 
 def _load_trust(
-    data: Mapping[str, Any], base: Path, problems: list[Problem], *, use_system_trust: bool
+    data: Mapping[str, Any], base: _Path, problems: list[Problem], *, use_system_trust: bool
 ) -> TrustStore | None:
     table = data.get("trust", {})
     ca_file = table.get("ca_file") if isinstance(table, Mapping) else None
     if not isinstance(ca_file, str):
         # A wrong type is reported by Policy.from_mapping; fall back to the system.
         return system_trust_store() if use_system_trust and ca_file is None else None
-    path = base / ca_file
+    path = os.path.join(base, ca_file)
     from tlsconnector._chains import TrustStore
 
     try:
@@ -307,7 +311,7 @@ def _load_trust(
     return None
 
 
-def _load_crls(data: Mapping[str, Any], base: Path, problems: list[Problem]) -> CrlSet | None:
+def _load_crls(data: Mapping[str, Any], base: _Path, problems: list[Problem]) -> CrlSet | None:
     """``[trust] crl_files`` (section 11): PEM or DER files, relative to the policy file,
     every problem reported. A wrong shape is reported by Policy.from_mapping."""
     table = data.get("trust", {})
@@ -328,7 +332,7 @@ def _load_crls(data: Mapping[str, Any], base: Path, problems: list[Problem]) -> 
             continue
         field = f"trust.crl_files[{position}]"
         try:
-            raw = _read_bounded(base / name, MAX_CRL_BYTES)
+            raw = _read_bounded(os.path.join(base, name), MAX_CRL_BYTES)
             total += len(raw)
             if total > MAX_CRL_TOTAL_BYTES:
                 problems.append(
@@ -364,7 +368,7 @@ def system_trust_store() -> TrustStore | None:
         if not candidate or not os.path.isfile(candidate):
             continue
         try:
-            text = _read_bounded(Path(candidate), MAX_CA_FILE_BYTES).decode("ascii", "replace")
+            text = _read_bounded(candidate, MAX_CA_FILE_BYTES).decode("ascii", "replace")
         except (OSError, InvalidValue):
             continue
         anchors: list[x509.Certificate] = []
