@@ -411,3 +411,24 @@ def test_check_imports_neither_shutil_nor_pathlib(tmp_path: Path) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
     )
     assert "loaded:" == done.stdout.splitlines()[-1].strip()
+
+
+def test_the_plain_characters_are_those_nameprep_maps_to_ascii() -> None:
+    """_PLAIN_NON_ASCII, recomputed from the idna codec's own tables over every code
+    point: nameprep (stringprep B.1, B.2, NFKC of Unicode 3.2) maps exactly these to
+    nothing or ASCII, besides the three full stops the codec splits labels at."""
+    import re
+    import stringprep
+    import unicodedata
+
+    plain = re.compile(f"[{_names._PLAIN_NON_ASCII}]")
+    for code in range(0x80, 0x110000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        char = chr(code)
+        mapped = "" if stringprep.in_table_b1(char) else stringprep.map_table_b2(char)
+        expected = (
+            char in "\u3002\uff0e\uff61"
+            or unicodedata.ucd_3_2_0.normalize("NFKC", mapped).isascii()
+        )
+        assert expected == bool(plain.fullmatch(char)), hex(code)

@@ -348,21 +348,41 @@ def _psl_text() -> str:
     return _psl_data().decode(ENCODING, ERRORMODE)
 
 
+#: Every non-ASCII character that nameprep (RFC 3491, as Python's idna codec applies
+#: it: stringprep's tables B.1 and B.2, then NFKC of Unicode 3.2) maps to nothing or
+#: to ASCII, and the three full stops the codec splits labels at: a constant, because
+#: Unicode 3.2 never changes. tests/test_startup.py recomputes it from the codec's own
+#: tables over every code point.
+_PLAIN_NON_ASCII = (
+    "\u00a0\u00aa\u00ad\u00b2-\u00b3\u00b9-\u00ba\u00df\u0132-\u0133\u017f\u01c7-\u01cc"
+    "\u01f1-\u01f3\u02b0\u02b2-\u02b3\u02b7-\u02b8\u02e1-\u02e3\u034f\u037e\u1806"
+    "\u180b-\u180d\u1e9e\u1fef\u2000-\u200d\u2024-\u2026\u202f\u203c\u2047-\u2049"
+    "\u205f-\u2060\u2070-\u2071\u2074-\u207a\u207c-\u208a\u208c-\u208e\u20a8\u2100-\u2102"
+    "\u2105-\u2106\u210a-\u210e\u2110-\u2113\u2115-\u2116\u2119-\u211d\u2120-\u2122\u2124"
+    "\u2128\u212a\u212c-\u212d\u212f-\u2131\u2133-\u2134\u2139\u2145-\u2149\u2160-\u217f"
+    "\u2460-\u24ea\u2a74-\u2a76\u3000\u3002\u3251-\u325f\u32b1-\u32bf\u3371-\u3376"
+    "\u3380-\u3381\u3383-\u338b\u338e-\u3394\u3396-\u339a\u339c-\u33a6\u33a9-\u33ad"
+    "\u33b0-\u33b1\u33b3-\u33b5\u33b7-\u33bb\u33bd-\u33bf\u33c2-\u33c5\u33c7-\u33dd"
+    "\ufb00-\ufb06\ufb29\ufe00-\ufe0f\ufe30\ufe33-\ufe38\ufe4d-\ufe50\ufe52\ufe54-\ufe57"
+    "\ufe59-\ufe5c\ufe5f-\ufe66\ufe68-\ufe6b\ufeff\uff01-\uff5e\uff61\U0001d400-\U0001d454"
+    "\U0001d456-\U0001d49c\U0001d49e-\U0001d49f\U0001d4a2\U0001d4a5-\U0001d4a6"
+    "\U0001d4a9-\U0001d4ac\U0001d4ae-\U0001d4b9\U0001d4bb\U0001d4bd-\U0001d4c0"
+    "\U0001d4c2-\U0001d4c3\U0001d4c5-\U0001d505\U0001d507-\U0001d50a\U0001d50d-\U0001d514"
+    "\U0001d516-\U0001d51c\U0001d51e-\U0001d539\U0001d53b-\U0001d53e\U0001d540-\U0001d544"
+    "\U0001d546\U0001d54a-\U0001d550\U0001d552-\U0001d6a3\U0001d7ce-\U0001d7ff"
+)
+
+
+@functools.cache
+def _not_plain() -> re.Pattern[str]:
+    return re.compile(f"[^\\x00-\\x7f{_PLAIN_NON_ASCII}]")
+
+
 def _may_encode_plain(rule: str) -> bool:
     """Whether the codec could turn every label of a non-ASCII ``rule`` into ASCII
-    without ``xn--``: every character passes the test in the comment above (True is
-    only a maybe)."""
-    import stringprep
-    import unicodedata
-
-    def plain(char: str) -> bool:
-        # ASCII; a full stop the codec splits labels at (encodings.idna's ``dots``);
-        # mapped to nothing (B.1); or mapped and normalised to ASCII.
-        if char.isascii() or char in "\u3002\uff0e\uff61" or stringprep.in_table_b1(char):
-            return True
-        return unicodedata.ucd_3_2_0.normalize("NFKC", stringprep.map_table_b2(char)).isascii()
-
-    return all(map(plain, rule.lstrip("!")))
+    without ``xn--``: every character is ASCII or in :data:`_PLAIN_NON_ASCII` (the
+    test in the comment above; True is only a maybe)."""
+    return _not_plain().search(rule) is None
 
 
 def _rules_for(ascii_rules: frozenset[str], other: Sequence[str], *, idn: bool) -> frozenset[str]:
@@ -374,25 +394,31 @@ def _rules_for(ascii_rules: frozenset[str], other: Sequence[str], *, idn: bool) 
 
 class _ListedRules:
     """The rules of a list file that a name without an ``xn--`` label can meet, read
-    from the file's bytes as the package's ``_parse`` reads its lines (the first word,
-    lower-cased, less trailing white space), without decoding the ASCII lines: their
-    first words are taken with their ASCII letters lower-cased (all that ``str.lower``
-    changes in ASCII). The few lines with other bytes are read as the package reads
-    them: their ASCII rules, and the encoded forms of the non-ASCII rules that
-    :func:`_may_encode_plain` keeps (normally none), are held beside. Comment lines
-    and empty words may be held too: no name asked about is either."""
+    from the file's bytes as the package's ``_parse`` reads its lines: a rule is
+    listed when a line's first word, lower-cased and less trailing white space, is
+    the rule. ASCII lines are read with their ASCII letters lower-cased (all that
+    ``str.lower`` changes in ASCII); the few lines with other bytes are read as the
+    package reads them, once: their ASCII rules, and the encoded forms of the
+    non-ASCII rules that :func:`_may_encode_plain` keeps (normally none), are held
+    beside.
+
+    Speed: a start-up asks about one or two names, a large policy about many. The
+    first :attr:`SEARCHES` rules asked about are searched for in the file's bytes
+    (a few hundred microseconds each); after that, the first words of every line are
+    taken into a set once (a few milliseconds) and asked."""
+
+    SEARCHES = 24
 
     def __init__(self, data: bytes, encoding: str = "utf-8", errors: str = "strict") -> None:
-        # bytes.rstrip() strips ASCII white space but not the four separators
-        # U+001C-U+001F that str.rstrip() also strips: a file with any is read exactly.
-        if any(separator in data for separator in (b"\x1c", b"\x1d", b"\x1e", b"\x1f")):
-            self._ascii = {r.encode() for r in _read_rules(data.decode(encoding, errors))[0]}
-        else:
-            self._ascii = {line.partition(b" ")[0].rstrip() for line in data.lower().split(b"\n")}
+        self._data = b"\n" + data.lower()
+        self._encoding, self._errors = encoding, errors
+        self._searches = 0
+        self._words: frozenset[bytes] | None = None
         extra: set[str] = set()
-        for line in data.split(b"\n"):
-            if line.isascii() or line.startswith(b"//"):
+        for line in [line for line in self._data.split(b"\n") if not line.isascii()]:
+            if line.startswith(b"//"):
                 continue
+            # Lower-casing the ASCII letters first changes nothing str.lower() does.
             rule = line.decode(encoding, errors).lower().split(" ")[0].rstrip()
             if not rule or rule.startswith("//"):
                 continue
@@ -403,9 +429,45 @@ class _ListedRules:
         self._extra = frozenset(extra)
 
     def __contains__(self, rule: object) -> bool:
-        if not isinstance(rule, str) or not rule.isascii():
-            return False
-        return rule in self._extra or rule.encode("ascii") in self._ascii
+        if not isinstance(rule, str) or not rule.isascii() or not rule or rule[:2] == "//":
+            return False  # never a rule: the package skips empty words and comments
+        if rule in self._extra:
+            return True
+        if self._words is None:
+            self._searches += 1
+            if self._searches <= self.SEARCHES:
+                return self._search(rule.encode("ascii"))
+            self._words = self._first_words()
+        return rule.encode("ascii") in self._words
+
+    def _first_words(self) -> frozenset[bytes]:
+        data = self._data
+        # bytes.rstrip() strips ASCII white space but not the four separators
+        # U+001C-U+001F that str.rstrip() also strips: a file with any is read exactly.
+        if any(separator in data for separator in (b"\x1c", b"\x1d", b"\x1e", b"\x1f")):
+            text = data.decode(self._encoding, self._errors)
+            return frozenset(rule.encode() for rule in _read_rules(text)[0])
+        return frozenset(line.partition(b" ")[0].rstrip() for line in data.split(b"\n"))
+
+    def _search(self, rule: bytes) -> bool:
+        data = self._data
+        needle = b"\n" + rule
+        at = data.find(needle)
+        while at >= 0:
+            # The line's first word is the rule if it ends here or only trailing white
+            # space follows before it ends (at a space or the line's end). A tail
+            # with other bytes is on a line read into ``_extra`` already.
+            stop = end = at + len(needle)
+            if end == len(data) or data[end] in b" \n":
+                return True
+            if data[end : end + 1].isspace() or 0x1C <= data[end] <= 0x1F:
+                while stop < len(data) and data[stop] not in b" \n":
+                    stop += 1
+                tail = data[end:stop]
+                if tail.isascii() and tail.decode("ascii").isspace():
+                    return True
+            at = data.find(needle, at + 1)
+        return False
 
 
 @functools.cache
