@@ -417,6 +417,75 @@ def test_log_file_gets_the_lines_and_standard_error_none(tmp_path: Path) -> None
     assert [] == running.lines
 
 
+def _wait_in_file(path: Path, fragment: str, running: Running, count: int = 1) -> None:
+    deadline = time.monotonic() + WAIT
+    while (path.read_text() if path.exists() else "").count(fragment) < count:
+        assert time.monotonic() < deadline, f"{fragment!r} not {count} times in {path}"
+        assert running.process.poll() is None, running.lines
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "service",
+    [["postfix-outbound"], ["postfix"], ["postfix", "--workers", "2"]],
+    ids=["outbound", "inbound", "inbound-workers"],
+)
+def test_sighup_opens_the_log_file_again_after_logrotate_moved_it(
+    tmp_path: Path, service: list[str]
+) -> None:
+    """logrotate's create mode: the file is renamed, then SIGHUP; the service writes
+    on in a new file at the same path (the workers and their supervisor alike)."""
+    if service[0] == "postfix":
+        path = write_policy(tmp_path)
+    else:
+        path = tmp_path / "outbound.toml"
+        path.write_text(OUTBOUND)
+    log = tmp_path / "serve.log"
+    target, *extra = service
+    running = Running(
+        target, *extra, "--policy", str(path), "--listen", "127.0.0.1:0", "--log-file", str(log)
+    )
+    try:
+        _wait_in_file(log, '"event":"listening"', running)
+        rotated = tmp_path / "serve.log.1"
+        log.rename(rotated)
+        running.process.send_signal(signal.SIGHUP)
+        reloads = 2 if "--workers" in extra else 1
+        _wait_in_file(log, '"event":"reload"', running, reloads)
+    finally:
+        assert 0 == running.stop()
+    old = [json.loads(line)["event"] for line in rotated.read_text().splitlines()]
+    new = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert "listening" in old
+    assert "reload" not in old
+    assert reloads == new.count("reload")
+    assert "stopped" == new[-1]  # the supervisor's last line too
+    assert 0 == stat.S_IMODE(log.stat().st_mode) & 0o137  # at most 0640
+    assert [] == running.lines
+
+
+def test_a_log_file_that_cannot_be_opened_again_keeps_the_old_one(tmp_path: Path) -> None:
+    path = tmp_path / "outbound.toml"
+    path.write_text(OUTBOUND)
+    log = tmp_path / "serve.log"
+    running = Running(
+        "postfix-outbound", "--policy", str(path), "--listen", "127.0.0.1:0", "--log-file", str(log)
+    )
+    try:
+        _wait_in_file(log, '"event":"listening"', running)
+        rotated = tmp_path / "serve.log.1"
+        log.rename(rotated)
+        log.mkdir()  # the path is now a directory: it cannot be opened for writing
+        running.process.send_signal(signal.SIGHUP)
+        _wait_in_file(rotated, '"event":"reload"', running)
+    finally:
+        assert 0 == running.stop()
+    lines = [json.loads(line) for line in rotated.read_text().splitlines()]
+    errors = [line["message"] for line in lines if line["event"] == "error"]
+    assert any("cannot open it again" in message for message in errors)
+    assert "stopped" == lines[-1]["event"]
+
+
 def test_log_syslog_sends_mail_facility_datagrams_to_the_socket(tmp_path: Path) -> None:
     path = write_policy(tmp_path)
     syslog = tmp_path / "log.sock"

@@ -157,7 +157,8 @@ def _log_of(args: argparse.Namespace, name: str) -> JsonLog | None:
     except OSError as exc:
         _err(f"{name}: --log-file {show(args.log_file)}: {exc.strerror}")
         return None
-    return JsonLog(os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace"), text=text)
+    stream = os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
+    return JsonLog(stream, text=text, path=args.log_file)
 
 
 def _close_log(log: JsonLog) -> None:

@@ -162,7 +162,9 @@ def reload_policy(path: Path, log: JsonLog, build: Callable[[Policy], _T]) -> _T
     """Load the policy file again and build what a service serves from it, or None
     after a ``reload-failed`` line: an invalid policy, one ``build`` refuses
     (:class:`Unservable`), or any unexpected error never stops the service nor
-    replaces the policy in force (never fail open)."""
+    replaces the policy in force (never fail open). ``--log-file`` is opened again
+    first (logrotate), so the reload's own line lands in the new file."""
+    log.reopen()
     try:
         return build(load_policy(path))
     except PolicyError as exc:

@@ -233,8 +233,11 @@ class JsonLog:
         window: float = LOG_WINDOW,
         buffer_bytes: int = LOG_BUFFER_BYTES,
         text: bool = False,
+        path: str | None = None,
     ) -> None:
         self.stream = stream
+        #: ``--log-file``: the file :meth:`reopen` opens again (None: nothing to reopen).
+        self.path = path
         #: ``--log-format text``: each line as ``time key=value ...`` (see :func:`text_line`).
         self.text = text
         self.clock = clock
@@ -357,6 +360,38 @@ class JsonLog:
             return self.stream.fileno()
         except (AttributeError, OSError, ValueError):  # io.StringIO and the like
             return None
+
+    def reopen(self, *, quiet: bool = False) -> None:
+        """Open :attr:`path` again in place of the file written so far (``--log-file``
+        after logrotate moved it away: the services call this on SIGHUP). The new
+        file takes the old one's descriptor (``dup2``), so the writer thread goes on
+        writing without noticing; a line being written when it happens lands in one
+        file or the other, whole. A file that cannot be opened is an ``error`` line,
+        and the lines keep going to the file opened before.
+
+        ``quiet``: from a signal handler (the supervisor of ``--workers``), which must
+        not touch the stream's buffer or write a line: only system calls, and a failure
+        leaves the old file in place without a word."""
+        fd = self._fd()
+        if self.path is None or fd is None:
+            return
+        try:
+            new = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            if not quiet:
+                self.emit(
+                    "error",
+                    message=f"--log-file {show(self.path)}: cannot open it again: "
+                    f"{exc.strerror or exc}; still writing to the file opened before",
+                )
+            return
+        if not quiet:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.flush()  # what the text layer holds goes to the old file
+        try:
+            os.dup2(new, fd)
+        finally:
+            os.close(new)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -1246,7 +1281,7 @@ def _supervise(
             pid = os.fork()
         except OSError as exc:
             log.emit("error", message=f"cannot start a worker process: {exc}")
-            _Supervisor(children).forward(signal.SIGTERM)
+            _Supervisor(children, log).forward(signal.SIGTERM)
             for child in children:
                 os.waitpid(child, 0)
             return EXIT_FAILED
@@ -1261,7 +1296,7 @@ def _supervise(
                 os._exit(status)
         children.add(pid)
 
-    supervisor = _Supervisor(children)
+    supervisor = _Supervisor(children, log)
     for signum in STOP_SIGNALS:
         signal.signal(signum, supervisor.on_stop)
     signal.signal(signal.SIGHUP, supervisor.on_hup)
@@ -1291,8 +1326,9 @@ class _Supervisor:
     """The parent's signal handlers. They only set a flag and forward signals: no
     logging, since a handler may interrupt a log write of the main loop."""
 
-    def __init__(self, children: set[int]) -> None:
+    def __init__(self, children: set[int], log: JsonLog) -> None:
         self.children = children
+        self.log = log
         self.stopping = False
         self.status = EXIT_OK
 
@@ -1306,4 +1342,5 @@ class _Supervisor:
         self.forward(signal.SIGTERM)
 
     def on_hup(self, signum: int, _frame: object) -> None:
+        self.log.reopen(quiet=True)  # system calls only (see JsonLog.reopen)
         self.forward(signal.SIGHUP)
