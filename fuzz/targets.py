@@ -163,7 +163,7 @@ def _cns(tls: TLSFacts | None) -> tuple[str, ...]:
 def check_inbound(session: InboundSession) -> None:
     """Evaluate under :data:`POLICY` and apply the invariant."""
     decision = evaluate_inbound(POLICY, session)
-    json.dumps(decision.to_json())
+    json.dumps(decision.to_dict())
     if decision.action is InboundAction.TEMPFAIL:
         raise InvariantViolation(f"evaluate_inbound returned tempfail: {decision}")
     if decision.action is not InboundAction.ACCEPT:
@@ -174,13 +174,13 @@ def check_inbound(session: InboundSession) -> None:
     if not _trusted(session.tls, Purpose.INBOUND) or not any(map(covered_by_wildcard, cns)):
         raise InvariantViolation(
             f"accepted mail from {session.sender_domain!r} without a trusted certificate "
-            f"matching {WILDCARD}: CNs {cns!r}, decision {decision.to_json()}"
+            f"matching {WILDCARD}: CNs {cns!r}, decision {decision.to_dict()}"
         )
 
 
 def check_outbound(session: OutboundSession) -> None:
     decision = evaluate_outbound(POLICY, session)
-    json.dumps(decision.to_json())
+    json.dumps(decision.to_dict())
     if decision.action is not OutboundAction.DELIVER or session.attempt is None:
         return
     if decision.connector == "Fabrikam Bank outbound":
@@ -189,7 +189,7 @@ def check_outbound(session: OutboundSession) -> None:
         if not _trusted(tls, Purpose.OUTBOUND) or not any(map(covered_by_wildcard, cns)):
             raise InvariantViolation(
                 f"delivered to {session.recipient!r} without a trusted certificate matching "
-                f"{WILDCARD}: CNs {cns!r}, decision {decision.to_json()}"
+                f"{WILDCARD}: CNs {cns!r}, decision {decision.to_dict()}"
             )
 
 
@@ -288,7 +288,7 @@ def _session_with_cn(text: str) -> None:
         if (decision.action is InboundAction.ACCEPT) != expected:
             raise InvariantViolation(
                 f"CNs {cns!r}: expected {'accept' if expected else 'reject'}, "
-                f"got {decision.to_json()}"
+                f"got {decision.to_dict()}"
             )
 
 
