@@ -75,7 +75,6 @@ from tlsconnector.adapters.postfix.server import (
     MAX_CONNECTIONS,
     MAX_CONNECTIONS_PER_CLIENT,
     JsonLog,
-    parse_listen,
 )
 from tlsconnector.adapters.smtp import HostAttempt, check_host, system_addresses
 from tlsconnector.policy_file.loading import load_policy
@@ -86,7 +85,6 @@ __all__ = [
     "OutboundServeConfig",
     "OutboundService",
     "Prober",
-    "parse_socketmap_listen",
     "serve_postfix_outbound",
 ]
 
@@ -145,17 +143,6 @@ class OutboundServeConfig:
     socket_owner: tuple[int, int] | None = None
     #: ``--pidfile``: written once listening, removed at exit.
     pidfile: Path | None = None
-
-
-def parse_socketmap_listen(text: str) -> tuple[str, int] | str:
-    """``HOST:PORT`` -> ``(host, port)`` (as ``serve postfix``), ``unix:PATH`` -> the
-    path. Raises :class:`ValueError` naming the value."""
-    if text.startswith("unix:"):
-        path = text[5:]
-        if not path or "\x00" in path or len(path.encode()) > 100:
-            raise ValueError(f"--listen {show(text)}: unix:PATH needs a path of 1 to 100 bytes")
-        return path
-    return parse_listen(text)
 
 
 # -- probing ------------------------------------------------------------------------------
