@@ -3,6 +3,7 @@ sessions whose action, connector or reason codes change, by transition and conne
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tlsconnector import Policy
+from tlsconnector import InboundSession, Policy
 from tlsconnector.adapters._recording import session_json
+from tlsconnector.cli import diff as diff_module
 from tlsconnector.cli import main
 from tlsconnector.policy_file.writing import dumps_policy
 from tlsconnector.testing import default_authority, inbound_sessions, policy_mappings
@@ -308,3 +310,189 @@ def test_diff_properties(
     assert [{**c, "old": c["new"], "new": c["old"]} for c in changed] == swapped
     # The file order of connectors never matters.
     assert (status, changed) == _diff(capsys, old, shuffled, sessions)
+
+
+# --- sessions both policies read alike are not decided twice (cli/diff.py _Alike) -------
+
+THEN = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+TIMES = (THEN, THEN - dt.timedelta(days=400), THEN + dt.timedelta(days=800))  # valid, before, after
+
+
+def _trusted_file(
+    directory: Path, name: str, inbound: list[dict[str, Any]], trust: dict[str, Any] | None
+) -> str:
+    (directory / "ca.pem").write_text(AUTHORITY.root_pem)
+    data: dict[str, Any] = {"inbound": inbound, "outbound": []}
+    if trust is not None:
+        data["trust"] = trust
+    return write(directory, name, dumps_policy(data))
+
+
+Tables = list[dict[str, Any]]
+#: Old and new connector tables, old and new [trust] tables, session lines.
+ChangedCase = tuple[Tables, Tables, dict[str, Any], dict[str, Any] | None, list[str]]
+
+
+@st.composite
+def _changed_case(draw: st.DrawFn) -> ChangedCase:
+    """An old policy and a new one that keeps some of its connectors as they are,
+    changes others (same name, other settings), drops some and adds some; now and then
+    another trust store or revocation setting; sessions with chains at several times."""
+    old = draw(policy_mappings(min_inbound=1, max_outbound=0))["inbound"]
+    other = draw(policy_mappings(max_outbound=0))["inbound"]
+    new: list[dict[str, Any]] = []
+    for table in old:
+        fate = draw(st.sampled_from(["keep", "keep", "change", "drop"]))
+        if fate == "keep":
+            new.append(table)
+        elif fate == "change" and other:
+            new.append({**draw(st.sampled_from(other)), "name": table["name"]})
+    new += [{**t, "name": f"added {t['name']}"} for t in other if draw(st.booleans())]
+    old_trust = {"ca_file": "ca.pem"}
+    new_trust = draw(
+        st.sampled_from([old_trust, old_trust, {"ca_file": "ca.pem", "revocation": "off"}, None])
+    )
+    both = Policy.from_mapping(
+        {"inbound": old + [{**t, "name": f"new {t['name']}"} for t in new]},
+        trust=AUTHORITY.trust_store,
+    )
+    sessions = draw(
+        st.lists(
+            st.one_of(*(inbound_sessions(both, authority=AUTHORITY, at=at) for at in TIMES)),
+            min_size=1,
+            max_size=8,
+        )
+    )
+    return old, new, old_trust, new_trust, [json.dumps(session_json(s)) for s in sessions]
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=_changed_case())
+def test_skipping_sessions_read_alike_changes_no_answer(
+    case: ChangedCase,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old_tables, new_tables, old_trust, new_trust, lines = case
+    old = _trusted_file(tmp_path, "old.toml", old_tables, old_trust)
+    new = _trusted_file(tmp_path, "new.toml", new_tables, new_trust)
+    sessions = write(tmp_path, "sessions.jsonl", "\n".join(lines) + "\n")
+    skipping = _diff(capsys, old, new, sessions)
+    before, after = _inbound_json(capsys, old, sessions), _inbound_json(capsys, new, sessions)
+    expected = [
+        {"line": number, "direction": "inbound", "old": a, "new": b}
+        for number, (a, b) in enumerate(zip(before, after, strict=True), start=1)
+        if _key(a) != _key(b)
+    ]
+    assert (1 if expected else 0, expected) == skipping
+    with monkeypatch.context() as patch:  # every session decided under both policies
+        patch.setattr(diff_module._Alike, "inbound", lambda self, session: False)
+        assert skipping == _diff(capsys, old, new, sessions)
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The senders of the sessions diff decides (an entry per decision)."""
+    decided: list[str] = []
+    real = diff_module.evaluate_inbound
+
+    def counted(policy: Policy, session: InboundSession) -> Any:
+        decided.append(session.mail_from)
+        return real(policy, session)
+
+    monkeypatch.setattr(diff_module, "evaluate_inbound", counted)
+    return decided
+
+
+UNCHANGED = """
+[[inbound]]
+name = "Contoso partner"
+sender_domains = ["partner.example"]
+require_tls = true
+"""
+
+
+def test_a_session_of_an_unchanged_connector_is_parsed_but_not_decided(
+    files: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = Path(files["dir"])
+    old = write(directory, "old2.toml", OLD + UNCHANGED)
+    new = write(directory, "new2.toml", NEW + UNCHANGED)
+    lines = [
+        session("198.51.100.77"),  # Fabrikam's connector changed: decided twice
+        session("203.0.113.5", sender="a@partner.example"),  # unchanged: not decided
+        session("203.0.113.5", sender="a@nobody.example"),  # no connector either way
+        session("not an ip", sender="a@partner.example"),  # still an error
+    ]
+    sessions = write(directory, "alike.jsonl", "\n".join(lines) + "\n")
+    decided = _counting(monkeypatch)
+    status, changed = _diff(capsys, old, new, sessions)
+    assert ["payments@fabrikam.com"] * 2 == decided
+    assert 1 == status
+    assert [1, ("error", 4, "peer_ip")] == [
+        ("error", o["error"]["line"], o["error"]["field"]) if "error" in o else o["line"]
+        for o in changed
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old_trust", "new_trust"),
+    [
+        ({"ca_file": "ca.pem"}, None),  # another trust store
+        ({"ca_file": "ca.pem"}, {"ca_file": "ca.pem", "revocation": "off"}),
+    ],
+)
+def test_another_trust_store_or_revocation_setting_decides_every_session(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    old_trust: dict[str, Any],
+    new_trust: dict[str, Any] | None,
+) -> None:
+    tables = [
+        {
+            "name": "Contoso partner",
+            "sender_domains": ["partner.example"],
+            "tls_sender_certificate_name": "mail.partner.example",
+        }
+    ]
+    old = _trusted_file(tmp_path, "old.toml", tables, old_trust)
+    new = _trusted_file(tmp_path, "new.toml", tables, new_trust)
+    sessions = write(tmp_path, "s.jsonl", session("203.0.113.5", sender="a@partner.example") + "\n")
+    decided = _counting(monkeypatch)
+    _diff(capsys, old, new, sessions)
+    assert 2 == len(decided)
+    decided.clear()
+    _diff(capsys, old, old, sessions)  # the same file: the same trust store
+    assert [] == decided
+
+
+def test_outbound_sessions_of_unchanged_connectors_are_not_decided(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = '[[outbound]]\nname = "Kept"\nrecipient_domains = ["kept.example"]\n'
+    changed = '[[outbound]]\nname = "Changed"\nrecipient_domains = ["changed.example"]\n'
+    old = write(tmp_path, "old.toml", kept + changed + 'tls_settings = "encryption_only"\n')
+    new = write(tmp_path, "new.toml", kept + changed)
+    lines = [
+        {"recipient": "b@kept.example", "tls": None, "at": AT},  # the same connector
+        {"recipient": "b@changed.example", "tls": None, "at": AT},  # decided twice
+        {"recipient": "b@kept.example", "connector": "changed", "tls": None, "at": AT},  # named
+        {"recipient": "b@changed.example", "connector": "Kept", "tls": None, "at": AT},
+    ]
+    sessions = write(tmp_path, "out.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n")
+    decided: list[str] = []
+    real = diff_module.evaluate_outbound
+
+    def counted(policy: Policy, session: Any, **options: Any) -> Any:
+        decided.append(session.recipient)
+        return real(policy, session, **options)
+
+    monkeypatch.setattr(diff_module, "evaluate_outbound", counted)
+    status, out, _ = run(capsys, "--old", old, "--new", new, "--outbound", sessions, "--json")
+    assert ["b@changed.example", "b@changed.example", "b@kept.example", "b@kept.example"] == decided
+    assert (1, [2, 3]) == (status, [json.loads(line)["line"] for line in out.splitlines()])

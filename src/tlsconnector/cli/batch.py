@@ -134,6 +134,21 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _SESSION_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
+class Rendered:
+    """An answer whose ``--json`` line is already written (a constant the caller
+    returns again and again, such as ``diff``'s "nothing changes"): the engine writes
+    ``json_line`` instead of encoding ``to_dict()`` once more for every line."""
+
+    __slots__ = ("json_line", "obj")
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+        self.json_line = _json_line(obj)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.obj
+
+
 class _UnreadableLine(Exception):
     """A line that is no session object at all (no value of it to show)."""
 
@@ -181,6 +196,9 @@ def _decide_one(
         message = f"internal error while deciding: {type(exc).__name__}: {exc}"
         return _line_error(number, None, message, as_json=as_json)
     if as_json:
+        answer: object = decision  # diff's answers are not decisions (Rendered)
+        if type(answer) is Rendered:
+            return answer.json_line, None
         return _json_line(decision.to_dict()), None
     return explain(decision, label=f"line {number}") + "\n", None
 

@@ -37,7 +37,7 @@ from tlsconnector.cli._common import (
     _err,
     policy_or_none,
 )
-from tlsconnector.cli.batch import _decide_file
+from tlsconnector.cli.batch import Rendered, _decide_file
 
 if TYPE_CHECKING:
     from tlsconnector.cli._common import Decision
@@ -69,7 +69,8 @@ class _Comparison:
         return self.obj
 
 
-_SAME = _Comparison({})
+#: Nothing changes: the line ``{}``, written once (the tally counts and drops it).
+_SAME = Rendered({})
 
 
 def _key_of(decision: Decision) -> Key:
@@ -90,10 +91,84 @@ def _recorded(value: object) -> tuple[Key, dict[str, Any]]:
     return (action, connector, tuple(codes)), value
 
 
+#: Bound on each process's memory of compared candidates (entries; emptied when
+#: full). Speed only: what it remembers is the comparison's own answer. One entry per
+#: candidate tuple of the old policy's index (or named connector) met, so a policy's
+#: size bounds it before this does.
+MAX_SAME_PAIRS = 524_288
+
+
+class _Alike:
+    """Whether two policies decide a session alike, from exactly what their decisions
+    read of the policy (the core's decisions are pure functions of policy and facts):
+
+    * inbound (section 5): the candidates of the sender domain
+      (:meth:`Policy.inbound_candidates`; restrict-beats-allow reads nothing else),
+      the trust store and the revocation setting;
+    * outbound (section 6): the connector a transport rule names
+      (:meth:`Policy.outbound_named`), else the candidates of the recipient domain,
+      the trust store and the revocation setting.
+
+    Equal values there (connectors compared field by field, trust stores by the
+    digests of their anchors and CRLs that already key every cached chain verdict)
+    give the same decision, so the session need not be decided twice; its facts are
+    still parsed, so a malformed line is still an error. The answer for an old
+    policy's candidates is remembered with the new policy's candidates it was
+    compared with (both kept alive here, so their identities stay theirs), at most
+    :data:`MAX_SAME_PAIRS` of them.
+    """
+
+    def __init__(self, old: Policy, new: Policy) -> None:
+        self.old = old
+        self.new = new
+        self.enabled = old.revocation == new.revocation and _same_trust(old, new)
+        self._known: dict[int, tuple[object, object, bool]] = {}
+
+    def inbound(self, session: InboundSession) -> bool:
+        domain = session.sender_domain
+        return self.enabled and self._same(
+            self.old.inbound_candidates(domain), self.new.inbound_candidates(domain)
+        )
+
+    def outbound(self, session: OutboundSession) -> bool:
+        if not self.enabled:
+            return False
+        if session.connector is not None:
+            named = session.connector
+            return self._same(self.old.outbound_named(named), self.new.outbound_named(named))
+        domain = session.recipient_domain
+        return self._same(
+            self.old.outbound_candidates(domain), self.new.outbound_candidates(domain)
+        )
+
+    def _same(self, a: object, b: object) -> bool:
+        if a is b:
+            return True
+        known = self._known.get(id(a))
+        if known is not None and known[1] is b:
+            return known[2]
+        same = bool(a == b)
+        if len(self._known) >= MAX_SAME_PAIRS:
+            self._known.clear()
+        self._known[id(a)] = (a, b, same)
+        return same
+
+
+def _same_trust(old: Policy, new: Policy) -> bool:
+    """The same trust anchors and CRLs: the digests that key cached chain verdicts."""
+    a, b = old.trust, new.trust
+    if a is None or b is None:
+        return a is b
+    return a.key == b.key and a.crls.key == b.crls.key
+
+
 def _comparer(
-    direction: str, old: Policy | None, new: Policy
+    direction: str, old: Policy | None, new: Policy, *, skip_alike: bool = True
 ) -> Callable[[object, dt.datetime], Decision]:
-    """The engine's deciding function: both decisions of one line, compared."""
+    """The engine's deciding function: both decisions of one line, compared.
+    ``skip_alike``: a session both policies read alike (:class:`_Alike`) is not
+    decided (the answer is the same; off only to check that)."""
+    alike = _Alike(old, new) if old is not None and skip_alike else None
 
     def facts(obj: dict[str, Any], at: dt.datetime) -> InboundSession | OutboundSession:
         """The line's session, parsed once for both policies (facts do not depend on
@@ -128,6 +203,12 @@ def _comparer(
             changed = {"direction": direction, "old": old_json, "new": new_decision.to_dict()}
             return cast("Decision", _Comparison(changed))
         session = facts(obj, at)
+        if alike is not None and (
+            alike.inbound(session)
+            if isinstance(session, InboundSession)
+            else alike.outbound(session)
+        ):
+            return cast("Decision", _SAME)
         old_decision = decide(old, session)
         new_decision = decide(new, session)
         if _key_of(old_decision) == _key_of(new_decision):
