@@ -41,6 +41,7 @@ __all__ = [
     "NOW",
     "SessionFacts",
     "inbound_connector",
+    "inbound_policy_mapping",
     "inbound_session_facts",
     "lint_policy_mapping",
     "lint_policy_toml",
@@ -135,6 +136,13 @@ def policy_mapping(n: int, *, ca_file: str | None = None) -> dict[str, Any]:
     if ca_file is not None:
         mapping["trust"] = {"ca_file": ca_file}
     return mapping
+
+
+def inbound_policy_mapping(n: int) -> dict[str, Any]:
+    """A policy of the ``n`` inbound connectors of :func:`policy_mapping` and no
+    outbound one (what deciding inbound sessions reads; at 100,000 connectors its file
+    stays under the loader's 16 MiB bound, which both directions would pass)."""
+    return {"inbound": [inbound_connector(i) for i in range(n)], "outbound": []}
 
 
 def lint_policy_mapping(n: int, *, ca_file: str | None = None) -> dict[str, Any]:
