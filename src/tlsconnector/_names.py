@@ -282,8 +282,8 @@ class DomainPattern:
 # ASCII by nameprep (RFC 3491: table B.1, table B.2, then NFKC: if NFKC of the mapped
 # label is ASCII, then so is NFKC of each mapped character, because NFKD of an ASCII
 # string is itself and no ASCII characters compose). Only rules passing that
-# per-character test, normally none, are encoded for such names; the test itself uses
-# the codec's own tables (stringprep, Unicode 3.2) on each distinct character.
+# per-character test, normally none, are encoded for such names; the characters that
+# pass it are a constant computed from the codec's own tables (_PLAIN_NON_ASCII).
 
 
 @functools.cache
