@@ -1080,3 +1080,39 @@ def test_a_reload_with_other_crls_or_revocation_forgets_every_pin(
     reload = [json.loads(line) for line in stream.getvalue().splitlines()][-1]
     assert ("reload", ["[127.0.0.1]:2525"]) == (reload["event"], reload["pins_forgotten"])
     assert 0 == len(service.cache)
+
+
+@pytest.mark.parametrize("announced", ["next-update", "revocation-date"])
+def test_a_pin_lives_no_longer_than_the_verdict_behind_it(tmp_path: Path, announced: str) -> None:
+    """Section 11 with pins: a pin is a cached ``deliver``. When the CRL it was judged
+    with stops being current in 20 minutes, or already announces the leaf's
+    revocation for 40 minutes from now, the pin ends then (not with the leaf in 60
+    days, nor with the pin lifetime of an hour)."""
+    from tlsconnector._revocation import CrlSet, RevocationList
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    if announced == "next-update":
+        crl = ISSUING.crl(
+            this_update=now - dt.timedelta(hours=1), next_update=now + dt.timedelta(minutes=20)
+        )
+        ends = now + dt.timedelta(minutes=20)
+    else:
+        crl = ISSUING.crl(
+            [(GOOD.cert, now + dt.timedelta(minutes=40))],
+            this_update=now - dt.timedelta(hours=1),
+            next_update=now + dt.timedelta(hours=6),
+        )
+        ends = now + dt.timedelta(minutes=40)
+    crls = CrlSet([RevocationList.from_crl(crl, "test CRL")], loaded_at=now)
+    with partner(tmp_path, GOOD) as good:
+        pol = Policy.from_mapping(
+            {"outbound": [connector("A", f"127.0.0.1:{good.port}")]},
+            trust=TrustStore.from_pem(ROOT.cert_pem(), crls=crls),
+        )
+        service, stream = _service(pol)
+        answer = _answer(service, "tlspolicy", f"[127.0.0.1]:{good.port}")
+    assert AnswerKind.OK == answer.kind  # delivered now: the revocation is still to come
+    (probe,) = [json.loads(line) for line in stream.getvalue().splitlines() if '"probe"' in line]
+    (pin,) = probe["pins"]
+    not_after = dt.datetime.fromisoformat(pin["not_after"])
+    assert now < not_after <= ends

@@ -34,11 +34,13 @@ from typing import TYPE_CHECKING
 import attrs
 from cryptography import x509
 
+from tlsconnector._chains import PresentedChain
 from tlsconnector._errors import FactsError, InvalidValue, printable, show
 from tlsconnector._facts import parse_address
 from tlsconnector._model import OutboundConnector, Policy, SmartHost, TLSMode, is_ip_address
 from tlsconnector._names import canonical_domain
 from tlsconnector._outbound import select_outbound
+from tlsconnector._validation import Purpose, validate_chain
 
 if TYPE_CHECKING:
     from tlsconnector.adapters.smtp import HostAttempt
@@ -527,9 +529,45 @@ def fingerprint(der: bytes) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
-def pins_from_attempts(attempts: Iterable[HostAttempt]) -> Probe:
+def _verdict_holds_until(
+    attempt: HostAttempt, policy: Policy | None, at: dt.datetime | None
+) -> dt.datetime | None:
+    """Until when the chain's verdict behind a ``deliver`` stays what it was, for the
+    modes that validate the chain: the earliest notAfter of the validated path, and
+    whatever the revocation check read changing (a CRL's or the staple's nextUpdate,
+    a revocation date still to come: section 11). None when nothing bounds it."""
+    decision = attempt.decision
+    facts = attempt.attempt.tls if attempt.attempt is not None else None
+    if policy is None or at is None or decision is None or decision.tls is None:
+        return None
+    if decision.tls.mode not in (TLSMode.CERTIFICATE_VALIDATION, TLSMode.DOMAIN_VALIDATION):
+        return None
+    if facts is None or not isinstance(facts.certificate, PresentedChain) or policy.trust is None:
+        return None
+    verdict = validate_chain(
+        facts.certificate,
+        trust=policy.trust,
+        at=at,
+        purpose=Purpose.OUTBOUND,
+        revocation=policy.revocation,
+        ocsp_response=facts.ocsp_response,
+    )
+    return verdict.valid_until
+
+
+def pins_from_attempts(
+    attempts: Iterable[HostAttempt],
+    *,
+    policy: Policy | None = None,
+    at: dt.datetime | None = None,
+) -> Probe:
     """The pins of a probe: the leaf of every attempt whose verdict was ``deliver``
-    (never another certificate of the chain), and a line for each other attempt."""
+    (never another certificate of the chain), and a line for each other attempt.
+
+    With the ``policy`` and the time ``at`` the attempts were judged with, a pin of a
+    connector that validates chains lives no longer than its verdict holds
+    (:func:`_verdict_holds_until`): not past an intermediate's notAfter, a CRL's or
+    the staple's nextUpdate, or a revocation date the CRLs already announce."""
     pins: dict[str, Pin] = {}
     failures: list[str] = []
     codes: list[str] = []
@@ -539,6 +577,9 @@ def pins_from_attempts(attempts: Iterable[HostAttempt]) -> Probe:
             try:
                 leaf = x509.load_der_x509_certificate(attempt.chain[0])
                 not_after = leaf.not_valid_after_utc
+                holds_until = _verdict_holds_until(attempt, policy, at)
+                if holds_until is not None:
+                    not_after = min(not_after, holds_until)
             except Exception as exc:  # deliver with an unreadable leaf: never pinned
                 failures.append(f"{where}: leaf unreadable ({type(exc).__name__})")
                 codes.append("validation-failure")

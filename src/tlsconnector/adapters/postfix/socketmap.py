@@ -301,7 +301,7 @@ class Prober:
                 codes.append("deadline-passed")
             else:
                 done.append(attempt)
-        judged = pins_from_attempts(done)
+        judged = pins_from_attempts(done, policy=policy, at=at)
         return Probe(
             judged.pins,
             (*judged.failures, *failures),
