@@ -342,15 +342,21 @@ def _changed_case(draw: st.DrawFn) -> ChangedCase:
     other = draw(policy_mappings(max_outbound=0))["inbound"]
     new: list[dict[str, Any]] = []
     for table in old:
-        fate = draw(st.sampled_from(["keep", "keep", "change", "drop"]))
+        fate = draw(st.sampled_from(["keep", "keep", "keep", "keep", "change", "drop"]))
         if fate == "keep":
             new.append(table)
-        elif fate == "change" and other:
-            new.append({**draw(st.sampled_from(other)), "name": table["name"]})
-    new += [{**t, "name": f"added {t['name']}"} for t in other if draw(st.booleans())]
+        elif fate == "change":
+            # The same name and domains, other settings: another connector's, or off.
+            donor = draw(st.sampled_from([*other, {"enabled": False}]))
+            new.append({**table, **donor, "name": table["name"]})
+            if draw(st.booleans()):
+                new[-1]["sender_domains"] = table["sender_domains"]
+    new += [{**t, "name": f"added {t['name']}"} for t in other if draw(st.integers(0, 3)) == 0]
     old_trust = {"ca_file": "ca.pem"}
     new_trust = draw(
-        st.sampled_from([old_trust, old_trust, {"ca_file": "ca.pem", "revocation": "off"}, None])
+        st.sampled_from(
+            [old_trust, old_trust, old_trust, {"ca_file": "ca.pem", "revocation": "off"}, None]
+        )
     )
     both = Policy.from_mapping(
         {"inbound": old + [{**t, "name": f"new {t['name']}"} for t in new]},
