@@ -347,8 +347,8 @@ def _changed_case(draw: st.DrawFn) -> ChangedCase:
             new.append(table)
         elif fate == "change":
             # The same name and domains, other settings: another connector's, or off.
-            donor = draw(st.sampled_from([*other, {"enabled": False}]))
-            new.append({**table, **donor, "name": table["name"]})
+            donor = draw(st.sampled_from([*other, {**table, "enabled": False}]))
+            new.append({**donor, "name": table["name"]})
             if draw(st.booleans()):
                 new[-1]["sender_domains"] = table["sender_domains"]
     new += [{**t, "name": f"added {t['name']}"} for t in other if draw(st.integers(0, 3)) == 0]
