@@ -502,3 +502,14 @@ def test_outbound_sessions_of_unchanged_connectors_are_not_decided(
     status, out, _ = run(capsys, "--old", old, "--new", new, "--outbound", sessions, "--json")
     assert ["b@changed.example", "b@changed.example", "b@kept.example", "b@kept.example"] == decided
     assert (1, [2, 3]) == (status, [json.loads(line)["line"] for line in out.splitlines()])
+
+
+def test_a_missing_recorded_decision_reads_missing_and_a_null_one_shows_the_value(
+    files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [session("198.51.100.8"), session("198.51.100.8", recorded=None)]
+    sessions = write(Path(files["dir"]), "recorded.jsonl", "\n".join(lines) + "\n")
+    status, _, err = run(capsys, "--old", "recorded", "--new", files["new"], "--inbound", sessions)
+    assert 1 == status
+    assert "line 1: recorded: missing (required with --old recorded)" in err
+    assert "line 2: recorded = null: must be an object" in err

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from tlsconnector._decisions import printable
-from tlsconnector._errors import FactsError
+from tlsconnector._errors import MISSING, FactsError
 from tlsconnector._facts import InboundSession, OutboundSession
 from tlsconnector._inbound import evaluate_inbound
 from tlsconnector._model import Policy
@@ -185,10 +185,10 @@ def _comparer(
     def compare(obj: object, at: dt.datetime) -> Decision:
         if not isinstance(obj, dict):
             raise FactsError("(session)", obj, "must be a JSON object")
-        recorded = obj.pop("recorded", None)  # a fresh object: ours to change
+        recorded = obj.pop("recorded", MISSING)  # a fresh object: ours to change
         if old is None:
-            if recorded is None:
-                raise FactsError("recorded", None, "is required with --old recorded")
+            if recorded is MISSING:
+                raise FactsError("recorded", MISSING, "is required with --old recorded")
             old_key, old_json = _recorded(recorded)
             if old_key[0] == "tempfail" and "peer_ip" not in obj and "recipient" not in obj:
                 raise FactsError(
