@@ -413,6 +413,7 @@ class _ListedRules:
         self._data = b"\n" + data.lower()
         self._encoding, self._errors = encoding, errors
         self._searches = 0
+        self._absent: set[bytes] = set()
         self._words: frozenset[bytes] | None = None
         extra: set[str] = set()
         for line in [line for line in self._data.split(b"\n") if not line.isascii()]:
@@ -436,6 +437,14 @@ class _ListedRules:
         if self._words is None:
             self._searches += 1
             if self._searches <= self.SEARCHES:
+                # "!x", "*.x" and "x" all hold x: when x is nowhere in the file, one
+                # search answers all three forms.
+                body = rule.removeprefix("!").removeprefix("*.").encode("ascii")
+                if body in self._absent:
+                    return False
+                if body not in self._data:
+                    self._absent.add(body)
+                    return False
                 return self._search(rule.encode("ascii"))
             self._words = self._first_words()
         return rule.encode("ascii") in self._words
