@@ -395,6 +395,14 @@ def test_log_format_text_is_one_escaped_key_value_line_per_event(tmp_path: Path)
     assert not any(line.startswith("{") for line in running.lines)
 
 
+def _wait_in_file(path: Path, fragment: str, running: Running, count: int = 1) -> None:
+    deadline = time.monotonic() + WAIT
+    while (path.read_text() if path.exists() else "").count(fragment) < count:
+        assert time.monotonic() < deadline, f"{fragment!r} not {count} times in {path}"
+        assert running.process.poll() is None, running.lines
+        time.sleep(0.05)
+
+
 def test_log_file_gets_the_lines_and_standard_error_none(tmp_path: Path) -> None:
     path = tmp_path / "outbound.toml"
     path.write_text(OUTBOUND)
@@ -403,11 +411,7 @@ def test_log_file_gets_the_lines_and_standard_error_none(tmp_path: Path) -> None
         "postfix-outbound", "--policy", str(path), "--listen", "127.0.0.1:0", "--log-file", str(log)
     )
     try:
-        deadline = time.monotonic() + WAIT
-        while '"event":"listening"' not in (log.read_text() if log.exists() else ""):
-            assert time.monotonic() < deadline, "no listening line in the log file"
-            assert running.process.poll() is None, running.lines
-            time.sleep(0.05)
+        _wait_in_file(log, '"event":"listening"', running)
     finally:
         assert 0 == running.stop()
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
@@ -415,14 +419,6 @@ def test_log_file_gets_the_lines_and_standard_error_none(tmp_path: Path) -> None
     assert "stopped" == events[-1]
     assert 0 == stat.S_IMODE(log.stat().st_mode) & 0o137  # at most 0640
     assert [] == running.lines
-
-
-def _wait_in_file(path: Path, fragment: str, running: Running, count: int = 1) -> None:
-    deadline = time.monotonic() + WAIT
-    while (path.read_text() if path.exists() else "").count(fragment) < count:
-        assert time.monotonic() < deadline, f"{fragment!r} not {count} times in {path}"
-        assert running.process.poll() is None, running.lines
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(
