@@ -403,17 +403,29 @@ def _wait_in_file(path: Path, fragment: str, running: Running, count: int = 1) -
         time.sleep(0.05)
 
 
-def test_log_file_gets_the_lines_and_standard_error_none(tmp_path: Path) -> None:
-    path = tmp_path / "outbound.toml"
-    path.write_text(OUTBOUND)
+def _logging_to_a_file(tmp_path: Path, target: str, *extra: str) -> tuple[Running, Path]:
+    """``serve TARGET`` on 127.0.0.1 with ``--log-file``, once its listening line is in
+    the file: the running service and the log file's path."""
+    if target == "postfix":
+        path = write_policy(tmp_path)
+    else:
+        path = tmp_path / "outbound.toml"
+        path.write_text(OUTBOUND)
     log = tmp_path / "serve.log"
     running = Running(
-        "postfix-outbound", "--policy", str(path), "--listen", "127.0.0.1:0", "--log-file", str(log)
+        target, *extra, "--policy", str(path), "--listen", "127.0.0.1:0", "--log-file", str(log)
     )
     try:
         _wait_in_file(log, '"event":"listening"', running)
-    finally:
-        assert 0 == running.stop()
+    except BaseException:
+        running.stop()
+        raise
+    return running, log
+
+
+def test_log_file_gets_the_lines_and_standard_error_none(tmp_path: Path) -> None:
+    running, log = _logging_to_a_file(tmp_path, "postfix-outbound")
+    assert 0 == running.stop()
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert "listening" in events
     assert "stopped" == events[-1]
@@ -431,22 +443,12 @@ def test_sighup_opens_the_log_file_again_after_logrotate_moved_it(
 ) -> None:
     """logrotate's create mode: the file is renamed, then SIGHUP; the service writes
     on in a new file at the same path (the workers and their supervisor alike)."""
-    if service[0] == "postfix":
-        path = write_policy(tmp_path)
-    else:
-        path = tmp_path / "outbound.toml"
-        path.write_text(OUTBOUND)
-    log = tmp_path / "serve.log"
-    target, *extra = service
-    running = Running(
-        target, *extra, "--policy", str(path), "--listen", "127.0.0.1:0", "--log-file", str(log)
-    )
+    running, log = _logging_to_a_file(tmp_path, *service)
     try:
-        _wait_in_file(log, '"event":"listening"', running)
         rotated = tmp_path / "serve.log.1"
         log.rename(rotated)
         running.process.send_signal(signal.SIGHUP)
-        reloads = 2 if "--workers" in extra else 1
+        reloads = 2 if "--workers" in service else 1
         _wait_in_file(log, '"event":"reload"', running, reloads)
     finally:
         assert 0 == running.stop()
@@ -461,14 +463,8 @@ def test_sighup_opens_the_log_file_again_after_logrotate_moved_it(
 
 
 def test_a_log_file_that_cannot_be_opened_again_keeps_the_old_one(tmp_path: Path) -> None:
-    path = tmp_path / "outbound.toml"
-    path.write_text(OUTBOUND)
-    log = tmp_path / "serve.log"
-    running = Running(
-        "postfix-outbound", "--policy", str(path), "--listen", "127.0.0.1:0", "--log-file", str(log)
-    )
+    running, log = _logging_to_a_file(tmp_path, "postfix-outbound")
     try:
-        _wait_in_file(log, '"event":"listening"', running)
         rotated = tmp_path / "serve.log.1"
         log.rename(rotated)
         log.mkdir()  # the path is now a directory: it cannot be opened for writing
