@@ -34,13 +34,14 @@ from typing import TYPE_CHECKING
 import attrs
 from cryptography import x509
 
+from tlsconnector._assessment import CHAIN_VERDICTS
 from tlsconnector._chains import PresentedChain
 from tlsconnector._errors import FactsError, InvalidValue, printable, show
 from tlsconnector._facts import parse_address
 from tlsconnector._model import OutboundConnector, Policy, SmartHost, TLSMode, is_ip_address
 from tlsconnector._names import canonical_domain
 from tlsconnector._outbound import select_outbound
-from tlsconnector._validation import Purpose, validate_chain
+from tlsconnector._validation import Purpose
 
 if TYPE_CHECKING:
     from tlsconnector.adapters.smtp import HostAttempt
@@ -544,7 +545,8 @@ def _verdict_holds_until(
         return None
     if facts is None or not isinstance(facts.certificate, PresentedChain) or policy.trust is None:
         return None
-    verdict = validate_chain(
+    # The verdict the decision just reached, from the same cache (no second validation).
+    verdict = CHAIN_VERDICTS.validate(
         facts.certificate,
         trust=policy.trust,
         at=at,
