@@ -19,6 +19,8 @@ import tlsconnector
 from tlsconnector import _names
 from tlsconnector.cli import parser as cli_parser
 
+ROOT = Path(__file__).resolve().parent.parent
+
 INIT = Path(tlsconnector.__file__)
 
 
@@ -432,3 +434,88 @@ def test_the_plain_characters_are_those_nameprep_maps_to_ascii() -> None:
             or unicodedata.ucd_3_2_0.normalize("NFKC", mapped).isascii()
         )
         assert expected == bool(plain.fullmatch(char)), hex(code)
+        # ... and the set the fast path asks holds exactly these besides ASCII.
+        assert expected == (char in _names._plain_characters()), hex(code)
+    assert all(chr(code) in _names._plain_characters() for code in range(0x80))
+
+
+def test_the_list_file_is_found_and_decoded_as_publicsuffixlist_does() -> None:
+    """The list file is read without importing publicsuffixlist (start-up): its
+    location and decoding are the package's own."""
+    assert _names._psl_file() == publicsuffixlist.PSLFILE
+    assert (_names._PSL_ENCODING, _names._PSL_ERRORS) == (
+        publicsuffixlist.ENCODING,
+        publicsuffixlist.ERRORMODE,
+    )
+
+
+def test_check_does_not_import_publicsuffixlist(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[[inbound]]\nname = "w"\nsender_domains = ["*.partner1.net"]\n'
+        'tls_sender_certificate_name = "*.partner1.net"\n'
+    )
+    probe = (
+        "import sys\nfrom tlsconnector.cli import main\n"
+        f"assert main(['check', {str(policy)!r}]) == 0\n"
+        "import tlsconnector._names as names\n"
+        "assert names._psl_data.cache_info().currsize == 1\n"  # the list was read
+        "print('loaded:', 'publicsuffixlist' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.splitlines()[-1].strip() == "loaded: False"
+
+
+# --------------------------------------------------------------------------------------
+# The collector paused while the command line is imported and while check runs
+
+
+def test_the_collector_is_as_it_was_after_a_command(tmp_path: Path) -> None:
+    import gc
+
+    from tlsconnector.cli import main
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[inbound]]\nname = "a"\nsender_domains = ["partner.com"]\n')
+    assert gc.isenabled()
+    assert main(["check", str(policy)]) == 0
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert main(["check", str(policy)]) == 0
+        assert not gc.isenabled()  # a caller's own setting is kept
+    finally:
+        gc.enable()
+
+
+def test_paused_collection_nests_and_resumes_once() -> None:
+    import gc
+
+    from tlsconnector._gc import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause still holds
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("a failing block resumes collection too")
+    assert gc.isenabled()
+
+
+def test_the_console_script_and_python_m_run_the_same_entry() -> None:
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"tlsconnector": "tlsconnector._entry:run"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tlsconnector", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.startswith("tlsconnector ")

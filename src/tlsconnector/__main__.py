@@ -1,5 +1,5 @@
 """``python -m tlsconnector``: the command line."""
 
-from tlsconnector.cli import run
+from tlsconnector._entry import run
 
 run()

@@ -18,11 +18,13 @@ runs. Exit statuses:
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
 from collections.abc import Callable, Collection, Sequence
 
+from tlsconnector._gc import gc_paused
 from tlsconnector.cli._common import EXIT_INTERRUPTED, EXIT_UNDECIDED, EXIT_USAGE, _err
 from tlsconnector.cli.parser import build_parser
 
@@ -36,18 +38,21 @@ def main(argv: Sequence[str] | None = None, *, commands: Collection[str] = ()) -
     family's own ``main``).
     """
     words = sys.argv[1:] if argv is None else list(argv)
-    # Speed: only the named command's parser is built (build_parser's docstring).
-    parser = build_parser(words[0] if words else None)
-    try:
-        args = parser.parse_args(words)
-    except SystemExit as exc:  # argparse exits on --help and on usage errors
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    if commands and args.command not in commands:
-        listed = ", ".join(sorted(commands))
-        _err(f"tlsconnector: {args.command!r} is not one of this module's commands ({listed})")
-        return EXIT_USAGE
-    module_name, _, function = args.handler.partition(":")
-    handler: Callable[..., int] = getattr(importlib.import_module(module_name), function)
+    # Speed: the parser and the command's module are built and imported with the
+    # collector paused (tlsconnector._gc); the command itself runs with it as it was.
+    with gc_paused():
+        # Speed: only the named command's parser is built (build_parser's docstring).
+        parser = build_parser(words[0] if words else None)
+        try:
+            args = parser.parse_args(words)
+        except SystemExit as exc:  # argparse exits on --help and on usage errors
+            return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+        if commands and args.command not in commands:
+            listed = ", ".join(sorted(commands))
+            _err(f"tlsconnector: {args.command!r} is not one of this module's commands ({listed})")
+            return EXIT_USAGE
+        module_name, _, function = args.handler.partition(":")
+        handler: Callable[..., int] = getattr(importlib.import_module(module_name), function)
     return handler(args)
 
 
@@ -79,4 +84,11 @@ def run() -> None:
         # Ctrl-C: stop quietly, as shells expect (128 + SIGINT), without a traceback.
         sys.stderr.write("tlsconnector: interrupted\n")
         status = EXIT_INTERRUPTED
+    # Speed: the process ends here. The interpreter's finalization collects every
+    # generation, walking each object once more only to free what the exit frees
+    # anyway (about a twentieth of a short command such as check). Frozen objects are
+    # not walked; everything else of the exit (atexit handlers, flushing, closing,
+    # freeing by reference counts) is as before.
+    gc.disable()
+    gc.freeze()
     sys.exit(status)
