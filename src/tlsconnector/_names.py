@@ -15,7 +15,7 @@ import enum
 import functools
 import ipaddress
 import re
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -332,20 +332,35 @@ def _read_rules(text: str) -> tuple[frozenset[str], tuple[str, ...]]:
     return frozenset(ascii_rules), tuple(other)
 
 
+#: How publicsuffixlist decodes its list file's lines (its ``ENCODING`` and
+#: ``ERRORMODE``), and the file's name beside its ``__init__`` (its ``PSLFILE``): read
+#: here without importing the package, which start-up pays for (tests/test_startup.py
+#: checks all three against the installed package).
+_PSL_ENCODING, _PSL_ERRORS = "utf8", "surrogateescape"
+_PSL_FILE_NAME = "public_suffix_list.dat"
+
+
+def _psl_file() -> str:
+    """The package's list file (its ``PSLFILE``), found without importing it."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("publicsuffixlist")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("publicsuffixlist is not installed", name="publicsuffixlist")
+    return os.path.join(os.path.dirname(spec.origin), _PSL_FILE_NAME)
+
+
 @functools.cache
 def _psl_data() -> bytes:
     """The package's list file, as bytes."""
-    from publicsuffixlist import PSLFILE
-
-    with open(PSLFILE, "rb") as source:
+    with open(_psl_file(), "rb") as source:
         return source.read()
 
 
 def _psl_text() -> str:
     """The package's list file decoded as its parser decodes each line."""
-    from publicsuffixlist import ENCODING, ERRORMODE
-
-    return _psl_data().decode(ENCODING, ERRORMODE)
+    return _psl_data().decode(_PSL_ENCODING, _PSL_ERRORS)
 
 
 #: Every non-ASCII character that nameprep (RFC 3491, as Python's idna codec applies
@@ -374,15 +389,26 @@ _PLAIN_NON_ASCII = (
 
 
 @functools.cache
-def _not_plain() -> re.Pattern[str]:
-    return re.compile(f"[^\\x00-\\x7f{_PLAIN_NON_ASCII}]")
+def _plain_characters() -> frozenset[str]:
+    """ASCII and :data:`_PLAIN_NON_ASCII` (its ``a-b`` ranges spelled out): a set,
+    because compiling the constant into a character class costs start-up more than
+    the few hundred lines it is asked about."""
+    characters = {chr(code) for code in range(0x80)}
+    text, at = _PLAIN_NON_ASCII, 0
+    while at < len(text):
+        first = last = text[at]
+        at += 1
+        if text[at : at + 1] == "-":
+            last, at = text[at + 1], at + 2
+        characters.update(map(chr, range(ord(first), ord(last) + 1)))
+    return frozenset(characters)
 
 
 def _may_encode_plain(rule: str) -> bool:
     """Whether the codec could turn every label of a non-ASCII ``rule`` into ASCII
     without ``xn--``: every character is ASCII or in :data:`_PLAIN_NON_ASCII` (the
     test in the comment above; True is only a maybe)."""
-    return _not_plain().search(rule) is None
+    return _plain_characters().issuperset(rule)
 
 
 def _rules_for(ascii_rules: frozenset[str], other: Sequence[str], *, idn: bool) -> frozenset[str]:
@@ -416,7 +442,7 @@ class _ListedRules:
         self._absent: set[bytes] = set()
         self._words: frozenset[bytes] | None = None
         extra: set[str] = set()
-        for line in [line for line in self._data.split(b"\n") if not line.isascii()]:
+        for line in self._non_ascii_lines():
             if line.startswith(b"//"):
                 continue
             # Lower-casing the ASCII letters first changes nothing str.lower() does.
@@ -428,6 +454,13 @@ class _ListedRules:
             elif _may_encode_plain(rule):
                 extra.add(_encoded(rule))
         self._extra = frozenset(extra)
+
+    def _non_ascii_lines(self) -> Iterator[bytes]:
+        """The lines holding a byte over 0x7F, in file order (split in C, filtered in
+        C: no Python step per line of the ~16,000)."""
+        from itertools import filterfalse
+
+        return filterfalse(bytes.isascii, self._data.split(b"\n"))
 
     def __contains__(self, rule: object) -> bool:
         if not isinstance(rule, str) or not rule.isascii() or not rule or rule[:2] == "//":
@@ -485,9 +518,7 @@ def _psl_rules(idn: bool) -> frozenset[str] | _ListedRules:
     encoded, for a name with an ``xn--`` label (``idn``); else :class:`_ListedRules`."""
     if idn:
         return _rules_for(*_read_rules(_psl_text()), idn=True)
-    from publicsuffixlist import ENCODING, ERRORMODE
-
-    return _ListedRules(_psl_data(), ENCODING, ERRORMODE)
+    return _ListedRules(_psl_data(), _PSL_ENCODING, _PSL_ERRORS)
 
 
 def _is_public_ascii(name: str, rules: Container[str] | None = None) -> bool:
