@@ -452,6 +452,9 @@ class InboundSession:
         ``at`` falls back to ``default_at`` (the caller's clock: the CLI reads it, the
         core never does); without either, the session is malformed.
         """
+        lean = _lean(obj, default_at, build=True)
+        if type(lean) is cls:
+            return lean  # speed: every value already known valid (see _lean_inbound)
         obj = _session_object(obj, _INBOUND_KEYS, ("peer_ip", "mail_from"))
         raw_tls = obj.get("tls")
         tls = None if raw_tls is None else TLSFacts.from_json(raw_tls)
@@ -553,3 +556,186 @@ class OutboundSession:
             attempt=attempt,
             queued_since=None if queued is None else parse_time(queued, field="queued_since"),
         )
+
+
+# --- The lean reader: is an inbound session line valid, and what is its sender domain --
+
+#: Bounds on the lean reader's memories of values already found valid (section 8):
+#: entries per memory (each is emptied when full), and the length of a value it
+#: remembers (a longer one is checked every time). Speed only: each memory holds the
+#: answer of the real parser for that value, which depends on the value alone.
+MAX_VALID_VALUES = 65_536
+MAX_VALID_VALUE_LENGTH = 256
+
+#: The keys of a ``tls`` object carrying MTA-verified certificate facts.
+_CN_KEYS = frozenset({"peer_cn", "peer_verified", "peer_fingerprint"})
+
+
+class _ValidValues:
+    """Values a real parser accepted, each with what it answered (a per-process memory,
+    at most :data:`MAX_VALID_VALUES` entries of at most :data:`MAX_VALID_VALUE_LENGTH`
+    characters each). A refusal is never remembered: the line is read the full way,
+    which raises it."""
+
+    __slots__ = ("cn_facts", "peer_ips", "recipients", "senders", "times")
+
+    def __init__(self) -> None:
+        self.peer_ips: dict[str, IPAddress] = {}
+        self.senders: dict[str, tuple[str, str | None]] = {}
+        self.recipients: dict[str, str] = {}
+        self.times: dict[str, dt.datetime] = {}
+        #: (peer_cn, peer_verified, peer_fingerprint) -> the TLS facts they make.
+        self.cn_facts: dict[tuple[tuple[str, ...], bool, str | None], TLSFacts] = {}
+
+    def clear(self) -> None:
+        for memory in (self.peer_ips, self.senders, self.recipients, self.times):
+            memory.clear()
+        self.cn_facts.clear()
+
+
+_valid = _ValidValues()
+_NO_TLS_FACTS = TLSFacts(None)
+
+
+def _remember(memory: dict[Any, Any], value: str, key: object, answer: object) -> None:
+    if len(value) <= MAX_VALID_VALUE_LENGTH:
+        if len(memory) >= MAX_VALID_VALUES:
+            memory.clear()
+        memory[key] = answer
+
+
+def _lean_inbound(
+    obj: object, default_at: dt.datetime | None, *, build: bool
+) -> InboundSession | tuple[str | None] | None:
+    """What :meth:`InboundSession.from_json` answers for ``obj`` when every condition
+    here shows that it accepts it: the session (``build``) or ``(sender domain,)``;
+    None: not known here, the caller reads the line the full way (which raises the
+    error, if any). Every value is checked by the parser the full way calls, once per
+    distinct value (:class:`_ValidValues`)."""
+    if type(obj) is not dict or not _INBOUND_KEYS.issuperset(obj):
+        return None
+    get = obj.get
+    peer_ip, sender = get("peer_ip"), get("mail_from")
+    if type(peer_ip) is not str or type(sender) is not str:
+        return None
+    valid = _valid
+    ip = valid.peer_ips.get(peer_ip)
+    if ip is None:
+        try:
+            ip = _peer_ip(peer_ip)
+        except InvalidValue:
+            return None
+        _remember(valid.peer_ips, peer_ip, peer_ip, ip)
+    parsed = valid.senders.get(sender)
+    if parsed is None:
+        try:
+            parsed = _parse_address(sender, "mail_from", True)
+        except FactsError:
+            return None
+        _remember(valid.senders, sender, sender, parsed)
+    recipients: list[str] = []
+    if "rcpt_to" in obj:
+        given = obj["rcpt_to"]
+        if type(given) is not list or len(given) > MAX_RECIPIENTS:
+            return None
+        memory = valid.recipients
+        for recipient in given:
+            if type(recipient) is not str:
+                return None
+            canonical = memory.get(recipient)
+            if canonical is None:
+                try:
+                    canonical = _parse_address(recipient, "rcpt_to", False)[0]
+                except FactsError:
+                    return None
+                _remember(memory, recipient, recipient, canonical)
+            recipients.append(canonical)
+    if "at" in obj:
+        text = obj["at"]
+        if type(text) is not str:
+            return None
+        at = valid.times.get(text)
+        if at is None:
+            try:
+                at = parse_time(text)
+            except FactsError:
+                return None
+            _remember(valid.times, text, text, at)
+    elif type(default_at) is dt.datetime and default_at.tzinfo is dt.UTC:
+        at = default_at
+    else:
+        return None
+    helo = get("helo")
+    if helo is not None and (type(helo) is not str or len(helo) > MAX_ADDRESS_LENGTH):
+        return None
+    raw_tls = get("tls")
+    tls: TLSFacts | None = None
+    if raw_tls is not None:
+        if type(raw_tls) is not dict:
+            return None
+        if not raw_tls:
+            tls = _NO_TLS_FACTS
+        else:
+            tls = _lean_cn_facts(raw_tls)
+            if tls is None:
+                return None
+    if not build:
+        return (parsed[1],)
+    return InboundSession(
+        peer_ip=ip,
+        mail_from=parsed[0],
+        sender_domain=parsed[1],
+        rcpt_to=tuple(recipients),
+        tls=tls,
+        at=at,
+        helo=helo,
+    )
+
+
+def _lean_cn_facts(tls: dict[str, Any]) -> TLSFacts | None:
+    """A non-empty ``tls`` object as :meth:`TLSFacts.from_json` reads MTA-verified
+    certificate facts; None: not such facts, or not known here."""
+    if not _CN_KEYS.issuperset(tls):
+        return None
+    cns, verified = tls.get("peer_cn"), tls.get("peer_verified")
+    if type(cns) is not list or type(verified) is not bool or len(cns) > MAX_CN_FACTS:
+        return None
+    for cn in cns:
+        if type(cn) is not str or len(cn) > MAX_CN_LENGTH:
+            return None
+    fingerprint = tls.get("peer_fingerprint")
+    if fingerprint is not None and type(fingerprint) is not str:
+        return None
+    key = (tuple(cns), verified, fingerprint)
+    memory = _valid.cn_facts
+    facts = memory.get(key)
+    if facts is None:
+        facts = TLSFacts(MtaVerifiedCertificate(key[0], verified, fingerprint))
+        # Bounded as the other memories, by the characters of its CN facts.
+        size = sum(map(len, key[0])) + (len(fingerprint) if fingerprint else 0)
+        if size <= MAX_VALID_VALUE_LENGTH:
+            if len(memory) >= MAX_VALID_VALUES:
+                memory.clear()
+            memory[key] = facts
+    return facts
+
+
+def _lean(
+    obj: object, default_at: dt.datetime | None, *, build: bool
+) -> InboundSession | tuple[str | None] | None:
+    try:
+        return _lean_inbound(obj, default_at, build=build)
+    except Exception:  # an edge (a parser's own bug): the full way raises what it raises
+        return None
+
+
+def inbound_sender_domain(obj: object, *, default_at: dt.datetime | None = None) -> str | None:
+    """The sender domain of one JSON Lines inbound session object, which is validated
+    exactly as :meth:`InboundSession.from_json` validates it (the same
+    :class:`FactsError` for a malformed one), without building the session: for a
+    caller that decides only some sessions (``diff`` skips those both policies read
+    alike). Values met before are not parsed again (:data:`MAX_VALID_VALUES`)."""
+    lean = _lean(obj, default_at, build=False)
+    if type(lean) is tuple:
+        return lean[0]
+    return InboundSession.from_json(obj, default_at=default_at).sender_domain

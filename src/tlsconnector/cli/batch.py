@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from tlsconnector._errors import FactsError
 from tlsconnector._facts import (
@@ -36,7 +36,6 @@ from tlsconnector.cli._common import (
     EXIT_USAGE,
     MAX_JOBS,
     _err,
-    _json_line,
     _line_error,
     explain,
 )
@@ -134,6 +133,16 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _SESSION_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
+#: ``_json_line``'s encoder, made once (json.dumps with these arguments makes one per
+#: call): the same text.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
+def _encoded_line(obj: dict[str, Any]) -> str:
+    """``_json_line(obj)``: the same line, with :data:`_ENCODE`."""
+    return _ENCODE(obj) + "\n"
+
+
 class Rendered:
     """An answer whose ``--json`` line is already written (a constant the caller
     returns again and again, such as ``diff``'s "nothing changes"): the engine writes
@@ -143,7 +152,7 @@ class Rendered:
 
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
-        self.json_line = _json_line(obj)
+        self.json_line = _encoded_line(obj)
 
     def to_dict(self) -> dict[str, Any]:
         return self.obj
@@ -199,7 +208,7 @@ def _decide_one(
         answer: object = decision  # diff's answers are not decisions (Rendered)
         if type(answer) is Rendered:
             return answer.json_line, None
-        return _json_line(decision.to_dict()), None
+        return _encoded_line(decision.to_dict()), None
     return explain(decision, label=f"line {number}") + "\n", None
 
 
@@ -281,7 +290,8 @@ CHUNK_LINES = 256
 CHUNK_BYTES = 1024 * 1024
 CHUNKS_AHEAD = 4
 
-Chunk = list[tuple[int, bytes | None]]
+#: A chunk's lines, without their newlines (None: a line over MAX_LINE_BYTES).
+Chunk = list[bytes | None]
 
 
 #: What the worker processes decide with: set before they are forked, so they inherit
@@ -289,42 +299,95 @@ Chunk = list[tuple[int, bytes | None]]
 _BATCH: tuple[Callable[[object, dt.datetime], Decision], bool, dt.datetime] | None = None
 
 
-def _decide_chunk(chunk: Chunk) -> tuple[str, str]:
-    """A worker's task: (standard output, standard error) for consecutive lines."""
+def _decide_chunk(task: tuple[int, Chunk]) -> tuple[str, str]:
+    """A worker's task: (standard output, standard error) for consecutive lines, the
+    first of them numbered ``task[0]``."""
     assert _BATCH is not None, "the batch is set before the workers start"
     decide, as_json, default_at = _BATCH
+    number, chunk = task
     outs: list[str] = []
     errors: list[str] = []
-    for number, line in chunk:
+    for line in chunk:
         out, error = _decide_one(number, line, decide, as_json=as_json, default_at=default_at)
         if error is not None:
             errors.append(error)
         outs.append(out)
+        number += 1
     if not gc.isenabled():  # a worker of a batch (see _BatchCollector)
         _collect_after_chunk()
     return "".join(outs), "".join(errors)
 
 
+#: Bytes read from the input at a time by the main process of ``--jobs`` (it splits
+#: them into lines at C speed; no Python code runs per line there).
+READ_BYTES = 1024 * 1024
+
+
+def _line_batches(stream: IO[bytes]) -> Iterator[list[bytes | None]]:
+    """Every line of ``stream`` in order, as :func:`_lines` reads them but without
+    their newline, a few thousand at a time (what one read of :data:`READ_BYTES`
+    holds); ``None`` for a line over :data:`MAX_LINE_BYTES` (its bytes are skipped:
+    at most that bound and one read are held)."""
+    carry = b""  # the start of a line whose newline is not read yet
+    skipping = False  # inside an overlong line
+    while True:
+        data = stream.read(READ_BYTES)
+        if not data:
+            if skipping:
+                yield [None]
+            elif carry:
+                yield [carry]  # the last line, without a newline
+            return
+        parts = data.split(b"\n")
+        rest = parts.pop()  # after the last newline: the start of the next line
+        lines = cast("list[bytes | None]", parts)
+        if not lines:  # no newline in this read
+            if not skipping:
+                carry += rest
+                if len(carry) > MAX_LINE_BYTES:
+                    carry, skipping = b"", True
+            continue
+        if skipping:
+            lines[0], skipping = None, False
+        elif carry:
+            head = carry + cast(bytes, lines[0])
+            lines[0] = None if len(head) > MAX_LINE_BYTES else head
+        carry = rest
+        yield lines
+
+
 def _chunks(stream: IO[bytes]) -> Iterator[Chunk]:
-    """Consecutive lines, at most :data:`CHUNK_LINES` and, but for one overlong
-    line, :data:`CHUNK_BYTES` at a time."""
-    chunk: Chunk = []
-    size = 0
-    for item in _lines(stream):
-        line_size = len(item[1]) if item[1] is not None else 0
-        if chunk and size + line_size > CHUNK_BYTES:
+    """Consecutive lines (without newlines), at most :data:`CHUNK_LINES` and, but for
+    one overlong line, :data:`CHUNK_BYTES` at a time."""
+    pending: list[bytes | None] = []
+    for lines in _line_batches(stream):
+        pending = lines if not pending else pending + lines
+        start = 0
+        while len(pending) - start >= CHUNK_LINES:
+            chunk = pending[start : start + CHUNK_LINES]
+            if None in chunk or sum(map(len, cast(list[bytes], chunk))) > CHUNK_BYTES:
+                chunk = _bounded(chunk)
             yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += line_size
-        if len(chunk) >= CHUNK_LINES:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
+            start += len(chunk)
+        pending = pending[start:]
+    while pending:
+        chunk = _bounded(pending[:CHUNK_LINES])
         yield chunk
+        pending = pending[len(chunk) :]
 
 
-def _lost_lines(numbers: list[int], *, as_json: bool) -> tuple[str, str]:
+def _bounded(lines: Chunk) -> Chunk:
+    """The first of ``lines`` that fit in :data:`CHUNK_BYTES` (at least one line; an
+    overlong one counts nothing)."""
+    size = 0
+    for count, line in enumerate(lines):
+        size += 0 if line is None else len(line)
+        if count and size > CHUNK_BYTES:
+            return lines[:count]
+    return lines
+
+
+def _lost_lines(numbers: range, *, as_json: bool) -> tuple[str, str]:
     """Every line of a chunk whose worker process died: undecided, never accepted."""
     message = "internal error while deciding: the worker process deciding this line stopped"
     results = [_line_error(number, None, message, as_json=as_json) for number in numbers]
@@ -356,7 +419,7 @@ def _decide_lines_in_workers(
     status = EXIT_OK
     # Only the line numbers of a chunk in flight are kept here (its bytes went to the
     # pool): enough to report its lines if its worker dies.
-    pending: collections.deque[tuple[list[int], concurrent.futures.Future[tuple[str, str]]]]
+    pending: collections.deque[tuple[range, concurrent.futures.Future[tuple[str, str]]]]
     pending = collections.deque()
 
     def emit(result: tuple[str, str]) -> None:
@@ -367,7 +430,7 @@ def _decide_lines_in_workers(
             sys.stderr.write(errors)
         sys.stdout.write(out)
 
-    def finish(numbers: list[int], future: concurrent.futures.Future[tuple[str, str]]) -> None:
+    def finish(numbers: range, future: concurrent.futures.Future[tuple[str, str]]) -> None:
         try:
             emit(future.result())
         except BrokenProcessPool:
@@ -382,17 +445,20 @@ def _decide_lines_in_workers(
             jobs, mp_context=context, initializer=_ignore_interrupts
         ) as pool:
             broken = False
+            first = 1  # the number of the chunk's first line
             for chunk in _chunks(stream):
+                task = (first, chunk)
+                first += len(chunk)
                 if not broken:
                     try:
-                        future = pool.submit(_decide_chunk, chunk)
-                        pending.append(([number for number, _ in chunk], future))
+                        future = pool.submit(_decide_chunk, task)
+                        pending.append((range(task[0], first), future))
                     except BrokenProcessPool:
                         broken = True
                 if broken:
                     while pending:
                         finish(*pending.popleft())
-                    emit(_decide_chunk(chunk))
+                    emit(_decide_chunk(task))
                     continue
                 while len(pending) >= CHUNKS_AHEAD * jobs or (pending and pending[0][1].done()):
                     finish(*pending.popleft())

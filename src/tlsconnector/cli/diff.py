@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from tlsconnector._decisions import printable
 from tlsconnector._errors import MISSING, FactsError
-from tlsconnector._facts import InboundSession, OutboundSession
+from tlsconnector._facts import InboundSession, OutboundSession, inbound_sender_domain
 from tlsconnector._inbound import evaluate_inbound
 from tlsconnector._model import Policy
 from tlsconnector._outbound import DEFAULT_RETRY_WINDOW, evaluate_outbound
@@ -54,19 +54,6 @@ MAX_EXAMPLE_REASONS = 8
 _UNCHANGED = "{}"
 
 Key = tuple[str, "str | None", tuple[str, ...]]
-
-
-class _Comparison:
-    """One line's outcome, shaped like a decision for the batch engine: ``to_dict()``
-    is ``{}`` when nothing changes, else ``{"direction", "old", "new"}``."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: dict[str, Any]) -> None:
-        self.obj = obj
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.obj
 
 
 #: Nothing changes: the line ``{}``, written once (the tally counts and drops it).
@@ -125,7 +112,10 @@ class _Alike:
         self._known: dict[int, tuple[object, object, bool]] = {}
 
     def inbound(self, session: InboundSession) -> bool:
-        domain = session.sender_domain
+        return self.inbound_domain(session.sender_domain)
+
+    def inbound_domain(self, domain: str | None) -> bool:
+        """:meth:`inbound` of a session from ``domain`` (None: the null sender)."""
         return self.enabled and self._same(
             self.old.inbound_candidates(domain), self.new.inbound_candidates(domain)
         )
@@ -165,7 +155,9 @@ def _same_trust(old: Policy, new: Policy) -> bool:
 def _comparer(
     direction: str, old: Policy | None, new: Policy, *, skip_alike: bool = True
 ) -> Callable[[object, dt.datetime], Decision]:
-    """The engine's deciding function: both decisions of one line, compared.
+    """The engine's deciding function: both decisions of one line, compared; the answer
+    is :class:`Rendered`: ``{}`` when nothing changes, else ``{"direction", "old",
+    "new"}``, its line encoded in the worker that decided it.
     ``skip_alike``: a session both policies read alike (:class:`_Alike`) is not
     decided (the answer is the same; off only to check that)."""
     alike = _Alike(old, new) if old is not None and skip_alike else None
@@ -201,7 +193,16 @@ def _comparer(
             if old_key == _key_of(new_decision):
                 return cast("Decision", _SAME)
             changed = {"direction": direction, "old": old_json, "new": new_decision.to_dict()}
-            return cast("Decision", _Comparison(changed))
+            return cast("Decision", Rendered(changed))
+        if (
+            alike is not None
+            and alike.enabled
+            and direction == "inbound"
+            and alike.inbound_domain(inbound_sender_domain(obj, default_at=at))
+        ):
+            # Validated as from_json validates (a malformed line raises the same
+            # error), without building the session nobody decides.
+            return cast("Decision", _SAME)
         session = facts(obj, at)
         if alike is not None and (
             alike.inbound(session)
@@ -219,7 +220,7 @@ def _comparer(
             "new": new_decision.to_dict(),
         }
         # The engine takes any value with to_dict(); cast for its Decision annotation.
-        return cast("Decision", _Comparison(changed))
+        return cast("Decision", Rendered(changed))
 
     return compare
 
