@@ -676,7 +676,7 @@ def _lean_inbound(
         if not raw_tls:
             tls = _NO_TLS_FACTS
         else:
-            tls = _lean_cn_facts(raw_tls)
+            tls = _lean_cn_facts(raw_tls, build=build)
             if tls is None:
                 return None
     if not build:
@@ -692,9 +692,10 @@ def _lean_inbound(
     )
 
 
-def _lean_cn_facts(tls: dict[str, Any]) -> TLSFacts | None:
+def _lean_cn_facts(tls: dict[str, Any], *, build: bool) -> TLSFacts | None:
     """A non-empty ``tls`` object as :meth:`TLSFacts.from_json` reads MTA-verified
-    certificate facts; None: not such facts, or not known here."""
+    certificate facts (not ``build``: any TLS facts, once they are known valid); None:
+    not such facts, or not known here."""
     if not _CN_KEYS.issuperset(tls):
         return None
     cns, verified = tls.get("peer_cn"), tls.get("peer_verified")
@@ -706,6 +707,8 @@ def _lean_cn_facts(tls: dict[str, Any]) -> TLSFacts | None:
     fingerprint = tls.get("peer_fingerprint")
     if fingerprint is not None and type(fingerprint) is not str:
         return None
+    if not build:
+        return _NO_TLS_FACTS  # valid: what they make is not asked for
     key = (tuple(cns), verified, fingerprint)
     memory = _valid.cn_facts
     facts = memory.get(key)
