@@ -8,7 +8,7 @@ the domain, whatever the number of connectors. Pure and immutable once built.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 from ._names import DomainPattern, PatternKind
 
@@ -29,24 +29,39 @@ class DomainIndex(Generic[C]):
     def __init__(
         self, connectors: Iterable[C], patterns: Callable[[C], Sequence[DomainPattern]]
     ) -> None:
-        exact: dict[str, list[C]] = {}
-        subtree: dict[str, list[C]] = {}
+        # Speed: most domains have one connector, whose answer is built once as a
+        # 1-tuple; only a domain a second connector adds to grows a list, made a tuple
+        # at the end (before, every domain's list was).
+        exact: dict[str, tuple[C, ...]] = {}
+        subtree: dict[str, tuple[C, ...]] = {}
+        grown: dict[tuple[bool, str], list[C]] = {}
         anywhere: list[C] = []
         for connector in connectors:
             for pattern in patterns(connector):
                 kind = pattern.kind
                 if kind is PatternKind.ANY:
-                    bucket = anywhere
-                else:
-                    table = exact if kind is PatternKind.EXACT else subtree
-                    # Not None for EXACT and SUBTREE (a DomainPattern invariant).
-                    bucket = table.setdefault(cast(str, pattern.domain), [])
-                # A connector's patterns are added one after another, so a repeated
-                # pattern finds the connector last in its bucket: once per level.
-                if not bucket or bucket[-1] is not connector:
+                    # A connector's patterns are added one after another, so a repeated
+                    # pattern finds the connector last in its bucket: once per level.
+                    if not anywhere or anywhere[-1] is not connector:
+                        anywhere.append(connector)
+                    continue
+                is_exact = kind is PatternKind.EXACT
+                table = exact if is_exact else subtree
+                # Not None for EXACT and SUBTREE (a DomainPattern invariant).
+                domain: str = pattern.domain  # type: ignore[assignment]
+                found = table.get(domain)
+                if found is None:
+                    table[domain] = (connector,)
+                    continue
+                bucket = grown.get((is_exact, domain))
+                if bucket is None:
+                    bucket = grown[(is_exact, domain)] = list(found)
+                if bucket[-1] is not connector:
                     bucket.append(connector)
-        self._exact = {domain: tuple(found) for domain, found in exact.items()}
-        self._subtree = {domain: tuple(found) for domain, found in subtree.items()}
+        for (is_exact, domain), bucket in grown.items():
+            (exact if is_exact else subtree)[domain] = tuple(bucket)
+        self._exact = exact
+        self._subtree = subtree
         self._any = tuple(anywhere)
 
     def best(self, domain: str | None) -> tuple[C, ...]:
