@@ -13,8 +13,6 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
-import attrs
-
 from tlsconnector._model import (
     ConnectorType,
     InboundConnector,
@@ -92,7 +90,6 @@ def _remembering(parse: Callable[[str], T]) -> Callable[[str], T]:
     return parse_once
 
 
-@attrs.frozen
 class _Parsers:
     """The value parsers of one load.
 
@@ -100,21 +97,23 @@ class _Parsers:
     partner's domain and certificate name inbound and outbound, a shared smart host,
     the tie check reading patterns again). The values are immutable, so one stands
     for every equal text; errors are not remembered, so each bad entry is reported.
+    A plain class (start-up: an attrs class costs about 3 M instructions to create
+    at import).
     """
 
-    pattern: Callable[[str], DomainPattern]
-    address: Callable[[str], IPRange]
-    host: Callable[[str], SmartHost]
-    certificate_name: Callable[[str], CertificateName]
+    __slots__ = ("address", "certificate_name", "host", "pattern")
+
+    def __init__(self) -> None:
+        self.pattern: Callable[[str], DomainPattern] = _remembering(DomainPattern.parse)
+        self.address: Callable[[str], IPRange] = _remembering(IPRange.parse)
+        self.host: Callable[[str], SmartHost] = _remembering(SmartHost.parse)
+        self.certificate_name: Callable[[str], CertificateName] = _remembering(
+            CertificateName.parse
+        )
 
     @classmethod
     def for_one_load(cls) -> _Parsers:
-        return cls(
-            pattern=_remembering(DomainPattern.parse),
-            address=_remembering(IPRange.parse),
-            host=_remembering(SmartHost.parse),
-            certificate_name=_remembering(CertificateName.parse),
-        )
+        return cls()
 
 
 def _unknown_key_message(key: object, allowed: Sequence[str] = _TOP_LEVEL_KEYS) -> str:
@@ -253,14 +252,17 @@ def _connector_name(raw: Mapping[str, Any], direction: str, index: int) -> tuple
     return f"{direction}[{index}]", False
 
 
-@attrs.frozen
 class _Common:
-    """What every connector table has: name, enabled, type, comment."""
+    """What every connector table has: name, enabled, type, comment (a plain class
+    for start-up, as :class:`_Parsers`)."""
 
-    name: str
-    enabled: bool
-    type: ConnectorType
-    comment: str
+    __slots__ = ("comment", "enabled", "name", "type")
+
+    def __init__(self, *, name: str, enabled: bool, type: ConnectorType, comment: str) -> None:
+        self.name = name
+        self.enabled = enabled
+        self.type = type
+        self.comment = comment
 
 
 def _read_table(
