@@ -25,6 +25,7 @@ from ._names import CertificateName, DomainPattern, canonical_domain
 
 if TYPE_CHECKING:  # speed: a policy without trust anchors never imports cryptography
     from tlsconnector._chains import TrustStore
+    from tlsconnector._reading import _Sources
 
 __all__ = [
     "ConnectorType",
@@ -274,6 +275,10 @@ class Policy:
     _inbound_index: DomainIndex[InboundConnector] = attrs.field(init=False, eq=False, repr=False)
     _outbound_index: DomainIndex[OutboundConnector] = attrs.field(init=False, eq=False, repr=False)
     _outbound_by_name: dict[str, OutboundConnector] = attrs.field(init=False, eq=False, repr=False)
+    #: The decoded tables the connectors were read from, kept only when the loader is
+    #: asked to (``load_policy(..., keep_tables=True)``) so that a later load can reuse
+    #: the connectors of tables that read alike (not part of the value).
+    _sources: _Sources | None = attrs.field(init=False, default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         inbound = tuple(sorted(self.inbound, key=_sort_key))
@@ -310,15 +315,19 @@ class Policy:
         return self._outbound_by_name.get(name.casefold())
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, trust: TrustStore | None) -> Policy:
+    def from_mapping(
+        cls, data: Mapping[str, Any], *, trust: TrustStore | None, reuse: Policy | None = None
+    ) -> Policy:
         """Build a policy from the decoded policy file (section 9).
 
         Raises :class:`PolicyError` listing every problem found. ``[trust]`` is read
         by the file loader (it names a file); here only its shape is checked. The
         reading itself is :func:`tlsconnector._reading.policy_from_mapping`.
+        ``reuse``: a policy loaded with ``keep_tables=True``, whose connectors stand in
+        for the tables of ``data`` that read alike (the result is equal either way).
         """
         # The reader sits on the model's floor and builds these values; imported here,
         # not at the top, because it imports this module.
         from ._reading import policy_from_mapping
 
-        return policy_from_mapping(data, trust=trust)
+        return policy_from_mapping(data, trust=trust, reuse=reuse)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeGuard, TypeVar
 
 from tlsconnector._model import (
     ConnectorType,
@@ -48,13 +48,16 @@ def _read_tables(
     general: Callable[[object, int, list[Problem], _Parsers], C | None],
     problems: list[Problem],
     parsers: _Parsers,
+    reuse: _Tables[C] | None = None,
 ) -> tuple[list[object], list[C | None]]:
     """One direction's tables and the connector built from each (None where a table
     has a problem, which is recorded); names are checked for duplicates.
 
     Speed: a table the fast reader accepts is built without the general reader's
     bookkeeping; any other table, valid or not, takes the general path, which words
-    every problem. Both build the same connector (a property test checks).
+    every problem. Both build the same connector (a property test checks). With
+    ``reuse`` (the same direction's tables of an earlier load), a table that reads
+    alike (:meth:`_Tables.same`) is not read again: its earlier connector is taken.
     """
     raw_tables = data.get(direction, [])
     if not isinstance(raw_tables, list):
@@ -66,13 +69,98 @@ def _read_tables(
         problems.append(Problem(None, direction, raw_tables, message))
         raw_tables = []
     built: list[C | None] = []
+    earlier = None if reuse is None else reuse.same
     for index, raw in enumerate(raw_tables):
-        connector = fast(raw, parsers)
+        connector = None if earlier is None else earlier(raw, index)
+        if connector is None:
+            connector = fast(raw, parsers)
         if connector is None:
             connector = general(raw, index, problems, parsers)
         built.append(connector)
     _check_duplicate_names(raw_tables, built, direction, problems)
     return raw_tables, built
+
+
+def _plain(table: dict[Any, Any]) -> bool:
+    """Whether every key of ``table`` is a ``str`` and every value a ``str``, a ``bool``
+    or a ``list`` of ``str`` (exactly those types, no subclass): the only values a
+    connector is built from. Two plain tables that are equal (``==``) hold the same
+    keys and values of the same types (a ``str`` never equals a ``bool`` or a
+    ``list``), which ``==`` alone does not say (``1 == 1.0 == True``)."""
+    for key, value in table.items():
+        kind = type(value)
+        if type(key) is not str:
+            return False
+        if kind is list:
+            for item in value:
+                if type(item) is not str:
+                    return False
+        elif kind is not str and kind is not bool:
+            return False
+    return True
+
+
+class _Tables(Generic[C]):
+    """One direction's tables as a load decoded them, and the connector built from
+    each (None for a table with a problem; none has one in a loaded policy).
+
+    Kept by a policy loaded for reuse (``load_policy(..., keep_tables=True)``): the
+    decoded file is the loader's own, never seen or changed by anyone else, so the
+    tables stay what the connectors were built from. Decoded by tomli, a table that
+    built a connector is plain (:func:`_plain`: the reader takes only booleans,
+    strings and arrays of strings, and tomli makes no subclass), so a plain table
+    equal to it holds the same values of the same types.
+    """
+
+    __slots__ = ("built", "by_name", "tables")
+
+    def __init__(self, tables: list[object], built: list[C | None]) -> None:
+        self.tables: list[object] = tables
+        self.built: list[C | None] = built
+        #: Where each connector's table is, by its exact name (unique in a loaded
+        #: policy: names are compared case-insensitively for duplicates).
+        self.by_name: dict[str, int] = {c.name: i for i, c in enumerate(built) if c is not None}
+
+    def same(self, raw: object, index: int) -> C | None:
+        """The earlier connector of the table ``raw`` (at ``index`` in its direction)
+        when reading ``raw`` would build an equal one for sure, else None.
+
+        A connector is read from its own table alone: its direction's keys, nothing
+        of ``[trust]`` or of any other table (a table's position names only a
+        connector without a valid name, which is a problem and not built). So an
+        earlier table equal to ``raw``, both plain (:func:`_plain`), reads alike; the
+        earlier table is found at the same position or by its connector's name.
+        Whatever ``raw`` holds, it is only compared (a problem in it is found and
+        worded by the readers, as without reuse).
+        """
+        if type(raw) is not dict:
+            return None
+        name = raw.get("name")
+        if type(name) is not str:
+            return None
+        built = self.built
+        found = built[index] if index < len(built) else None
+        if found is None or found.name != name:  # not at the same position: by name
+            position = self.by_name.get(name)
+            if position is None:
+                return None
+            index, found = position, built[position]
+        # Equal first (compared in C, and most changed tables differ), then plain.
+        if found is not None and raw == self.tables[index] and _plain(raw):
+            return found
+        return None
+
+
+class _Sources:
+    """The tables a policy was loaded from, both directions (see :class:`_Tables`)."""
+
+    __slots__ = ("inbound", "outbound")
+
+    def __init__(
+        self, inbound: _Tables[InboundConnector], outbound: _Tables[OutboundConnector]
+    ) -> None:
+        self.inbound = inbound
+        self.outbound = outbound
 
 
 def _remembering(parse: Callable[[str], T]) -> Callable[[str], T]:
@@ -738,9 +826,22 @@ def _read_trust(table: object, problems: list[Problem]) -> Revocation:
     return revocation
 
 
-def policy_from_mapping(data: Mapping[str, Any], *, trust: TrustStore | None) -> Policy:
+def policy_from_mapping(
+    data: Mapping[str, Any],
+    *,
+    trust: TrustStore | None,
+    reuse: Policy | None = None,
+    keep_tables: bool = False,
+) -> Policy:
     """A :class:`Policy` from the decoded policy file (section 9), or a
-    :class:`PolicyError` listing every problem found."""
+    :class:`PolicyError` listing every problem found.
+
+    ``reuse``: a policy loaded earlier with ``keep_tables``; a connector table that
+    reads alike (:meth:`_Tables.same`) gives that policy's connector instead of a new,
+    equal one (the result and every problem are those of a load without it).
+    ``keep_tables``: the policy keeps ``data``'s tables for a later ``reuse``; only for
+    a ``data`` no one else holds or changes (the file loader's own decoded file).
+    """
     problems: list[Problem] = []
     if not isinstance(data, Mapping):
         raise PolicyError([Problem(None, "(policy)", data, "must be a table")])
@@ -749,11 +850,24 @@ def policy_from_mapping(data: Mapping[str, Any], *, trust: TrustStore | None) ->
             problems.append(Problem(None, str(key), data[key], _unknown_key_message(key)))
     revocation = _read_trust(data.get("trust", {}), problems)
     parsers = _Parsers.for_one_load()
-    _, built_inbound = _read_tables(
-        data, "inbound", _inbound_fast, _inbound_from_mapping, problems, parsers
+    earlier = None if reuse is None else reuse._sources
+    raw_inbound, built_inbound = _read_tables(
+        data,
+        "inbound",
+        _inbound_fast,
+        _inbound_from_mapping,
+        problems,
+        parsers,
+        None if earlier is None else earlier.inbound,
     )
     raw_outbound, built_outbound = _read_tables(
-        data, "outbound", _outbound_fast, _outbound_from_mapping, problems, parsers
+        data,
+        "outbound",
+        _outbound_fast,
+        _outbound_from_mapping,
+        problems,
+        parsers,
+        None if earlier is None else earlier.outbound,
     )
     _check_outbound_ties(raw_outbound, built_outbound, problems, parsers.pattern)
     if problems:
@@ -761,4 +875,10 @@ def policy_from_mapping(data: Mapping[str, Any], *, trust: TrustStore | None) ->
     # Without problems every table was built (a table that is not is a problem).
     inbound = tuple(c for c in built_inbound if c is not None)
     outbound = tuple(c for c in built_outbound if c is not None)
-    return Policy(inbound=inbound, outbound=outbound, trust=trust, revocation=revocation)
+    policy = Policy(inbound=inbound, outbound=outbound, trust=trust, revocation=revocation)
+    if keep_tables:
+        sources = _Sources(
+            _Tables(raw_inbound, built_inbound), _Tables(raw_outbound, built_outbound)
+        )
+        object.__setattr__(policy, "_sources", sources)  # a frozen value's private cache
+    return policy

@@ -19,7 +19,7 @@ import tomli
 
 from tlsconnector._errors import InvalidValue, PolicyError, Problem
 from tlsconnector._model import Policy
-from tlsconnector._reading import _INBOUND_KEYS, _OUTBOUND_KEYS
+from tlsconnector._reading import _INBOUND_KEYS, _OUTBOUND_KEYS, policy_from_mapping
 from tlsconnector._revocation_settings import MAX_CRL_BYTES, MAX_CRLS
 
 # Speed: cryptography (the trust store, CRLs) and ssl (the system's CA paths) are
@@ -45,17 +45,38 @@ MAX_CRL_FILES = MAX_CRLS
 MAX_CRL_TOTAL_BYTES = 1024 * 1024 * 1024
 
 
-def load_policy(path: str | os.PathLike[str], *, use_system_trust: bool = True) -> Policy:
+def load_policy(
+    path: str | os.PathLike[str],
+    *,
+    use_system_trust: bool = True,
+    reuse: Policy | None = None,
+    keep_tables: bool = False,
+) -> Policy:
     """Read, validate and return the policy at ``path``.
 
     ``[trust] ca_file`` is read relative to the policy file. Without it, the
     system's CA bundle is used (when ``use_system_trust``); with neither, no
     certificate chain validates and certificate checks fail closed.
 
+    A second policy loaded beside a first (``tlsconnector diff``) can reuse the
+    first's connectors: load the first with ``keep_tables=True`` (it then keeps its
+    decoded connector tables, about as much memory again as its connectors), and the
+    second with ``reuse=first``. Each connector table of the second file equal to one
+    of the first (same keys, values and types) then gives the first's connector
+    object instead of reading it again; the file is parsed and every other part read
+    and checked as without ``reuse``, and the result is equal (``==``) to a load
+    without it, with the same problems. A ``reuse`` policy that kept no tables
+    changes nothing.
+
     Raises :class:`PolicyError` listing every problem, including unreadable files.
     """
     with _gc_paused():
-        return _load_policy(path, system_trust="always" if use_system_trust else "never")
+        return _load_policy(
+            path,
+            system_trust="always" if use_system_trust else "never",
+            reuse=reuse,
+            keep_tables=keep_tables,
+        )
 
 
 def load_policy_for_lint(path: str | os.PathLike[str]) -> Policy:
@@ -97,7 +118,11 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _load_policy(
-    path: str | os.PathLike[str], *, system_trust: Literal["always", "never", "for-crls"]
+    path: str | os.PathLike[str],
+    *,
+    system_trust: Literal["always", "never", "for-crls"],
+    reuse: Policy | None = None,
+    keep_tables: bool = False,
 ) -> Policy:
     # os.path, not pathlib: importing pathlib alone costs a few milliseconds of a
     # command's start-up (docs/performance.md, "Start-up").
@@ -131,7 +156,8 @@ def _load_policy(
     if trust is not None and crls is not None:
         trust = trust.with_crls(crls)
     try:
-        policy = Policy.from_mapping(data, trust=trust)
+        # The decoded file is ours alone: its tables may be kept for a later reuse.
+        policy = policy_from_mapping(data, trust=trust, reuse=reuse, keep_tables=keep_tables)
     except PolicyError as exc:
         problems += exc.problems
     if problems:
