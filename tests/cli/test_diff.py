@@ -513,3 +513,34 @@ def test_a_missing_recorded_decision_reads_missing_and_a_null_one_shows_the_valu
     assert 1 == status
     assert "line 1: recorded: missing (required with --old recorded)" in err
     assert "line 2: recorded = null: must be an object" in err
+
+
+def test_the_old_policy_reuses_the_new_policys_connectors(
+    files: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second load takes the first's connector objects for the tables that read
+    alike (load_policy's reuse): with several connectors, one changed, only that one
+    is a new object; the report is the same as ever."""
+    from tlsconnector.policy_file import loading
+
+    extra = '\n[[inbound]]\nname = "Other"\nsender_domains = ["other.example"]\n'
+    old = write(Path(files["old"]).parent, "old2.toml", OLD + extra)
+    new = write(Path(files["new"]).parent, "new2.toml", NEW + extra)
+    loaded: list[Policy] = []
+    real = loading.load_policy
+
+    def recording(path: str, **options: Any) -> Policy:
+        policy = real(path, **options)
+        loaded.append(policy)
+        return policy
+
+    monkeypatch.setattr(loading, "load_policy", recording)
+    status, out, _ = run(capsys, "--old", old, "--new", new, "--inbound", files["sessions"])
+    assert status == 1
+    assert "accept -> reject: 2" in out
+    first, second = loaded  # the new policy, then the old one reusing it
+    by_name = {c.name: c for c in first.inbound}
+    assert [c is by_name[c.name] for c in sorted(second.inbound, key=lambda c: c.name)] == [
+        False,  # "Fabrikam Bank inbound": its IP list differs, read again
+        True,  # "Other": the same table, the same object
+    ]

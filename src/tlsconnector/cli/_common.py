@@ -132,15 +132,25 @@ def printable_lines(message: str) -> str:
     return "\n".join(printable(line, limit=2000) for line in message.split("\n"))
 
 
-def policy_or_none(path: str, *, for_lint: bool = False) -> Policy | None:
+def policy_or_none(
+    path: str,
+    *,
+    for_lint: bool = False,
+    keep_tables: bool = False,
+    reuse: Policy | None = None,
+) -> Policy | None:
     """The policy file loaded, or None after every problem was written to stderr, the
     first line naming the file (``POLICY.toml: invalid policy (2 problems):``) and
     each problem its line where the loader could tell (``  - line 7: ...``).
-    ``for_lint``: loaded to be checked, not to decide (``load_policy_for_lint``)."""
+    ``for_lint``: loaded to be checked, not to decide (``load_policy_for_lint``);
+    ``keep_tables`` and ``reuse``: as :func:`load_policy` (a second policy reusing a
+    first's connectors)."""
     from tlsconnector.policy_file.loading import load_policy, load_policy_for_lint
 
     try:
-        return load_policy_for_lint(path) if for_lint else load_policy(path)
+        if for_lint:
+            return load_policy_for_lint(path)
+        return load_policy(path, keep_tables=keep_tables, reuse=reuse)
     except PolicyError as exc:
         _err(f"{printable(path)}: {exc}")
         return None
