@@ -127,9 +127,10 @@ class _Tables(Generic[C]):
 
         A connector is read from its own table alone: its direction's keys, nothing
         of ``[trust]`` or of any other table (a table's position names only a
-        connector without a valid name, which is a problem and not built). So an
-        earlier table equal to ``raw``, both plain (:func:`_plain`), reads alike; the
-        earlier table is found at the same position or by its connector's name.
+        connector without a valid name, which is a problem and not built). So a plain
+        ``raw`` (:func:`_plain`) equal to an earlier table (plain too, see the class)
+        reads alike; the earlier table is found at the same position or by its
+        connector's name.
         Whatever ``raw`` holds, it is only compared (a problem in it is found and
         worded by the readers, as without reuse).
         """
