@@ -71,6 +71,7 @@ from tlsconnector import (
 from tlsconnector import _assessment as _assess
 from tlsconnector import _chains as _certs
 from tlsconnector._chains import subject_cns
+from tlsconnector._gc import gc_paused as _gc_paused
 from tlsconnector._revocation import (
     NO_CRLS,
     CrlSet,
@@ -78,7 +79,6 @@ from tlsconnector._revocation import (
     check_revocation,
     load_crls,
 )
-from tlsconnector.policy_file.loading import _gc_paused
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
@@ -595,7 +595,7 @@ elif mode == "tracemalloc":
 else:
     import gc, tomli
     from tlsconnector import Policy
-    from tlsconnector.policy_file.loading import _gc_paused, _load_trust
+    from tlsconnector.policy_file.loading import _load_trust
     from pathlib import Path
     text = open(path, "rb").read().decode("utf-8")
     with _gc_paused():

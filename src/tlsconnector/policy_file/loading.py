@@ -3,14 +3,11 @@ mapping and a parsed trust store to the pure :meth:`Policy.from_mapping`."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import os
 import re
-import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,6 +15,7 @@ import attrs
 import tomli
 
 from tlsconnector._errors import InvalidValue, PolicyError, Problem
+from tlsconnector._gc import gc_paused
 from tlsconnector._model import Policy
 from tlsconnector._reading import _INBOUND_KEYS, _OUTBOUND_KEYS, policy_from_mapping
 from tlsconnector._revocation_settings import MAX_CRL_BYTES, MAX_CRLS
@@ -70,7 +68,9 @@ def load_policy(
 
     Raises :class:`PolicyError` listing every problem, including unreadable files.
     """
-    with _gc_paused():
+    # Speed: a load allocates millions of objects that all stay alive (the decoded
+    # TOML, then the connectors); collection is paused meanwhile (tlsconnector._gc).
+    with gc_paused():
         return _load_policy(
             path,
             system_trust="always" if use_system_trust else "never",
@@ -85,36 +85,8 @@ def load_policy_for_lint(path: str | os.PathLike[str]) -> Policy:
     the file has ``[trust] crl_files`` and no ``ca_file`` (the CRLs ride on the trust
     store the decisions would use, and the lint reads them). Every problem of the file
     is reported as by :func:`load_policy`."""
-    with _gc_paused():
+    with gc_paused():
         return _load_policy(path, system_trust="for-crls")
-
-
-# Speed: loading a large policy allocates millions of objects that all stay alive (the
-# decoded TOML, then the connectors), and CPython's cyclic garbage collector would walk
-# them again and again while they are being built (about a third of the load time at
-# 100,000 connectors). Nothing here creates reference cycles worth collecting early, so
-# automatic collection is paused for the load and resumed after, exactly as it was. A
-# depth count under a lock keeps concurrent loads from leaving it paused.
-_gc_lock = threading.Lock()
-_gc_depth = 0
-_gc_resume = False
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    global _gc_depth, _gc_resume  # process-wide, like the collector it pauses
-    with _gc_lock:
-        if _gc_depth == 0:
-            _gc_resume = gc.isenabled()
-            gc.disable()
-        _gc_depth += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_depth -= 1
-            if _gc_depth == 0 and _gc_resume:
-                gc.enable()
 
 
 def _load_policy(
