@@ -265,3 +265,17 @@ def test_only_a_policy_loaded_with_keep_tables_keeps_them(directory: Path) -> No
     assert load_policy(path, use_system_trust=False) == load_policy(
         path, use_system_trust=False, keep_tables=True
     )
+
+
+def test_forgotten_tables_are_read_again_and_the_value_is_unchanged(tmp_path: Path) -> None:
+    from tlsconnector._reading import forget_tables
+
+    path = tmp_path / "p.toml"
+    path.write_text('[[inbound]]\nname = "a"\nsender_domains = ["a.example"]\n')
+    first = load_policy(path, keep_tables=True)
+    assert load_policy(path, reuse=first).inbound[0] is first.inbound[0]
+    forget_tables(first)
+    assert first == load_policy(path)
+    again = load_policy(path, reuse=first)
+    assert again == first
+    assert again.inbound[0] is not first.inbound[0]  # nothing kept: read again

@@ -883,3 +883,10 @@ def policy_from_mapping(
         )
         object.__setattr__(policy, "_sources", sources)  # a frozen value's private cache
     return policy
+
+
+def forget_tables(policy: Policy) -> None:
+    """Drop the decoded tables a policy kept for a reuse (``keep_tables``) once no
+    later load will reuse them: about as much memory as its connectors. The policy's
+    value is unchanged; reusing it afterwards reads every table again."""
+    object.__setattr__(policy, "_sources", None)

@@ -29,6 +29,7 @@ from tlsconnector._facts import InboundSession, OutboundSession, inbound_sender_
 from tlsconnector._inbound import evaluate_inbound
 from tlsconnector._model import Policy
 from tlsconnector._outbound import DEFAULT_RETRY_WINDOW, evaluate_outbound
+from tlsconnector._reading import forget_tables
 from tlsconnector.cli import family
 from tlsconnector.cli._common import (
     EXIT_OK,
@@ -348,6 +349,7 @@ def diff(args: argparse.Namespace) -> int:
         old = policy_or_none(args.old, reuse=new)
         if old is None:
             return EXIT_USAGE
+    forget_tables(new)  # the reuse is done: its tables would only take memory
     out = sys.stdout
     report = sys.stderr if args.json else out
     status = EXIT_OK
