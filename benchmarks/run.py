@@ -595,10 +595,11 @@ elif mode == "tracemalloc":
 else:
     import gc, tomli
     from tlsconnector import Policy
+    from tlsconnector._gc import gc_paused
     from tlsconnector.policy_file.loading import _load_trust
     from pathlib import Path
     text = open(path, "rb").read().decode("utf-8")
-    with _gc_paused():
+    with gc_paused():
         cpu = time.process_time()
         data = tomli.loads(text)  # the parser load_policy uses
         out["toml_cpu_s"] = time.process_time() - cpu
