@@ -564,28 +564,55 @@ class OutboundSession:
 #: entries per memory (each is emptied when full), and the length of a value it
 #: remembers (a longer one is checked every time). Speed only: each memory holds the
 #: answer of the real parser for that value, which depends on the value alone.
-MAX_VALID_VALUES = 65_536
+MAX_VALID_VALUES = 32_768
 MAX_VALID_VALUE_LENGTH = 256
+#: ... and on the characters of the values each memory holds (emptied when over): with
+#: entries and lengths alone, long attacker-shaped values could hold about 200 MiB per
+#: process; with this, at most about 12 MiB per memory (tracemalloc), 40 MiB for all five.
+MAX_VALID_CHARACTERS = 1024 * 1024
 
 #: The keys of a ``tls`` object carrying MTA-verified certificate facts.
 _CN_KEYS = frozenset({"peer_cn", "peer_verified", "peer_fingerprint"})
 
 
+class _Memory(dict[Any, Any]):
+    """One memory of valid values: a dict (lookups at C speed) that counts the
+    characters of what it keeps and is emptied when a bound would be passed."""
+
+    __slots__ = ("characters",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.characters = 0
+
+    def clear(self) -> None:
+        super().clear()
+        self.characters = 0
+
+    def remember(self, size: int, key: object, answer: object) -> None:
+        if size > MAX_VALID_VALUE_LENGTH:
+            return
+        if len(self) >= MAX_VALID_VALUES or self.characters + size > MAX_VALID_CHARACTERS:
+            self.clear()
+        self[key] = answer
+        self.characters += size
+
+
 class _ValidValues:
     """Values a real parser accepted, each with what it answered (a per-process memory,
     at most :data:`MAX_VALID_VALUES` entries of at most :data:`MAX_VALID_VALUE_LENGTH`
-    characters each). A refusal is never remembered: the line is read the full way,
-    which raises it."""
+    characters each, at most :data:`MAX_VALID_CHARACTERS` in each memory). A refusal
+    is never remembered: the line is read the full way, which raises it."""
 
     __slots__ = ("cn_facts", "peer_ips", "recipients", "senders", "times")
 
     def __init__(self) -> None:
-        self.peer_ips: dict[str, IPAddress] = {}
-        self.senders: dict[str, tuple[str, str | None]] = {}
-        self.recipients: dict[str, str] = {}
-        self.times: dict[str, dt.datetime] = {}
+        self.peer_ips = _Memory()  # text -> IPAddress
+        self.senders = _Memory()  # text -> (canonical address, domain)
+        self.recipients = _Memory()  # text -> canonical address
+        self.times = _Memory()  # text -> datetime
         #: (peer_cn, peer_verified, peer_fingerprint) -> the TLS facts they make.
-        self.cn_facts: dict[tuple[tuple[str, ...], bool, str | None], TLSFacts] = {}
+        self.cn_facts = _Memory()
 
     def clear(self) -> None:
         for memory in (self.peer_ips, self.senders, self.recipients, self.times):
@@ -597,11 +624,8 @@ _valid = _ValidValues()
 _NO_TLS_FACTS = TLSFacts(None)
 
 
-def _remember(memory: dict[Any, Any], value: str, key: object, answer: object) -> None:
-    if len(value) <= MAX_VALID_VALUE_LENGTH:
-        if len(memory) >= MAX_VALID_VALUES:
-            memory.clear()
-        memory[key] = answer
+def _remember(memory: _Memory, value: str, key: object, answer: object) -> None:
+    memory.remember(len(value), key, answer)
 
 
 def _lean_inbound(
@@ -716,10 +740,7 @@ def _lean_cn_facts(tls: dict[str, Any], *, build: bool) -> TLSFacts | None:
         facts = TLSFacts(MtaVerifiedCertificate(key[0], verified, fingerprint))
         # Bounded as the other memories, by the characters of its CN facts.
         size = sum(map(len, key[0])) + (len(fingerprint) if fingerprint else 0)
-        if size <= MAX_VALID_VALUE_LENGTH:
-            if len(memory) >= MAX_VALID_VALUES:
-                memory.clear()
-            memory[key] = facts
+        memory.remember(size, key, facts)
     return facts
 
 

@@ -72,7 +72,9 @@ def test_blocks_split_into_exactly_the_lines_readline_gives(data: bytes) -> None
     assert reference(data) == [line for chunk in _chunks(io.BytesIO(data)) for line in chunk]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.sampled_from([b"a", b"bc", b"\n", b"\r\n", b"\xff", b"x" * 9, b"{}"])))
 @pytest.mark.usefixtures("small_bounds")
 def test_any_bytes_give_the_same_lines_in_bounded_chunks(pieces: list[bytes]) -> None:
@@ -144,24 +146,72 @@ def test_workers_reading_blocks_answer_exactly_as_one_process(
 # --- the lean inbound reader ------------------------------------------------------------
 
 VALUES: dict[str, list[Any]] = {
-    "peer_ip": ["198.51.100.7", "::ffff:198.51.100.7", "2001:db8::1", "fe80::1%eth0", "1.2.3",
-                "01.2.3.4", "", 7, None, ["1.2.3.4"]],
-    "mail_from": ["a@fabrikam.com", "", "<>", "<a@Fabrikam.COM.>", "postmaster", "a@[192.0.2.1]",
-                  "a@b c", "a\x01@x.com", "@x.com", "a@" + "x" * 1100, 3, None, {}],
-    "rcpt_to": [[], ["b@contoso.com"], ["postmaster"], [""], ["b@contoso.com", 5], "b@x.com",
-                None, [["b@x.com"]]],
-    "at": ["2026-11-26T12:00:00Z", "2026-11-26T12:00:00+02:00", "2026-11-26T12:00:00",
-           "9999-12-31T23:59:59-23:59", "yesterday", 5, None, ["x"]],
+    "peer_ip": [
+        "198.51.100.7",
+        "::ffff:198.51.100.7",
+        "2001:db8::1",
+        "fe80::1%eth0",
+        "1.2.3",
+        "01.2.3.4",
+        "",
+        7,
+        None,
+        ["1.2.3.4"],
+    ],
+    "mail_from": [
+        "a@fabrikam.com",
+        "",
+        "<>",
+        "<a@Fabrikam.COM.>",
+        "postmaster",
+        "a@[192.0.2.1]",
+        "a@b c",
+        "a\x01@x.com",
+        "@x.com",
+        "a@" + "x" * 1100,
+        3,
+        None,
+        {},
+    ],
+    "rcpt_to": [
+        [],
+        ["b@contoso.com"],
+        ["postmaster"],
+        [""],
+        ["b@contoso.com", 5],
+        "b@x.com",
+        None,
+        [["b@x.com"]],
+    ],
+    "at": [
+        "2026-11-26T12:00:00Z",
+        "2026-11-26T12:00:00+02:00",
+        "2026-11-26T12:00:00",
+        "9999-12-31T23:59:59-23:59",
+        "yesterday",
+        5,
+        None,
+        ["x"],
+    ],
     "helo": ["mail.fabrikam.com", "", "h" * 1025, 5, None],
-    "tls": [None, {}, {"peer_cn": ["mx.fabrikam.com"], "peer_verified": True},
-            {"peer_cn": [], "peer_verified": False, "peer_fingerprint": "ab:cd"},
-            {"peer_cn": ["x"] * 17, "peer_verified": True},
-            {"peer_cn": ["x" * 1025], "peer_verified": True},
-            {"peer_cn": ["x"], "peer_verified": "true"}, {"peer_cn": "x", "peer_verified": True},
-            {"peer_cn": ["x"], "peer_verified": True, "peer_fingerprint": 5},
-            {"peer_fingerprint": "ab"}, {"peer_verified": True},
-            {"peer_cn": ["x"], "peer_verified": True, "ocsp_response": "AA=="},
-            {"peer_chain_pem": "not pem"}, {"other": 1}, [], "tls"],
+    "tls": [
+        None,
+        {},
+        {"peer_cn": ["mx.fabrikam.com"], "peer_verified": True},
+        {"peer_cn": [], "peer_verified": False, "peer_fingerprint": "ab:cd"},
+        {"peer_cn": ["x"] * 17, "peer_verified": True},
+        {"peer_cn": ["x" * 1025], "peer_verified": True},
+        {"peer_cn": ["x"], "peer_verified": "true"},
+        {"peer_cn": "x", "peer_verified": True},
+        {"peer_cn": ["x"], "peer_verified": True, "peer_fingerprint": 5},
+        {"peer_fingerprint": "ab"},
+        {"peer_verified": True},
+        {"peer_cn": ["x"], "peer_verified": True, "ocsp_response": "AA=="},
+        {"peer_chain_pem": "not pem"},
+        {"other": 1},
+        [],
+        "tls",
+    ],
     "recorded": [{"action": "accept"}],
     "other": [1],
 }
@@ -218,8 +268,13 @@ def test_the_lean_reader_is_what_reads_valid_lines(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(facts_module, "MAX_VALID_VALUES", 4)
     monkeypatch.setattr(facts_module, "_session_object", None)  # the full way would fail
     for n in range(10):
-        obj = {"peer_ip": f"198.51.100.{n}", "mail_from": f"a@x{n}.com", "at": "2026-11-26T12:00:00Z",
-               "rcpt_to": [f"b{n}@contoso.com"], "tls": {"peer_cn": [f"c{n}"], "peer_verified": True}}
+        obj = {
+            "peer_ip": f"198.51.100.{n}",
+            "mail_from": f"a@x{n}.com",
+            "at": "2026-11-26T12:00:00Z",
+            "rcpt_to": [f"b{n}@contoso.com"],
+            "tls": {"peer_cn": [f"c{n}"], "peer_verified": True},
+        }
         session = InboundSession.from_json(obj)
         assert (f"x{n}.com", AT) == (session.sender_domain, session.at)
     long_sender = "a" * 300 + "@long.example.com"
@@ -231,3 +286,53 @@ def test_the_lean_reader_is_what_reads_valid_lines(monkeypatch: pytest.MonkeyPat
         assert 1 <= len(memory) <= 4
     assert long_sender not in memories.senders
     facts_module._valid.clear()
+
+
+def test_the_memories_are_bounded_in_characters_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long values empty a memory once the characters it holds would pass the bound,
+    whatever the count of entries (each memory is emptied on its own)."""
+    facts_module._valid.clear()
+    monkeypatch.setattr(facts_module, "MAX_VALID_CHARACTERS", 1000)
+    senders = facts_module._valid.senders
+    for n in range(40):
+        sender = f"{'s' * 200}{n}@partner.example"
+        assert (
+            facts_module.inbound_sender_domain(
+                {"peer_ip": "198.51.100.7", "mail_from": sender}, default_at=AT
+            )
+            == "partner.example"
+        )
+        assert senders.characters <= 1000
+        assert sender in senders  # the newest value is always kept
+    assert 1 <= len(senders) <= 1000 // 200
+    facts_module._valid.clear()
+    assert senders.characters == 0
+
+
+def test_a_read_is_never_longer_than_a_line_may_be() -> None:
+    """_line_batches checks only the lines that span reads against MAX_LINE_BYTES: a
+    line inside one read is shorter than a read, so a read must not pass that bound."""
+    assert batch.READ_BYTES <= batch.MAX_LINE_BYTES
+
+
+def test_a_pipe_is_decided_as_its_lines_arrive() -> None:
+    """read1: a stream that has a few lines so far gives them at once, without waiting
+    for a whole read of READ_BYTES."""
+    import os
+    import threading
+
+    read_end, write_end = os.pipe()
+    got: list[list[bytes | None]] = []
+    with os.fdopen(read_end, "rb") as reader, os.fdopen(write_end, "wb") as writer:
+        writer.write(b'{"a": 1}\n{"b": 2}\n')
+        writer.flush()
+        # The writer stays open: a read waiting for READ_BYTES would block, so the read
+        # runs in a thread, and closing the writer after the time-out ends it.
+        thread = threading.Thread(target=lambda: got.append(next(batch._line_batches(reader))))
+        thread.start()
+        thread.join(timeout=10)
+        arrived = bool(got)
+        writer.close()
+        thread.join(timeout=10)
+    assert arrived, "the lines waited for a whole read"
+    assert got == [[b'{"a": 1}', b'{"b": 2}']]

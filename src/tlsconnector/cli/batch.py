@@ -319,7 +319,8 @@ def _decide_chunk(task: tuple[int, Chunk]) -> tuple[str, str]:
 
 
 #: Bytes read from the input at a time by the main process of ``--jobs`` (it splits
-#: them into lines at C speed; no Python code runs per line there).
+#: them into lines at C speed; no Python code runs per line there). At most
+#: MAX_LINE_BYTES: :func:`_line_batches` checks only the lines that span reads.
 READ_BYTES = 1024 * 1024
 
 
@@ -330,8 +331,11 @@ def _line_batches(stream: IO[bytes]) -> Iterator[list[bytes | None]]:
     at most that bound and one read are held)."""
     carry = b""  # the start of a line whose newline is not read yet
     skipping = False  # inside an overlong line
+    # read1: what is there, up to READ_BYTES (a pipe's lines are decided as they come,
+    # not once a whole read has arrived); read for streams without it.
+    read = getattr(stream, "read1", stream.read)
     while True:
-        data = stream.read(READ_BYTES)
+        data = read(READ_BYTES)
         if not data:
             if skipping:
                 yield [None]
