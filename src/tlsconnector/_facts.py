@@ -14,7 +14,7 @@ import functools
 import hashlib
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -628,6 +628,27 @@ def _remember(memory: _Memory, value: str, key: object, answer: object) -> None:
     memory.remember(len(value), key, answer)
 
 
+def _checked(memory: _Memory, value: str, parse: Callable[[str], Any]) -> Any:
+    """``parse(value)``, remembered; None when the parser refuses it (the caller reads
+    the line the full way, which raises the error). The callers ask the memory first
+    with ``or``: the parsers' answers are truthy, and one that was not would only be
+    parsed again."""
+    try:
+        answer = parse(value)
+    except (FactsError, InvalidValue):
+        return None
+    _remember(memory, value, value, answer)
+    return answer
+
+
+def _sender(text: str) -> tuple[str, str | None]:
+    return _parse_address(text, "mail_from", True)
+
+
+def _recipient(text: str) -> str:
+    return _parse_address(text, "rcpt_to", False)[0]
+
+
 def _lean_inbound(
     obj: object, default_at: dt.datetime | None, *, build: bool
 ) -> InboundSession | tuple[str | None] | None:
@@ -643,20 +664,12 @@ def _lean_inbound(
     if type(peer_ip) is not str or type(sender) is not str:
         return None
     valid = _valid
-    ip = valid.peer_ips.get(peer_ip)
+    ip = valid.peer_ips.get(peer_ip) or _checked(valid.peer_ips, peer_ip, _peer_ip)
     if ip is None:
-        try:
-            ip = _peer_ip(peer_ip)
-        except InvalidValue:
-            return None
-        _remember(valid.peer_ips, peer_ip, peer_ip, ip)
-    parsed = valid.senders.get(sender)
+        return None
+    parsed = valid.senders.get(sender) or _checked(valid.senders, sender, _sender)
     if parsed is None:
-        try:
-            parsed = _parse_address(sender, "mail_from", True)
-        except FactsError:
-            return None
-        _remember(valid.senders, sender, sender, parsed)
+        return None
     recipients: list[str] = []
     if "rcpt_to" in obj:
         given = obj["rcpt_to"]
@@ -666,25 +679,17 @@ def _lean_inbound(
         for recipient in given:
             if type(recipient) is not str:
                 return None
-            canonical = memory.get(recipient)
+            canonical = memory.get(recipient) or _checked(memory, recipient, _recipient)
             if canonical is None:
-                try:
-                    canonical = _parse_address(recipient, "rcpt_to", False)[0]
-                except FactsError:
-                    return None
-                _remember(memory, recipient, recipient, canonical)
+                return None
             recipients.append(canonical)
     if "at" in obj:
         text = obj["at"]
         if type(text) is not str:
             return None
-        at = valid.times.get(text)
+        at = valid.times.get(text) or _checked(valid.times, text, parse_time)
         if at is None:
-            try:
-                at = parse_time(text)
-            except FactsError:
-                return None
-            _remember(valid.times, text, text, at)
+            return None
     elif type(default_at) is dt.datetime and default_at.tzinfo is dt.UTC:
         at = default_at
     else:
