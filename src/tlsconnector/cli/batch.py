@@ -329,7 +329,9 @@ def _line_batches(stream: IO[bytes]) -> Iterator[list[bytes | None]]:
     their newline, a few thousand at a time (what one read of :data:`READ_BYTES`
     holds); ``None`` for a line over :data:`MAX_LINE_BYTES` (its bytes are skipped:
     at most that bound and one read are held)."""
-    carry = b""  # the start of a line whose newline is not read yet
+    # The start of a line whose newline is not read yet: a bytearray, so that a long
+    # line arriving in many small reads (a pipe) is gathered in linear time.
+    carry = bytearray()
     skipping = False  # inside an overlong line
     # read1: what is there, up to READ_BYTES (a pipe's lines are decided as they come,
     # not once a whole read has arrived); read for streams without it.
@@ -340,7 +342,7 @@ def _line_batches(stream: IO[bytes]) -> Iterator[list[bytes | None]]:
             if skipping:
                 yield [None]
             elif carry:
-                yield [carry]  # the last line, without a newline
+                yield [bytes(carry)]  # the last line, without a newline
             return
         parts = data.split(b"\n")
         rest = parts.pop()  # after the last newline: the start of the next line
@@ -349,14 +351,14 @@ def _line_batches(stream: IO[bytes]) -> Iterator[list[bytes | None]]:
             if not skipping:
                 carry += rest
                 if len(carry) > MAX_LINE_BYTES:
-                    carry, skipping = b"", True
+                    carry, skipping = bytearray(), True
             continue
         if skipping:
             lines[0], skipping = None, False
         elif carry:
-            head = carry + cast(bytes, lines[0])
-            lines[0] = None if len(head) > MAX_LINE_BYTES else head
-        carry = rest
+            carry += cast(bytes, lines[0])
+            lines[0] = None if len(carry) > MAX_LINE_BYTES else bytes(carry)
+        carry = bytearray(rest)
         yield lines
 
 
