@@ -78,6 +78,18 @@ class _Lines:
         return self._buffer
 
 
+def _commands(lines: _Lines, record: Connection) -> Iterator[tuple[str, str]]:
+    """Each command line with its verb (``MAIL FROM:<a>`` gives ``MAIL``), the line
+    recorded first; at most MAX_COMMANDS, until the client stops sending lines."""
+    for _ in range(MAX_COMMANDS):
+        line = lines.line()
+        if line is None:
+            return
+        command = line.decode("ascii", "replace")
+        record.commands.append(command)
+        yield command, command.split(" ", 1)[0].split(":", 1)[0].upper()
+
+
 def _retry(sock: socket.socket, operation: Callable[[], _T]) -> _T:
     """A pyOpenSSL call on a non-blocking socket, waiting at most ``WAIT`` in all."""
     end = time.monotonic() + WAIT
@@ -159,13 +171,7 @@ class StaplingServer:
     def _session(self, sock: socket.socket, record: Connection) -> None:
         sock.sendall(b"220 stapling.test ESMTP\r\n")
         plain = _Lines(lambda: sock.recv(4096))
-        for _ in range(MAX_COMMANDS):
-            line = plain.line()
-            if line is None:
-                return
-            command = line.decode("ascii", "replace")
-            record.commands.append(command)
-            verb = command.split(" ", 1)[0].upper()
+        for _, verb in _commands(plain, record):
             if verb == "EHLO":
                 sock.sendall(b"250-stapling.test\r\n250 STARTTLS\r\n")
             elif verb == "STARTTLS":
@@ -200,13 +206,7 @@ class StaplingServer:
 
         lines = _Lines(read)
         sender, recipients = "", []
-        for _ in range(MAX_COMMANDS):
-            line = lines.line()
-            if line is None:
-                return
-            command = line.decode("ascii", "replace")
-            record.commands.append(command)
-            verb = command.split(" ", 1)[0].split(":", 1)[0].upper()
+        for command, verb in _commands(lines, record):
             if verb == "EHLO":
                 send(b"250-stapling.test\r\n250 8BITMIME\r\n")
             elif verb == "MAIL":
