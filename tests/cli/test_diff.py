@@ -100,6 +100,40 @@ def test_the_report_names_exactly_the_changed_sessions(
     assert "line 5" not in out
 
 
+def test_a_change_of_many_connectors_names_the_most_changed_and_counts_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 25 partners' connectors narrowed; partner i sends i + 1 sessions that change.
+    count = diff_module.MAX_SUMMARY_CONNECTORS + 5
+    old = "".join(
+        f'[[inbound]]\nname = "p{i:02}"\nsender_domains = ["p{i}.example"]\n'
+        "restrict_domains_to_ip_addresses = true\n"
+        'sender_ip_addresses = ["198.51.100.0/24"]\n'
+        for i in range(count)
+    )
+    new = old.replace('"198.51.100.0/24"', '"198.51.100.0/28"')
+    lines = [
+        session("198.51.100.77", sender=f"a@p{i}.example")
+        for i in range(count)
+        for _ in range(i + 1)
+    ]
+    files = [
+        write(tmp_path, "old.toml", old),
+        write(tmp_path, "new.toml", new),
+        write(tmp_path, "s.jsonl", "\n".join(lines) + "\n"),
+    ]
+    status, out, _ = run(capsys, "--old", files[0], "--new", files[1], "--inbound", files[2])
+    assert 1 == status
+    part = out.split("  by connector:\n")[1].split("  examples")[0].splitlines()
+    named = [f"    p{i:02}: {i + 1}" for i in reversed(range(5, count))]
+    assert [*named, "    ... 5 more connectors: 15"] == part  # 1 + 2 + 3 + 4 + 5
+    status, out, err = run(
+        capsys, "--old", files[0], "--new", files[1], "--inbound", files[2], "--json"
+    )
+    assert len(lines) == len(out.splitlines())  # --json: every changed session
+    assert "... 5 more connectors: 15" in err
+
+
 def test_json_gives_one_object_per_changed_session_and_the_summary_on_stderr(
     files: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

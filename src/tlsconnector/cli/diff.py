@@ -52,6 +52,9 @@ DEFAULT_EXAMPLES = 5
 MAX_EXAMPLES = 1000
 #: Reasons shown per side of one example line.
 MAX_EXAMPLE_REASONS = 8
+#: Connectors named in the text summary's "by connector" part: the most changed first,
+#: the rest counted on one line (``--json`` carries every changed session).
+MAX_SUMMARY_CONNECTORS = 20
 _UNCHANGED = "{}"
 
 Key = tuple[str, "str | None", tuple[str, ...]]
@@ -318,7 +321,15 @@ class _Tally:
             lines.append("  by transition:")
             lines += [f"    {t}: {n}" for t, n in sorted(self.transitions.items())]
             lines.append("  by connector:")
-            lines += [f"    {c}: {n}" for c, n in sorted(self.connectors.items())]
+            # The most changed first (then by name), at most MAX_SUMMARY_CONNECTORS: a
+            # change of many connectors keeps its summary short.
+            ranked = sorted(self.connectors.items(), key=lambda item: (-item[1], item[0]))
+            shown, rest = ranked[:MAX_SUMMARY_CONNECTORS], ranked[MAX_SUMMARY_CONNECTORS:]
+            lines += [f"    {c}: {n}" for c, n in shown]
+            if rest:
+                sessions = sum(n for _, n in rest)
+                more = "connector" if len(rest) == 1 else "connectors"
+                lines.append(f"    ... {len(rest)} more {more}: {sessions}")
         if with_examples and self.samples:
             for transition in sorted(self.samples):
                 shown = len(self.samples[transition])
