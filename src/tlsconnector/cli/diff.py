@@ -198,22 +198,20 @@ def _comparer(
                 return cast("Decision", _SAME)
             changed = {"direction": direction, "old": old_json, "new": new_decision.to_dict()}
             return cast("Decision", Rendered(changed))
-        if (
-            alike is not None
-            and alike.enabled
-            and direction == "inbound"
-            and alike.inbound_domain(inbound_sender_domain(obj, default_at=at))
-        ):
-            # Validated as from_json validates (a malformed line raises the same
-            # error), without building the session nobody decides.
-            return cast("Decision", _SAME)
-        session = facts(obj, at)
-        if alike is not None and (
-            alike.inbound(session)
-            if isinstance(session, InboundSession)
-            else alike.outbound(session)
-        ):
-            return cast("Decision", _SAME)
+        if alike is not None and alike.enabled and direction == "inbound":
+            if alike.inbound_domain(inbound_sender_domain(obj, default_at=at)):
+                # Validated as from_json validates (a malformed line raises the same
+                # error), without building the session nobody decides.
+                return cast("Decision", _SAME)
+            session = facts(obj, at)  # its candidates differ: asked once, above
+        else:
+            session = facts(obj, at)
+            if alike is not None and (
+                alike.inbound(session)
+                if isinstance(session, InboundSession)
+                else alike.outbound(session)
+            ):
+                return cast("Decision", _SAME)
         old_decision = decide(old, session)
         new_decision = decide(new, session)
         if _key_of(old_decision) == _key_of(new_decision):
