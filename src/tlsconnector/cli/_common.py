@@ -113,10 +113,20 @@ def explain(decision: Decision, *, label: str) -> str:
     return "\n".join(lines)
 
 
-def _json_line(obj: dict[str, Any]) -> str:
-    import json  # speed: only the commands that write JSON import it
+#: The encoder of every JSON line the commands write, made on first use (speed: only
+#: the commands that write JSON import json, and json.dumps with these arguments would
+#: make a new encoder for every line).
+_encode: Callable[[object], str] | None = None
 
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True) + "\n"
+
+def _json_line(obj: dict[str, Any]) -> str:
+    """``obj`` as one compact, ASCII-only JSON line (with its newline)."""
+    global _encode
+    if _encode is None:
+        import json
+
+        _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+    return _encode(obj) + "\n"
 
 
 def _print_json(obj: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ from tlsconnector.cli._common import (
     EXIT_USAGE,
     MAX_JOBS,
     _err,
+    _json_line,
     _line_error,
     explain,
 )
@@ -133,16 +134,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _SESSION_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
-#: ``_json_line``'s encoder, made once (json.dumps with these arguments makes one per
-#: call): the same text.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
-
-
-def _encoded_line(obj: dict[str, Any]) -> str:
-    """``_json_line(obj)``: the same line, with :data:`_ENCODE`."""
-    return _ENCODE(obj) + "\n"
-
-
 class Rendered:
     """An answer whose ``--json`` line is already written (a constant the caller
     returns again and again, such as ``diff``'s "nothing changes"): the engine writes
@@ -152,7 +143,7 @@ class Rendered:
 
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
-        self.json_line = _encoded_line(obj)
+        self.json_line = _json_line(obj)
 
     def to_dict(self) -> dict[str, Any]:
         return self.obj
@@ -208,7 +199,7 @@ def _decide_one(
         answer: object = decision  # diff's answers are not decisions (Rendered)
         if type(answer) is Rendered:
             return answer.json_line, None
-        return _encoded_line(decision.to_dict()), None
+        return _json_line(decision.to_dict()), None
     return explain(decision, label=f"line {number}") + "\n", None
 
 
