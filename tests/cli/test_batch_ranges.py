@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_diff import OLD
 
 from tlsconnector import FactsError, InboundSession
 from tlsconnector import _facts as facts_module
@@ -21,14 +22,8 @@ from tlsconnector.cli import batch, main
 from tlsconnector.cli.batch import _chunks, _line_batches, _lines
 
 AT = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
-POLICY = """
-[[inbound]]
-name = "Fabrikam Bank inbound"
-sender_domains = ["fabrikam.com"]
-require_tls = false
-restrict_domains_to_ip_addresses = true
-sender_ip_addresses = ["198.51.100.0/24"]
-"""
+#: test_diff's policy: Fabrikam's connector, 198.51.100.0/24.
+POLICY = OLD
 
 
 def reference(data: bytes) -> list[bytes | None]:
