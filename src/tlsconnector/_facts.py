@@ -222,6 +222,8 @@ def _session_time(obj: Mapping[Any, Any], default_at: dt.datetime | None) -> dt.
     if default_at is not None:
         return default_at
     raise FactsError("at", MISSING, "is required")
+
+
 _TLS_KEYS = frozenset(
     {"peer_chain_pem", "peer_cn", "peer_verified", "peer_fingerprint", "ocsp_response"}
 )
@@ -418,8 +420,10 @@ class InboundSession:
             except InvalidValue as exc:
                 raise FactsError("peer_ip", peer_ip, exc.reason) from None
         sender, domain = parse_address(mail_from, field="mail_from", allow_null=True)
-        if type(rcpt_to) is not list and type(rcpt_to) is not tuple and (
-            isinstance(rcpt_to, str) or not isinstance(rcpt_to, Sequence)
+        if (
+            type(rcpt_to) is not list
+            and type(rcpt_to) is not tuple
+            and (isinstance(rcpt_to, str) or not isinstance(rcpt_to, Sequence))
         ):
             raise FactsError("rcpt_to", rcpt_to, "must be an array of addresses")
         if len(rcpt_to) > MAX_RECIPIENTS:
@@ -764,7 +768,17 @@ def inbound_sender_domain(obj: object, *, default_at: dt.datetime | None = None)
     :class:`FactsError` for a malformed one), without building the session: for a
     caller that decides only some sessions (``diff`` skips those both policies read
     alike). Values met before are not parsed again (:data:`MAX_VALID_VALUES`)."""
+    return inbound_sender_domain_or_session(obj, default_at=default_at)[0]
+
+
+def inbound_sender_domain_or_session(
+    obj: object, *, default_at: dt.datetime | None = None
+) -> tuple[str | None, InboundSession | None]:
+    """:func:`inbound_sender_domain`, with the session when it had to be built (a line
+    the lean reader leaves to :meth:`InboundSession.from_json`, such as one carrying
+    a PEM chain), so that a caller who decides it does not read it again."""
     lean = _lean(obj, default_at, build=False)
     if type(lean) is tuple:
-        return lean[0]
-    return InboundSession.from_json(obj, default_at=default_at).sender_domain
+        return lean[0], None
+    session = InboundSession.from_json(obj, default_at=default_at)
+    return session.sender_domain, session

@@ -21,6 +21,8 @@ from tlsconnector import _facts as facts_module
 from tlsconnector.cli import batch, main
 from tlsconnector.cli.batch import _chunks, _line_batches, _lines
 
+from certmint import CA
+
 AT = dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
 #: test_diff's policy: Fabrikam's connector, 198.51.100.0/24.
 POLICY = OLD
@@ -140,6 +142,9 @@ def test_workers_reading_blocks_answer_exactly_as_one_process(
 
 # --- the lean inbound reader ------------------------------------------------------------
 
+#: A real chain (a leaf of a test CA): a line the lean reader leaves to from_json.
+LEAF_PEM = CA("Lean Reader Test Root").issue("server1.fabrikam.com").chain_pem()
+
 VALUES: dict[str, list[Any]] = {
     "peer_ip": [
         "198.51.100.7",
@@ -203,6 +208,7 @@ VALUES: dict[str, list[Any]] = {
         {"peer_verified": True},
         {"peer_cn": ["x"], "peer_verified": True, "ocsp_response": "AA=="},
         {"peer_chain_pem": "not pem"},
+        {"peer_chain_pem": LEAF_PEM},
         {"other": 1},
         [],
         "tls",
@@ -231,6 +237,13 @@ def lean_way(obj: object, default_at: dt.datetime | None) -> tuple[object, objec
         domain: object = facts_module.inbound_sender_domain(obj, default_at=default_at)
     except FactsError as exc:
         domain = ("error", exc.field, repr(exc.value), exc.message)
+    try:
+        both = facts_module.inbound_sender_domain_or_session(obj, default_at=default_at)
+    except FactsError as exc:
+        both = (("error", exc.field, repr(exc.value), exc.message), None)
+    # The same domain (or error); a session it built is from_json's.
+    assert domain == both[0]
+    assert both[1] is None or both[1] == session
     return session, domain
 
 
@@ -254,6 +267,19 @@ def test_the_lean_reader_answers_exactly_as_the_full_way(
             assert expected.sender_domain == domain
         else:
             assert expected == domain
+
+
+def test_a_line_left_to_the_full_way_gives_its_session_back() -> None:
+    """A PEM chain is read by from_json, not the lean reader: the session built to
+    find the sender domain is returned, so that diff does not read the line again."""
+    obj = {"peer_ip": "198.51.100.7", "mail_from": "a@fabrikam.com"}
+    assert ("fabrikam.com", None) == facts_module.inbound_sender_domain_or_session(
+        obj, default_at=AT
+    )
+    obj["tls"] = {"peer_chain_pem": LEAF_PEM}
+    domain, session = facts_module.inbound_sender_domain_or_session(obj, default_at=AT)
+    assert "fabrikam.com" == domain
+    assert InboundSession.from_json(obj, default_at=AT) == session
 
 
 def test_the_lean_reader_is_what_reads_valid_lines(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,11 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from tlsconnector._decisions import printable
 from tlsconnector._errors import MISSING, FactsError
-from tlsconnector._facts import InboundSession, OutboundSession, inbound_sender_domain
+from tlsconnector._facts import (
+    InboundSession,
+    OutboundSession,
+    inbound_sender_domain_or_session,
+)
 from tlsconnector._inbound import evaluate_inbound
 from tlsconnector._model import Policy
 from tlsconnector._outbound import DEFAULT_RETRY_WINDOW, evaluate_outbound
@@ -199,11 +203,14 @@ def _comparer(
             changed = {"direction": direction, "old": old_json, "new": new_decision.to_dict()}
             return cast("Decision", Rendered(changed))
         if alike is not None and alike.enabled and direction == "inbound":
-            if alike.inbound_domain(inbound_sender_domain(obj, default_at=at)):
+            domain, built = inbound_sender_domain_or_session(obj, default_at=at)
+            if alike.inbound_domain(domain):
                 # Validated as from_json validates (a malformed line raises the same
                 # error), without building the session nobody decides.
                 return cast("Decision", _SAME)
-            session = facts(obj, at)  # its candidates differ: asked once, above
+            # Its candidates differ (asked once, above); a session the lean reader left
+            # to from_json (a PEM chain) was built there and is not read again.
+            session = built if built is not None else facts(obj, at)
         else:
             session = facts(obj, at)
             if alike is not None and (
@@ -322,8 +329,8 @@ class _Tally:
             # The most changed first (then by name), at most MAX_SUMMARY_CONNECTORS: a
             # change of many connectors keeps its summary short.
             ranked = sorted(self.connectors.items(), key=lambda item: (-item[1], item[0]))
-            shown, rest = ranked[:MAX_SUMMARY_CONNECTORS], ranked[MAX_SUMMARY_CONNECTORS:]
-            lines += [f"    {c}: {n}" for c, n in shown]
+            named, rest = ranked[:MAX_SUMMARY_CONNECTORS], ranked[MAX_SUMMARY_CONNECTORS:]
+            lines += [f"    {c}: {n}" for c, n in named]
             if rest:
                 sessions = sum(n for _, n in rest)
                 more = "connector" if len(rest) == 1 else "connectors"
