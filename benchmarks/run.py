@@ -2076,6 +2076,13 @@ def bench_startup(results: Results, workdir: Path, *, quick: bool) -> None:
         "s",
         f"the check command compiling the source tree's modules on each run (best of {repeat})",
     )
+    results.figure(
+        "startup.check_over_python",
+        best["check"] / best["python"],
+        "x",
+        "the check command over the interpreter alone, in the same run: a ratio that does "
+        "not move with the machine's speed, as the CPU seconds do",
+    )
     results.target(
         "startup-check",
         "tlsconnector check on a one-connector policy (wildcard names): CPU seconds of the "
