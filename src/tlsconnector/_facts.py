@@ -709,7 +709,11 @@ def _lean_inbound(
         if not raw_tls:
             tls = _NO_TLS_FACTS
         else:
-            tls = _lean_cn_facts(raw_tls, build=build)
+            tls = (
+                _lean_chain_facts(raw_tls)
+                if "peer_chain_pem" in raw_tls
+                else _lean_cn_facts(raw_tls, build=build)
+            )
             if tls is None:
                 return None
     if not build:
@@ -753,6 +757,21 @@ def _lean_cn_facts(tls: dict[str, Any], *, build: bool) -> TLSFacts | None:
     return facts
 
 
+def _lean_chain_facts(tls: dict[str, Any]) -> TLSFacts | None:
+    """A ``tls`` object of exactly one PEM chain, as :meth:`TLSFacts.from_json` reads it
+    (the chain parsed once per distinct text, :data:`MAX_PEM_CHAINS`); None: other keys
+    beside it, or a chain that does not decode (the full way raises the error)."""
+    if len(tls) != 1:
+        return None
+    pem = tls["peer_chain_pem"]
+    if type(pem) is not str:
+        return None
+    try:
+        return TLSFacts(_chain_from_pem(pem))
+    except InvalidValue:
+        return None
+
+
 def _lean(
     obj: object, default_at: dt.datetime | None, *, build: bool
 ) -> InboundSession | tuple[str | None] | None:
@@ -775,8 +794,8 @@ def inbound_sender_domain_or_session(
     obj: object, *, default_at: dt.datetime | None = None
 ) -> tuple[str | None, InboundSession | None]:
     """:func:`inbound_sender_domain`, with the session when it had to be built (a line
-    the lean reader leaves to :meth:`InboundSession.from_json`, such as one carrying
-    a PEM chain), so that a caller who decides it does not read it again."""
+    the lean reader leaves to :meth:`InboundSession.from_json`), so that a caller who
+    decides it does not read it again."""
     lean = _lean(obj, default_at, build=False)
     if type(lean) is tuple:
         return lean[0], None

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_diff import OLD
 
-from tlsconnector import FactsError, InboundSession
+from tlsconnector import FactsError, InboundSession, PresentedChain
 from tlsconnector import _facts as facts_module
 from tlsconnector.cli import batch, main
 from tlsconnector.cli.batch import _chunks, _line_batches, _lines
@@ -209,6 +209,10 @@ VALUES: dict[str, list[Any]] = {
         {"peer_cn": ["x"], "peer_verified": True, "ocsp_response": "AA=="},
         {"peer_chain_pem": "not pem"},
         {"peer_chain_pem": LEAF_PEM},
+        {"peer_chain_pem": LEAF_PEM, "peer_verified": True},
+        {"peer_chain_pem": LEAF_PEM, "ocsp_response": "AA=="},
+        {"peer_chain_pem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"},
+        {"peer_chain_pem": 5},
         {"other": 1},
         [],
         "tls",
@@ -269,17 +273,24 @@ def test_the_lean_reader_answers_exactly_as_the_full_way(
             assert expected == domain
 
 
-def test_a_line_left_to_the_full_way_gives_its_session_back() -> None:
-    """A PEM chain is read by from_json, not the lean reader: the session built to
-    find the sender domain is returned, so that diff does not read the line again."""
-    obj = {"peer_ip": "198.51.100.7", "mail_from": "a@fabrikam.com"}
+def test_a_line_left_to_the_full_way_gives_its_session_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A line the lean reader leaves to from_json: the session built to find the sender
+    domain is returned, so that diff does not read the line again."""
+    obj = {
+        "peer_ip": "198.51.100.7",
+        "mail_from": "a@fabrikam.com",
+        "tls": {"peer_chain_pem": LEAF_PEM},
+    }
     assert ("fabrikam.com", None) == facts_module.inbound_sender_domain_or_session(
         obj, default_at=AT
     )
-    obj["tls"] = {"peer_chain_pem": LEAF_PEM}
+    expected = InboundSession.from_json(obj, default_at=AT)
+    monkeypatch.setattr(facts_module, "_lean", lambda *_, **__: None)  # left to from_json
     domain, session = facts_module.inbound_sender_domain_or_session(obj, default_at=AT)
     assert "fabrikam.com" == domain
-    assert InboundSession.from_json(obj, default_at=AT) == session
+    assert expected == session
 
 
 def test_the_lean_reader_is_what_reads_valid_lines(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,6 +309,13 @@ def test_the_lean_reader_is_what_reads_valid_lines(monkeypatch: pytest.MonkeyPat
         }
         session = InboundSession.from_json(obj)
         assert (f"x{n}.com", AT) == (session.sender_domain, session.at)
+    # A PEM chain too (parsed once per distinct text, as from_json parses it).
+    chain = {"peer_ip": "198.51.100.7", "mail_from": "a@fabrikam.com", "at": AT.isoformat()}
+    chain["tls"] = {"peer_chain_pem": LEAF_PEM}
+    session = InboundSession.from_json(chain)
+    assert session.tls is not None
+    assert isinstance(session.tls.certificate, PresentedChain)
+    assert ("server1.fabrikam.com",) == session.tls.certificate.cns
     long_sender = "a" * 300 + "@long.example.com"
     assert "long.example.com" == facts_module.inbound_sender_domain(
         {"peer_ip": "198.51.100.7", "mail_from": long_sender}, default_at=AT
