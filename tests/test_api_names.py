@@ -74,6 +74,55 @@ def test_an_adapter_raises_public_exceptions_without_any_public_lookup() -> None
     assert last.startswith("tlsconnector.FactsError: "), last
 
 
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (  # the testing toolkit alone, an integrator's own entry point
+            "from tlsconnector.testing import CertificateAuthority\n"
+            "CertificateAuthority.from_pem('x', 'y')\n",
+            "tlsconnector.InvalidValue: ",
+        ),
+        (  # the loader's own module, no name looked up on the package
+            "from tlsconnector.policy_file.loading import load_policy\n"
+            "load_policy('/nonexistent/policy.toml')\n",
+            "tlsconnector.PolicyError: ",
+        ),
+        (  # the facts module alone
+            "from tlsconnector._facts import InboundSession\n"
+            "InboundSession.from_json({'peer_ip': 'x', 'mail_from': 'a@b.com'})\n",
+            "tlsconnector.FactsError: ",
+        ),
+    ],
+)
+def test_an_exception_names_its_public_path_whatever_was_imported_first(
+    code: str, expected: str
+) -> None:
+    done = _run(code)
+    assert any(line.startswith(expected) for line in done.stderr.splitlines()), done.stderr
+    assert "_errors." not in done.stderr
+
+
+def test_the_exceptions_survive_pickling_with_their_fields() -> None:
+    """A worker process's error reaches its parent whole (the default pickling keeps
+    the message alone, which these constructors cannot take back)."""
+    import pickle
+
+    from tlsconnector import FactsError, InvalidValue, PolicyError, Problem
+    from tlsconnector._errors import MISSING
+
+    errors = [
+        FactsError("peer_ip", "not an address", "bad address"),
+        FactsError("mail_from", MISSING, "required"),
+        InvalidValue(["x"], "must be a string"),
+        PolicyError([Problem("Fabrikam", "sender_domains", MISSING, "required", line=3)]),
+    ]
+    for error in errors:
+        again = pickle.loads(pickle.dumps(error))  # noqa: S301  # our own bytes
+        assert (type(error), str(error), error.args) == (type(again), str(again), again.args)
+        assert error.__dict__ == again.__dict__
+        assert "tlsconnector" == type(again).__module__
+
+
 def test_public_values_still_pickle_by_their_public_path() -> None:
     import pickle
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import re
 import reprlib
+from typing import Any
 
 import attrs
 
@@ -94,8 +95,16 @@ def missing_text(message: str) -> str:
     return f"missing ({message})"
 
 
+#: The exceptions (and Problem) carry the package's public path from their definition,
+#: whichever module a caller imported first (tracebacks, reprs and pickles say
+#: ``tlsconnector.FactsError``); the package's lazy publishing covers the other names.
+_PUBLIC = "tlsconnector"
+
+
 class TLSConnectorError(Exception):
     """The root of every exception tlsconnector raises on purpose."""
+
+    __module__ = _PUBLIC
 
 
 class InvalidValue(TLSConnectorError, ValueError):
@@ -105,10 +114,17 @@ class InvalidValue(TLSConnectorError, ValueError):
     :class:`Problem` or a :class:`FactsError` that also names the field.
     """
 
+    __module__ = _PUBLIC
+
     def __init__(self, value: object, reason: str) -> None:
         super().__init__(f"{show(value)}: {reason}")
         self.value = value
         self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled with the arguments it is made from (the default pickles the message
+        # alone, which this signature cannot take back): workers' errors travel.
+        return (type(self), (self.value, self.reason), self.__dict__)
 
 
 @attrs.frozen
@@ -125,6 +141,8 @@ class Problem:
     value: object
     message: str
     line: int | None = attrs.field(default=None, kw_only=True)
+
+    __module__ = _PUBLIC
 
     def __str__(self) -> str:
         at = f"line {self.line}: " if self.line is not None else ""
@@ -144,15 +162,22 @@ class Problem:
 class PolicyError(TLSConnectorError):
     """A policy failed to load; :attr:`problems` lists every problem found, not only the first."""
 
+    __module__ = _PUBLIC
+
     def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
         self.problems: tuple[Problem, ...] = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         count = len(self.problems)
         super().__init__(f"invalid policy ({count} problem{'s' if count != 1 else ''}):\n{lines}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems,), self.__dict__)
+
 
 class FactsError(TLSConnectorError):
     """Session facts are malformed; :attr:`field` names the offending field."""
+
+    __module__ = _PUBLIC
 
     def __init__(self, field: str, value: object, message: str) -> None:
         if value is MISSING:
@@ -163,3 +188,6 @@ class FactsError(TLSConnectorError):
         self.field = field
         self.value = value
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.field, self.value, self.message), self.__dict__)
