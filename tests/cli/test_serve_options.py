@@ -525,3 +525,38 @@ def test_log_syslog_without_a_syslog_daemon_is_a_usage_error(tmp_path: Path) -> 
     )
     assert 2 == status
     assert "cannot reach the syslog socket" in lines[0]
+
+
+# --- --help says what the options do ---------------------------------------------------
+
+
+def serve_help(target: str) -> tuple[str, str]:
+    """``serve TARGET --help``: the description and the ``--log-file`` entry, each with
+    its line breaks and indentation made single spaces."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tlsconnector", "serve", target, "--help"],
+        env={**os.environ, "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert (0, "") == (result.returncode, result.stderr)
+    paragraphs = result.stdout.split("\n\n")
+    description = " ".join(paragraphs[1].split())
+    entry = result.stdout.split("\n  --log-file FILE", 1)[1].split("\n  --", 1)[0]
+    return description, " ".join(entry.split())
+
+
+@pytest.mark.parametrize("target", ["postfix", "postfix-outbound"])
+def test_help_describes_the_log_options_as_they_work(target: str) -> None:
+    """--log-file is rotated by SIGHUP (logrotate's create mode, as the SIGHUP tests
+    above do), not copytruncate; the log is not only JSON on standard error."""
+    description, log_file = serve_help(target)
+    assert "SIGHUP" in log_file
+    assert "copytruncate" not in log_file
+    assert "create mode" in log_file
+    assert "One JSON log line" not in description
+    for option in ("--log-format text", "--log-file FILE", "--log syslog"):
+        assert option in description, option
+    assert "SIGHUP opens --log-file again" in description

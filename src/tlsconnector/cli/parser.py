@@ -584,7 +584,9 @@ def _add_serve(commands: Commands) -> None:
         logging.add_argument(
             "--log-file",
             metavar="FILE",
-            help="append log lines to FILE instead (mode 0640; rotate with copytruncate)",
+            help="append log lines to FILE instead of standard error (created mode 0640); "
+            "SIGHUP opens FILE again, so logrotate's create mode works: move FILE away, "
+            "then send SIGHUP (systemctl reload)",
         )
         logging.add_argument(
             "--log-format",
@@ -604,16 +606,17 @@ def _add_serve(commands: Commands) -> None:
         help="Postfix's SMTP access policy delegation (check_policy_service)",
         description="Answer Postfix's policy requests: DUNNO when the inbound "
         "connectors accept the session, their SMTP reply when they refuse it, 451 4.3.0 "
-        "when it cannot be decided. Decides at protocol_state=RCPT. One JSON log line "
-        "per decision on standard error; other events a client can cause (protocol "
-        "errors, connection errors, idle timeouts, refused connections) at most 50 of "
-        "each kind per 10 s, the rest counted; at most 1 MiB of log lines waits for a "
-        "slow reader of standard error, the rest is dropped and counted. A request that "
+        "when it cannot be decided. Decides at protocol_state=RCPT. One log line per "
+        "decision, JSON or --log-format text, on standard error, to --log-file FILE "
+        "or to syslog (--log syslog, facility mail); other events a client can cause "
+        "(protocol errors, connection errors, idle timeouts, refused connections) at "
+        "most 50 of each kind per 10 s, the rest counted; at most 1 MiB of log lines "
+        "waits for a slow reader, the rest is dropped and counted. A request that "
         "breaks the protocol is answered 451 4.3.0 and its connection closed. The "
         "service refuses to start with, or reload, a policy without an enabled inbound "
         "partner connector, or with [trust] revocation = \"hard\" (Postfix never sends the "
-        "certificate). SIGHUP reloads the policy (an invalid new policy is logged "
-        "and the previous one kept); SIGTERM and SIGINT stop. See docs/postfix.md.",
+        "certificate). SIGHUP opens --log-file again and reloads the policy (an invalid "
+        "new policy is logged and the previous one kept); SIGTERM and SIGINT stop. See docs/postfix.md.",
         handler="tlsconnector.cli.serve:serve_postfix",
     )
     postfix.add_argument("--policy", required=True, metavar="POLICY.toml")
@@ -700,9 +703,10 @@ def _add_serve(commands: Commands) -> None:
         "notAfter or --pin-lifetime, whichever comes first, and are refreshed in the "
         "background while the next hop is in use. Refuses to start with, or reload, a "
         "policy without an outbound connector chosen by recipient domain, or with a "
-        "smart host two connectors share with different TLS settings. One JSON log line "
-        "per answer on standard error. SIGHUP reloads (pins of changed connectors are "
-        "forgotten); SIGTERM and SIGINT stop. See docs/postfix-outbound.md.",
+        "smart host two connectors share with different TLS settings. One log line per "
+        "answer, JSON or --log-format text, on standard error, to --log-file FILE or "
+        "to syslog (--log syslog, facility mail). SIGHUP opens --log-file again and "
+        "reloads (pins of changed connectors are forgotten); SIGTERM and SIGINT stop. See docs/postfix-outbound.md.",
         handler="tlsconnector.cli.serve:serve_postfix_outbound",
     )
     outbound.add_argument("--policy", required=True, metavar="POLICY.toml")
