@@ -1,7 +1,8 @@
 """The built HTML documentation reads as written, not as generated.
 
 tools/check_docs_html.py judges a build (`make docs` runs it after sphinx-build); these
-tests check that it finds each kind of noise and refuses to pass on nothing, and then
+tests check that it finds each kind of noise (attrs' generated text, a link whose text
+is a .md file name) and refuses to pass on nothing, and then
 build the pages into a temporary directory and require no finding at all. The build
 needs the `docs` extra (`make docs` installs it) and is skipped only without Sphinx.
 """
@@ -44,6 +45,14 @@ def _signature(text: str) -> str:
     )
 
 
+def _link(text: str, href: str = "policy-file.html") -> str:
+    """An internal link as MyST writes it for ``[text](policy-file.md)``."""
+    return (
+        f'<a class="reference internal" href="{href}">'
+        f'<span class="doc std std-doc">{text}</span></a>'
+    )
+
+
 def _build(tmp_path: Path, api_page: str, **pages: str) -> Path:
     (tmp_path / checker.API_PAGE).write_text(api_page, encoding="utf-8")
     for name, html in pages.items():
@@ -60,7 +69,13 @@ CLEAN_SIGNATURE = _signature(
 def test_a_clean_build_has_no_finding(tmp_path: Path) -> None:
     page = CLEAN_SIGNATURE + _signature("class tlsconnector.LintCode")
     # Prose and code may name __init__ (a file) or NOTHING in a sentence.
-    prose = "<pre>src/tlsconnector/__init__.py</pre><p>NOTHING is sent.</p>"
+    # A file name in prose or code is fine, and so is a link titled with the page's title
+    # or naming a .md file in the middle of its text.
+    prose = (
+        "<pre>src/tlsconnector/__init__.py</pre><p>NOTHING is sent.</p>"
+        f"<p>See {_link('Policy file')} (docs/policy-file.md), <code>lint.md</code>,"
+        f" {_link('what policy-file.md says')}.</p>"
+    )
     assert checker.check_build(_build(tmp_path, page, architecture=prose)) == []
     assert checker.main([str(tmp_path)]) == 0
 
@@ -97,12 +112,37 @@ def test_a_clean_build_has_no_finding(tmp_path: Path) -> None:
             "an enum's (value) signature",
             id="enum-value",
         ),
+        pytest.param(_link("policy-file.md"), "a link text naming a .md file", id="md-link"),
+        pytest.param(
+            _link(" <code>docs/policy-file.md</code> ", "https://example.org/docs/policy-file.md"),
+            "a link text naming a .md file",
+            id="md-link-with-directory",
+        ),
+        pytest.param(
+            _link("revocation.MD#refreshing-crls", "revocation.html#refreshing-crls"),
+            "a link text naming a .md file",
+            id="md-link-with-anchor",
+        ),
+        pytest.param(
+            '<p><a href="policy-file.html">policy-file.md</p>',
+            "a link text naming a .md file",
+            id="md-link-left-open",
+        ),
     ],
 )
 def test_each_kind_of_noise_is_found(tmp_path: Path, html: str, what: str) -> None:
     findings = checker.check_build(_build(tmp_path, CLEAN_SIGNATURE + html))
     assert [finding.what for finding in findings] == [what]
     assert findings[0].page == checker.API_PAGE
+    assert checker.main([str(tmp_path)]) == 1
+
+
+def test_a_md_link_text_is_reported_with_its_target(tmp_path: Path) -> None:
+    lint = "<p>Order: findings (" + _link("revocation.md", "revocation.html") + ") first.</p>"
+    findings = checker.check_build(_build(tmp_path, CLEAN_SIGNATURE, lint=lint))
+    assert [(f.page, f.what, f.text) for f in findings] == [
+        ("lint.html", "a link text naming a .md file", "revocation.md -> revocation.html")
+    ]
     assert checker.main([str(tmp_path)]) == 1
 
 
@@ -145,7 +185,7 @@ def built_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_the_built_documentation_has_no_generated_noise(built_html: Path) -> None:
+def test_the_built_documentation_has_no_noise(built_html: Path) -> None:
     findings = checker.check_build(built_html)
     assert findings == [], "\n".join(map(str, findings))
 
