@@ -307,6 +307,23 @@ def test_a_host_name_is_resolved_once_and_must_name_only_loopback_addresses(
         resolve_host("x:1", "x", lookup=failing)
 
 
+@pytest.mark.parametrize("target", ["postfix", "postfix-outbound"])
+@pytest.mark.parametrize(
+    ("listen", "message"),
+    [
+        ("localhost:99999", "--listen 'localhost:99999': PORT must be a number from 0 to 65535"),
+        ("localhost:10O40", "--listen 'localhost:10O40': PORT must be a number from 0 to 65535"),
+        ("127.0.0.1:99999", "--listen '127.0.0.1:99999': PORT must be a number from 0 to 65535"),
+    ],
+)
+def test_a_listen_error_shows_the_text_as_given_not_the_resolved_address(
+    tmp_path: Path, target: str, listen: str, message: str
+) -> None:
+    path = write_policy(tmp_path)
+    status, lines = exited(Running(target, "--policy", str(path), "--listen", listen))
+    assert (2, [f"tlsconnector serve {target}: {message}"]) == (status, lines)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

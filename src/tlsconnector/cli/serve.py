@@ -107,7 +107,15 @@ def _running_options(args: argparse.Namespace, name: str) -> tuple[dict[str, Any
                 host, colon, port = text.rpartition(":")
                 if not colon or not host or host.startswith("["):
                     raise
-                fields["host"], fields["port"] = parse_listen(f"{resolve_host(text, host)}:{port}")
+                # A host name: the port is checked first (no lookup for a bad one), and
+                # every message shows the text as given, never the address it resolved to.
+                digits = len(port) <= 5 and port.isascii() and port.isdigit()
+                if not (digits and int(port) <= 65535):
+                    raise ValueError(
+                        f"--listen {show(text)}: PORT must be a number from 0 to 65535"
+                    ) from None
+                # resolve_host gives an address unbracketed, as parse_listen does.
+                fields["host"], fields["port"] = resolve_host(text, host), int(port)
             if args.queue_directory is not None:
                 raise ValueError("--queue-directory needs --listen unix:PATH")
         fields["socket_mode"] = None if args.socket_mode is None else socket_mode(args.socket_mode)
