@@ -324,6 +324,30 @@ def test_a_listen_error_shows_the_text_as_given_not_the_resolved_address(
     assert (2, [f"tlsconnector serve {target}: {message}"]) == (status, lines)
 
 
+def test_a_host_name_resolving_to_an_ipv6_address_only_is_listened_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No name on this machine resolves to ::1 alone: the lookup is replaced, the
+    options are read as the command reads them."""
+    from tlsconnector.adapters.postfix import _service
+    from tlsconnector.cli import serve
+    from tlsconnector.cli.parser import build_parser
+
+    looked_up: list[tuple[str, str]] = []
+
+    def v6_only(text: str, host: str) -> str:
+        looked_up.append((text, host))
+        return "::1"
+
+    monkeypatch.setattr(_service, "resolve_host", v6_only)
+    argv = ["serve", "postfix", "--policy", "p.toml", "--listen", "ip6-only.test:10040"]
+    running = serve._running_options(build_parser("serve").parse_args(argv), "serve")
+    assert running is not None
+    fields, _ = running
+    assert ("::1", 10040) == (fields["host"], fields["port"])
+    assert [("ip6-only.test:10040", "ip6-only.test")] == looked_up
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
