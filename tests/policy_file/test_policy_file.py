@@ -315,6 +315,27 @@ def test_problems_carry_the_line_of_their_key_or_table(tmp_path: Path) -> None:
     )
 
 
+def test_a_duplicate_name_and_a_sub_table_get_their_own_lines(tmp_path: Path) -> None:
+    (tmp_path / "policy.toml").write_text(
+        "[trust]\n"
+        'revocation = "soft"\n'
+        "[trust.extra]\n"  # line 3
+        "x = 1\n"
+        "[[inbound]]\n"  # line 5
+        'name = "x"\n'
+        'sender_domains = ["a.com"]\n'
+        "[inbound.extra]\n"  # line 8: a key of the [[inbound]] above
+        "foo = 1\n"
+        "[[inbound]]\n"
+        'name = "x"\n'  # line 11: the duplicate
+        'sender_domains = ["b.com"]\n'
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policy(tmp_path / "policy.toml", use_system_trust=False)
+    lines = sorted((p.field, p.line) for p in caught.value.problems)
+    assert [("extra", 8), ("name", 11), ("trust.extra", 3)] == lines
+
+
 def test_inline_tables_give_no_line_rather_than_a_wrong_one(tmp_path: Path) -> None:
     # Tables written inline have no header of their own: no line for their keys.
     (tmp_path / "policy.toml").write_text('inbound = [{name = "A"}, {name = "B"}]\n')

@@ -199,8 +199,20 @@ class _Lines:
                 self.tables[(name, index)] = (number, current)
                 continue
             if header is not None and header.group(1) == "[" and header.group(3) == "]":
+                name = header.group(2)
+                owner, dot, sub = name.partition(".")
+                if dot and counts.get(owner):
+                    # [inbound.extra]: a key (a sub-table) of the last [[inbound]]; its
+                    # problem is on this header's line.
+                    keys = self.tables[(owner, counts[owner] - 1)][1]
+                    sub_key = _unquote(sub.partition(".")[0].strip())
+                    keys[sub_key] = -1 if sub_key in keys else number
+                elif dot and owner == "trust" and ("trust", None) in self.tables:
+                    keys = self.tables[("trust", None)][1]
+                    sub_key = _unquote(sub.partition(".")[0].strip())
+                    keys[sub_key] = -1 if sub_key in keys else number
                 current = {}
-                self.tables.setdefault((header.group(2), None), (number, current))
+                self.tables.setdefault((name, None), (number, current))
                 continue
             key = _patterns()[1].match(line)
             if key is not None:
@@ -233,10 +245,15 @@ class _Lines:
                 return self.tables[(key, None)][0]
             return self._line(("", None), key)
         places = self._connector_tables(problem.connector)
-        if len(places) > 1:  # the same name inbound and outbound: the direction's key
+        if len({place[0] for place in places}) > 1:
+            # The same name inbound and outbound: the direction's key.
             places = [place for place in places if key in _DIRECTION_KEYS[place[0]]]
         if len(places) > 1:  # a key both directions have: the table that has it
             places = [place for place in places if key in self.tables[place][1]]
+        if len(places) > 1 and key == "name" and len({p[0] for p in places}) == 1:
+            # A name two tables of one direction share: the duplicate is reported for
+            # the later table (the earlier one holds the name), so its line is that one's.
+            places = places[-1:]
         return self._line(places[0], key) if len(places) == 1 else None
 
     def _connector_tables(self, connector: str) -> list[tuple[str, int]]:
