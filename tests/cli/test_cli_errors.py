@@ -314,6 +314,52 @@ def test_an_unreadable_cert_file_is_exit_2_like_an_unreadable_sessions_file(
     assert 2 == status
 
 
+SINGLE_INBOUND = ["--peer-ip", "198.51.100.7", "--mail-from", "a@b.com", "--cert"]
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "before"),
+    [
+        ("inbound", "--sessions", []),
+        ("outbound", "--sessions", []),
+        ("routes", "--domains-file", []),
+        ("inbound", "--cert", SINGLE_INBOUND),
+        ("outbound", "--cert", ["--recipient", "b@fabrikam.com", "--cert"]),
+    ],
+)
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [("missing", "No such file or directory"), ("directory", "Is a directory")],
+)
+def test_an_unreadable_file_is_named_by_its_option_the_same_way_for_every_option(
+    tmp_path: Path, command: str, option: str, before: list[str], make: str, reason: str
+) -> None:
+    """One form for --sessions, --domains-file and --cert: the command, the option, the
+    path (escaped, quoted), then 'cannot read: ' and the system's reason; exit 2."""
+    path = tmp_path / "in\tput"  # a tab: the path is shown escaped, as in\\tput
+    if make == "directory":
+        path.mkdir()
+    if option == "--cert":
+        argv = [command, "--policy", POLICY, *before, str(path)]
+    else:
+        argv = [command, "--policy", POLICY, option, str(path)]
+    status, out, err = run(*argv)
+    shown = f"'{tmp_path}/in\\tput'"
+    assert (2, "", f"tlsconnector {command}: {option} {shown}: cannot read: {reason}\n") == (
+        status,
+        out,
+        err,
+    )
+
+
+def test_a_domains_file_that_is_not_utf8_cannot_be_read(tmp_path: Path) -> None:
+    path = tmp_path / "domains.txt"
+    path.write_bytes(b"fabrikam.com\n\xff\n")
+    status, out, err = run("routes", "--policy", POLICY, "--domains-file", str(path))
+    expected = f"tlsconnector routes: --domains-file '{path}': cannot read: not UTF-8 text\n"
+    assert (2, "", expected) == (status, out, err)
+
+
 def test_a_cert_file_over_the_bound_is_refused_not_cut_short(tmp_path: Path) -> None:
     pem = (EXAMPLE / "partners-ca.pem").read_text()
     # A chain whose first certificate is whole: cut at 2 MiB, it used to be judged.

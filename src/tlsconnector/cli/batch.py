@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from tlsconnector._errors import FactsError
+from tlsconnector._errors import FactsError, show
 from tlsconnector._facts import (
     parse_time,
 )
@@ -60,9 +60,12 @@ def _decide_file(
     command: str,
     at: str | None,
     jobs: int = 1,
+    option: str | None = None,
 ) -> int:
     """Decide every line of a JSON Lines file; ``at`` (from ``--at``) is the time for
-    lines without one, else the clock is read once for the whole run (section 9)."""
+    lines without one, else the clock is read once for the whole run (section 9).
+    ``option`` is the option that named the file (``--sessions``), for the message
+    when it cannot be read."""
     if jobs == 0:
         jobs = _available_cores()
     if jobs > 1 and "fork" not in multiprocessing.get_all_start_methods():
@@ -81,7 +84,8 @@ def _decide_file(
     try:
         stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
     except OSError as exc:
-        _err(f"tlsconnector {command}: cannot read {name}: {exc.strerror}")
+        named = f"{option} {show(name)}" if option else show(name)
+        _err(f"tlsconnector {command}: {named}: cannot read: {exc.strerror or exc}")
         return EXIT_USAGE
     with stream:
         return _decide_lines(stream, decide, as_json=as_json, default_at=default_at, jobs=jobs)

@@ -83,7 +83,13 @@ def inbound(args: argparse.Namespace) -> int:
         return evaluate_inbound(policy, InboundSession.from_json(obj, default_at=now))
 
     return _decide_file(
-        args.sessions, decide, as_json=args.json, command="inbound", at=args.at, jobs=args.jobs
+        args.sessions,
+        decide,
+        as_json=args.json,
+        command="inbound",
+        at=args.at,
+        jobs=args.jobs,
+        option="--sessions",
     )
 
 
@@ -163,7 +169,13 @@ def outbound(args: argparse.Namespace) -> int:
         return evaluate_outbound(policy, session, retry_window=window)
 
     return _decide_file(
-        args.sessions, decide, as_json=args.json, command="outbound", at=args.at, jobs=args.jobs
+        args.sessions,
+        decide,
+        as_json=args.json,
+        command="outbound",
+        at=args.at,
+        jobs=args.jobs,
+        option="--sessions",
     )
 
 
@@ -219,7 +231,7 @@ def _read_cert(path: str) -> bytes:
         with open(path, "rb") as handle:
             data = handle.read(MAX_CERT_FILE_BYTES + 1)
     except OSError as exc:
-        raise _UnreadableFile(f"--cert {show(path)}: cannot read: {exc.strerror}") from None
+        raise _UnreadableFile(f"--cert {show(path)}: cannot read: {exc.strerror or exc}") from None
     if len(data) > MAX_CERT_FILE_BYTES:
         raise _UnreadableFile(
             f"--cert {show(path)}: cannot read: larger than {MAX_CERT_FILE_BYTES} bytes"
@@ -234,8 +246,17 @@ def routes(args: argparse.Namespace) -> int:
         try:
             with open(args.domains_file, encoding="utf-8") as handle:
                 domains += [line.strip() for line in handle if line.strip()]
-        except (OSError, UnicodeDecodeError) as exc:
-            _err(f"tlsconnector routes: cannot read {args.domains_file}: {exc}")
+        except OSError as exc:
+            _err(
+                f"tlsconnector routes: --domains-file {show(args.domains_file)}: cannot read: "
+                f"{exc.strerror or exc}"
+            )
+            return EXIT_USAGE
+        except UnicodeDecodeError:
+            _err(
+                f"tlsconnector routes: --domains-file {show(args.domains_file)}: cannot read: "
+                "not UTF-8 text"
+            )
             return EXIT_USAGE
     if not domains:
         _err("tlsconnector routes: name at least one domain (or --domains-file)")
