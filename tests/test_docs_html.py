@@ -10,8 +10,10 @@ needs the `docs` extra (`make docs` installs it) and is skipped only without Sph
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
 
@@ -213,3 +215,60 @@ def test_spec_section_references_link_to_the_specification(built_html: Path) -> 
     target = 'href="specification.html#inbound-evaluation-partner-connectors"'
     assert target in lint
     assert 'id="inbound-evaluation-partner-connectors"' in spec
+
+
+class _CodeBlocks(HTMLParser):
+    """The stylesheets a page links, in order, and how many of its <pre> elements sit in
+    a <div class="highlight"> inside <article>: what docs/_static/code.css's
+    ``article div.highlight pre`` selects."""
+
+    VOID = frozenset({"link", "meta", "img", "br", "hr", "input", "source", "wbr"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stylesheets: list[str] = []
+        self.pre = 0
+        self.selected_pre = 0
+        self._open: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "link" and values.get("rel") == "stylesheet":
+            self.stylesheets.append((values.get("href") or "").split("?")[0])
+        if tag == "pre":
+            self.pre += 1
+            tags = [(name, classes.split()) for name, classes in self._open]
+            in_article = [i for i, (name, _) in enumerate(tags) if name == "article"]
+            if in_article and any(
+                name == "div" and "highlight" in classes for name, classes in tags[in_article[0] :]
+            ):
+                self.selected_pre += 1
+        if tag not in self.VOID:
+            self._open.append((tag, values.get("class") or ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        for index in range(len(self._open) - 1, -1, -1):
+            if self._open[index][0] == tag:
+                del self._open[index:]
+                break
+
+
+def test_code_blocks_get_the_wrapping_stylesheet(built_html: Path) -> None:
+    """The built pages load docs/_static/code.css after the theme's styles (so its rules
+    win at equal specificity), and its selector matches the code blocks as built."""
+    assert (built_html / "_static" / "code.css").read_bytes() == (
+        ROOT / "docs" / "_static" / "code.css"
+    ).read_bytes()
+    assert re.search(
+        r"article\s+div\.highlight\s+pre\s*\{",
+        (ROOT / "docs" / "_static" / "code.css").read_text(encoding="utf-8"),
+    )
+    for name in ("tutorial.html", "postfix.html", "cli.html"):
+        page = _CodeBlocks()
+        page.feed((built_html / name).read_text(encoding="utf-8"))
+        assert "_static/code.css" in page.stylesheets, name
+        theme = [i for i, href in enumerate(page.stylesheets) if "furo" in href]
+        assert theme, name
+        assert page.stylesheets.index("_static/code.css") > max(theme), page.stylesheets
+        assert page.pre > 0, name
+        assert page.selected_pre == page.pre, (name, page.selected_pre, page.pre)
