@@ -435,3 +435,79 @@ def test_a_refusal_by_one_connector_reads_as_before() -> None:
     assert 0 == status
     assert "  - tls-required: the session did not use STARTTLS\n" in out
     assert "(connector " not in out
+
+
+# --- an unknown option is reported by its command's parser ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["serve", "postfix-outbound", "--policy", POLICY, "--bogus"], "serve postfix-outbound"),
+        (["inbound", "--policy", POLICY, "--sessions", "-", "--bogus", "x"], "inbound"),
+        (["serve", "--bogus", "postfix", "--policy", POLICY], "serve"),
+    ],
+    ids=["serve-postfix-outbound", "inbound", "serve"],
+)
+def test_an_unknown_option_gets_the_usage_of_its_own_command(argv: list[str], command: str) -> None:
+    status, out, err = run(*argv)
+    assert (2, "") == (status, out)
+    lines = err.splitlines()
+    assert lines[0].startswith(f"usage: tlsconnector {command} [-h]"), lines[0]
+    unknown = " ".join(a for a in argv if a in ("--bogus", "x"))
+    assert lines[-1] == f"tlsconnector {command}: error: unrecognized arguments: {unknown}"
+    assert "COMMAND ..." not in err  # not the top-level usage
+
+
+def _command_lines() -> list[tuple[str, list[str]]]:
+    """For every command (and sub-command), its name and a command line that gives
+    each required argument a value: ``choices[0]``, else ``1`` (a number, a path, a
+    name alike)."""
+    import argparse
+
+    from tlsconnector.cli.parser import _BUILDERS, build_parser
+
+    found: list[tuple[str, list[str]]] = []
+
+    def walk(parser: argparse.ArgumentParser, words: list[str]) -> None:
+        filled = list(words)
+        commands = None
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                commands = action
+                continue
+            value = str(next(iter(action.choices))) if action.choices else "1"
+            if not action.option_strings:  # a positional argument
+                if action.nargs not in ("?", "*"):
+                    filled.append(value)
+            elif action.required:
+                filled += [action.option_strings[0], value]
+        if commands is None:
+            found.append((" ".join(words), filled))
+            return
+        for name, sub in commands.choices.items():
+            walk(sub, [*words, name])
+
+    for name in _BUILDERS:
+        top = build_parser(name)
+        sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+        walk(sub.choices[name], [name])
+    return found
+
+
+def test_every_command_reports_an_unknown_option_with_its_own_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tlsconnector.cli.parser import build_parser
+
+    lines = _command_lines()
+    assert len(lines) > len({"check", "serve postfix", "serve postfix-outbound"})
+    for command, argv in lines:
+        parser = build_parser(argv[0])
+        assert parser.parse_args(argv).handler  # the filled-in line is accepted
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args([*argv, "--bogus"])
+        assert 2 == exited.value.code
+        err = capsys.readouterr().err.splitlines()
+        assert err[0].startswith(f"usage: tlsconnector {command} "), (command, err[0])
+        assert err[-1] == f"tlsconnector {command}: error: unrecognized arguments: --bogus"

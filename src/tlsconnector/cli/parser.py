@@ -52,13 +52,46 @@ class _HelpFormatter(argparse.HelpFormatter):
         super().__init__(prog, indent_increment, max_help_position, width)
 
 
+#: The namespace attribute naming the parser that first met an unrecognized argument
+#: (removed before :meth:`_Parser.parse_args` returns).
+_UNRECOGNIZED_BY = "_tlsconnector_unrecognized_by"
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser with :class:`_HelpFormatter`; its sub-parsers are of this
-    class too (argparse makes them of the parent's class)."""
+    class too (argparse makes them of the parent's class).
+
+    An unrecognized argument is reported by the command's own parser, with that
+    command's usage line (``tlsconnector serve postfix-outbound --bogus``), not by the
+    top-level one: argparse collects a sub-command's leftovers and lets the top parser
+    say ``tlsconnector [-h] [--version] COMMAND ...``. Each parser's
+    :meth:`parse_known_args` notes itself when it is the innermost one with leftovers;
+    :meth:`parse_args` lets that one report them (exit 2)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def parse_known_args(  # type: ignore[override]  # argparse's overloads, one signature
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        # argparse's own default for None, spelled out for the type checker.
+        given = argparse.Namespace() if namespace is None else namespace
+        parsed, extras = super().parse_known_args(args, given)
+        # A sub-command's parser runs first (inside its parent's): the innermost parser
+        # with leftovers of its own, or of a sub-command with none, notes itself.
+        if extras and not hasattr(parsed, _UNRECOGNIZED_BY):
+            setattr(parsed, _UNRECOGNIZED_BY, self)
+        return parsed, extras
+
+    def parse_args(  # type: ignore[override]  # argparse's overloads, one signature
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        namespace, extras = self.parse_known_args(args, namespace)
+        reporter: argparse.ArgumentParser = vars(namespace).pop(_UNRECOGNIZED_BY, self)
+        if extras:
+            reporter.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -119,7 +152,7 @@ class _Version(argparse.Action):
 
 
 if TYPE_CHECKING:  # generic only for type checkers
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     Commands = argparse._SubParsersAction[_Parser]
 
@@ -616,7 +649,8 @@ def _add_serve(commands: Commands) -> None:
         "service refuses to start with, or reload, a policy without an enabled inbound "
         "partner connector, or with [trust] revocation = \"hard\" (Postfix never sends the "
         "certificate). SIGHUP opens --log-file again and reloads the policy (an invalid "
-        "new policy is logged and the previous one kept); SIGTERM and SIGINT stop. See docs/postfix.md.",
+        "new policy is logged and the previous one kept); SIGTERM and SIGINT stop. See "
+        "docs/postfix.md.",
         handler="tlsconnector.cli.serve:serve_postfix",
     )
     postfix.add_argument("--policy", required=True, metavar="POLICY.toml")
@@ -706,7 +740,8 @@ def _add_serve(commands: Commands) -> None:
         "smart host two connectors share with different TLS settings. One log line per "
         "answer, JSON or --log-format text, on standard error, to --log-file FILE or "
         "to syslog (--log syslog, facility mail). SIGHUP opens --log-file again and "
-        "reloads (pins of changed connectors are forgotten); SIGTERM and SIGINT stop. See docs/postfix-outbound.md.",
+        "reloads (pins of changed connectors are forgotten); SIGTERM and SIGINT stop. "
+        "See docs/postfix-outbound.md.",
         handler="tlsconnector.cli.serve:serve_postfix_outbound",
     )
     outbound.add_argument("--policy", required=True, metavar="POLICY.toml")
