@@ -207,6 +207,30 @@ def test_old_recorded_compares_with_the_recorded_decisions(
     ]
 
 
+@pytest.mark.parametrize("old", ["recorded", "policy"])
+def test_a_tempfail_recorded_without_facts_is_an_error_saying_so_under_either_old(
+    old: str, files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The service records a 451 whose facts it could not read without them: such a
+    line never replays as a decision, and both --old forms say what it is."""
+    tempfail = {"action": "tempfail", "connector": None, "codes": ["internal-error"]}
+    accepted = {"action": "accept", "connector": "Fabrikam Bank inbound"}
+    lines = [
+        json.dumps({"recorded": tempfail}),
+        session("198.51.100.77", recorded={**accepted, "codes": ["connector-satisfied"]}),
+    ]
+    sessions = write(Path(files["dir"]), "tempfail.jsonl", "\n".join(lines) + "\n")
+    against = "recorded" if old == "recorded" else files["old"]
+    status, out, _ = run(
+        capsys, "--old", against, "--new", files["new"], "--inbound", sessions, "--json"
+    )
+    assert 1 == status
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert ("recorded", 1) == (objects[0]["error"]["field"], objects[0]["error"]["line"])
+    assert "recorded without facts" in objects[0]["error"]["message"]
+    assert [2] == [o["line"] for o in objects[1:]]  # the other line is still compared
+
+
 def test_outbound_sessions_are_compared_too(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -190,18 +190,15 @@ def _comparer(
             if recorded is MISSING:
                 raise FactsError("recorded", MISSING, "is required with --old recorded")
             old_key, old_json = _recorded(recorded)
-            if old_key[0] == "tempfail" and "peer_ip" not in obj and "recipient" not in obj:
-                raise FactsError(
-                    "recorded",
-                    "tempfail",
-                    "a temporary failure recorded without facts (they could not be read "
-                    "or deciding failed): nothing to replay",
-                )
+            if old_key[0] == "tempfail" and _without_facts(obj):
+                raise _nothing_to_replay()
             new_decision = decide(new, facts(obj, at))
             if old_key == _key_of(new_decision):
                 return cast("Decision", _SAME)
             changed = {"direction": direction, "old": old_json, "new": new_decision.to_dict()}
             return cast("Decision", Rendered(changed))
+        if type(recorded) is dict and recorded.get("action") == "tempfail" and _without_facts(obj):
+            raise _nothing_to_replay()  # not "peer_ip: missing": say what the line is
         if alike is not None and alike.enabled and direction == "inbound":
             domain, built = inbound_sender_domain_or_session(obj, default_at=at)
             if alike.inbound_domain(domain):
@@ -232,6 +229,22 @@ def _comparer(
         return cast("Decision", Rendered(changed))
 
     return compare
+
+
+def _nothing_to_replay() -> FactsError:
+    """A recorded temporary failure with no facts (the service could not read them, or
+    deciding failed): an error for its line under either --old, never a decision."""
+    return FactsError(
+        "recorded",
+        "tempfail",
+        "a temporary failure recorded without facts (they could not be read or deciding "
+        "failed): nothing to replay",
+    )
+
+
+def _without_facts(obj: dict[str, Any]) -> bool:
+    """A session line without the facts of either direction (peer_ip, recipient)."""
+    return "peer_ip" not in obj and "recipient" not in obj
 
 
 def _codes(side: dict[str, Any]) -> list[str]:
