@@ -612,32 +612,13 @@ def section_reference_problems(name: str, page: str, anchors: dict[str, str]) ->
     return problems
 
 
-# Pages with a known unlinked reference, owned by someone else: strict, so the test
-# fails (XPASS) as soon as the page is fixed and the entry must go.
-KNOWN_UNLINKED = {
-    "deviations.md": "deviations.md row 19a: '[section 6](...)/7': section 7 is not linked",
-}
-
-
 def _section_pages() -> list[Path]:
     pages = sorted(p for p in DOCS.glob("*.md") if p.name not in SECTION_EXEMPT_PAGES)
     assert len(pages) > 20  # the docs are there
     return pages
 
 
-@pytest.mark.parametrize(
-    "page",
-    [
-        pytest.param(
-            page,
-            id=page.name,
-            marks=[pytest.mark.xfail(reason=KNOWN_UNLINKED[page.name], strict=True)]
-            if page.name in KNOWN_UNLINKED
-            else [],
-        )
-        for page in _section_pages()
-    ],
-)
+@pytest.mark.parametrize("page", _section_pages(), ids=lambda page: page.name)
 def test_spec_section_references_are_links(page: Path) -> None:
     anchors = spec_anchors(SPEC_PAGE.read_text(encoding="utf-8"))
     assert set(anchors) >= {str(n) for n in range(1, 12)}
