@@ -501,7 +501,7 @@ def test_a_certificate_with_only_ftp_and_file_urls_fails(
         (["--timeout", "0"], "--timeout must be more than 0 and at most 300"),
         (["--timeout", "nan"], "--timeout must be"),
         (["--deadline", "3601"], "--deadline must be more than 0 and at most 3600"),
-        (["--sessions", "/nonexistent/sessions.jsonl"], "cannot read --sessions"),
+        (["--sessions", "/nonexistent/sessions.jsonl"], "--sessions '/nonexistent/sessions.jsonl': cannot read: "),
     ],
 )
 def test_usage_errors_exit_2(

@@ -275,6 +275,11 @@ def test_usage_and_policy_errors_are_exit_2(
         ],
     ):
         assert 2 == run(capsys, *argv)[0], argv
+    missing = files["dir"] + "/missing.jsonl"
+    for option in ("--inbound", "--outbound"):
+        status, _, err = run(capsys, "--old", files["old"], "--new", files["new"], option, missing)
+        expected = f"tlsconnector diff: {option} '{missing}': cannot read: No such file"
+        assert (2, True) == (status, err.startswith(expected)), err
 
 
 def test_jobs_give_the_same_output(

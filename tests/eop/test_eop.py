@@ -1070,7 +1070,7 @@ def test_cli_import_failure_lists_problems_and_writes_nothing(
     [
         ([], "give --inbound FILE, --outbound FILE, or both"),
         (["--inbound", "-", "--outbound", "-"], "only one of --inbound and --outbound"),
-        (["--inbound", "{missing}"], "cannot read"),
+        (["--inbound", "{missing}"], ": cannot read: No such file or directory"),
         (["--inbound", "{notjson}"], "not valid JSON"),
     ],
 )

@@ -84,7 +84,7 @@ def crl_fetch_command(args: argparse.Namespace) -> int:
         try:
             stream = sys.stdin.buffer if args.sessions == "-" else open(args.sessions, "rb")  # noqa: SIM115
         except OSError as exc:
-            _err(f"{_NAME}: cannot read --sessions {show(args.sessions)}: {exc.strerror or exc}")
+            _err(f"{_NAME}: --sessions {show(args.sessions)}: cannot read: {exc.strerror or exc}")
             return EXIT_USAGE
         with stream:
             crl_fetch.sources_from_chains(_lines(stream), trust, at, sources)

@@ -394,6 +394,7 @@ def diff(args: argparse.Namespace) -> int:
                 command="diff",
                 at=None,
                 jobs=args.jobs,
+                option=f"--{direction}",
             )
         if result == EXIT_USAGE:
             return EXIT_USAGE

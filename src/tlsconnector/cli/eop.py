@@ -52,7 +52,7 @@ def import_eop(args: argparse.Namespace) -> int:
         try:
             records[direction] = decode_export(_read(name), source=name)
         except OSError as exc:
-            _err(f"{prog}: cannot read {show(name)}: {exc.strerror or exc}")
+            _err(f"{prog}: --{direction} {show(name)}: cannot read: {exc.strerror or exc}")
             return EXIT_USAGE
         except InvalidValue as exc:
             _err(f"{prog}: --{direction} {show(name)}: {exc.reason}")
