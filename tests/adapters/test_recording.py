@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import smtplib
 import stat
@@ -23,12 +24,24 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP
-from test_aiosmtpd_adapter import NOW, PARTNER, WRONG_CN, Delivery, Files, Server, send
+from test_aiosmtpd_adapter import (
+    MESSAGE,
+    NOW,
+    PARTNER,
+    WAIT,
+    WRONG_CN,
+    Delivery,
+    Files,
+    Server,
+    client_context,
+    send,
+)
 from test_postfix_server import GOOD, MISMATCH, TEMPFAIL, PolicyService, ask, write_policy
 from test_postfix_server import WRONG_CN as WRONG_CN_REQUEST
 
 from tlsconnector import load_policy
 from tlsconnector._decisions import InboundAction, InboundDecision, Reason, ReasonCode
+from tlsconnector._errors import printable
 from tlsconnector.adapters._recording import LocalPartRedactor, Recorder, policy_digest
 from tlsconnector.adapters.aiosmtpd import TLSConnectorHandler, smtp_kwargs
 from tlsconnector.cli import main
@@ -432,3 +445,137 @@ def test_aiosmtpd_records_the_chain_and_the_record_replays(
     replayed = replay(capsys, files.policy_path, record)
     assert [key(line["recorded"]) for line in lines] == [key(d) for d in replayed]
     assert "tlsconnector" == replayed[0]["chain_verified_by"]
+
+
+# --- aiosmtpd: a record that cannot be written ------------------------------------------
+
+ADAPTER_LOG = "tlsconnector.adapters.aiosmtpd"
+#: Each transaction: TLS and the client's leaf (None: TLS without one; "plain": no
+#: TLS), the sender, the recipients. Six RCPTs in all.
+TRANSACTIONS: list[tuple[Any, str, tuple[str, ...]]] = [
+    (PARTNER, "payments@fabrikam.com", ("finance@contoso.com", "audit@contoso.com")),
+    (WRONG_CN, "payments@fabrikam.com", ("finance@contoso.com",)),
+    ("plain", "payments@fabrikam.com", ("finance@contoso.com",)),
+    ("plain", "news@example.org", ("finance@contoso.com",)),
+    (PARTNER, "payments@-fabrikam.com", ("finance@contoso.com",)),  # malformed: 451
+]
+RCPTS = sum(len(rcpts) for _, _, rcpts in TRANSACTIONS)
+
+
+@contextlib.contextmanager
+def handler_server(files: Files, recorder: Recorder | None) -> Iterator[int]:
+    """A real aiosmtpd server on 127.0.0.1 whose handler records to ``recorder``."""
+    policy = load_policy(files.policy_path, use_system_trust=False)
+    handler = TLSConnectorHandler(policy, delivery=Delivery(), clock=lambda: NOW, record=recorder)
+    kwargs = smtp_kwargs(policy, certfile=files.server_cert, keyfile=files.server_key)
+    thread = LoopThread(
+        lambda loop: SMTP(handler, hostname="mx.contoso.example", loop=loop, **kwargs)
+    )
+    try:
+        yield thread.port
+    finally:
+        thread.stop()
+
+
+def smtp_replies(files: Files, recorder: Recorder | None) -> list[Any]:
+    """Every reply of every transaction (MAIL, each RCPT, DATA), as the client saw it."""
+    replies: list[Any] = []
+    with handler_server(files, recorder) as port:
+        for leaf, sender, rcpts in TRANSACTIONS:
+            with smtplib.SMTP("127.0.0.1", port, timeout=WAIT) as client:
+                client.ehlo("mail.fabrikam.com")
+                if leaf != "plain":
+                    client.starttls(context=client_context(files, leaf))
+                    client.ehlo("mail.fabrikam.com")
+                mail = client.mail(sender)
+                answers = [client.rcpt(rcpt) for rcpt in rcpts]
+                data = (
+                    client.data(MESSAGE)
+                    if any(code == 250 for code, _ in answers)
+                    else client.rset()
+                )
+                replies.append((mail, answers, data))
+    return replies
+
+
+UNWRITABLE = {
+    # /dev/full fails every write with ENOSPC (opening it works).
+    "full-disk": (lambda tmp: Path("/dev/full"), "No space left on device"),
+    # A path in a directory that does not exist: every open fails with ENOENT. Its
+    # name holds a newline: the log line escapes it (one line, never two).
+    "missing-directory": (
+        lambda tmp: tmp / "missing\ndirectory" / "sessions.jsonl",
+        "No such file or directory",
+    ),
+}
+
+
+@pytest.mark.parametrize("where", sorted(UNWRITABLE))
+def test_aiosmtpd_recording_that_cannot_write_is_logged_and_never_changes_an_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, where: str
+) -> None:
+    """Every SMTP answer is that of a handler that does not record; the write error is
+    one WARNING line on the adapter's logger (the recorder reports at most once per
+    10 s: its clock stands still here) and every lost record is counted."""
+    target, reason = UNWRITABLE[where]
+    path = target(tmp_path)
+    if where == "full-disk" and not path.exists():
+        pytest.skip("no /dev/full on this system")
+    files = Files(tmp_path)
+    plain = smtp_replies(files, None)
+    recorder = Recorder(path, monotonic=lambda: 0.0)
+    with caplog.at_level(logging.WARNING, logger=ADAPTER_LOG):
+        recording = smtp_replies(files, recorder)
+        assert recorder.close()  # the writer is done: its reports were made
+    assert plain == recording
+    # The answers themselves: accepted partner (both RCPTs, DATA), 550, 530, 250, 451.
+    assert [
+        ([250, 250], 250),
+        ([550], 250),
+        ([530], 250),
+        ([250], 250),
+        ([451], 250),
+    ] == [([code for code, _ in answers], data[0]) for _, answers, data in plain]
+    assert {"written": 0, "dropped": 0, "failed": RCPTS} == recorder.stats()
+    errors = [r for r in caplog.records if "record-error" in r.getMessage()]
+    assert 1 == len(errors), [r.getMessage() for r in errors]
+    (error,) = errors
+    assert (ADAPTER_LOG, logging.WARNING) == (error.name, error.levelno)
+    message = error.getMessage()
+    assert f"path={printable(str(path), 300)}" in message
+    assert reason in message
+    assert "deciding goes on" in message
+    assert "\n" not in message
+    assert not Path("/dev/full.1").exists()  # a device is never rotated
+
+
+def test_aiosmtpd_logs_every_report_of_the_recorder_with_the_records_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A clock that moves 11 s between reports: each report is one line, and the
+    records lost that the lines name add up to the count."""
+    files = Files(tmp_path)
+    ticks = iter(range(0, 11 * 100, 11))
+    recorder = Recorder(tmp_path / "missing" / "s.jsonl", monotonic=lambda: float(next(ticks)))
+    with caplog.at_level(logging.WARNING, logger=ADAPTER_LOG):
+        smtp_replies(files, recorder)
+        assert recorder.close()
+    lines = [r.getMessage() for r in caplog.records if "record-error" in r.getMessage()]
+    assert lines
+    lost = [int(line.split("; ")[1].split(" records lost")[0]) for line in lines]
+    assert RCPTS == sum(lost) == recorder.stats()["failed"]
+
+
+def test_aiosmtpd_keeps_your_own_on_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A recorder with an ``on_error`` of its own: it gets the reports, and the
+    adapter logs none of its own."""
+    files = Files(tmp_path)
+    reports: list[str] = []
+    recorder = Recorder(tmp_path / "missing" / "s.jsonl", on_error=reports.append)
+    with caplog.at_level(logging.WARNING, logger=ADAPTER_LOG):
+        smtp_replies(files, recorder)
+        assert recorder.close()
+    assert reports
+    assert "No such file or directory" in reports[0]
+    assert recorder.on_error == reports.append
+    assert [] == [r for r in caplog.records if "record-error" in r.getMessage()]

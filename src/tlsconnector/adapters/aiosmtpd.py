@@ -280,6 +280,12 @@ class TLSConnectorHandler:
     diff``): the facts, the client's chain as PEM (``peer_chain_pem``), the time and
     the decision under ``recorded``. Recording never waits and never changes a
     decision; close the recorder (:meth:`Recorder.close`) when the server stops.
+    A write error (a full disk, a file that cannot be opened) is counted
+    (:meth:`Recorder.stats`) and, unless the recorder has an ``on_error`` of its own,
+    logged as one WARNING line on ``tlsconnector.adapters.aiosmtpd``
+    (``tlsconnector: record-error ...``), at most once per 10 seconds with the count
+    of the records lost meanwhile, as the Postfix service logs ``record-error``. It is
+    never a temporary failure.
 
     Never fails open: malformed facts, an error while deciding or an exception from
     ``on_decision`` give ``451 4.3.0``, never an accept.
@@ -303,6 +309,10 @@ class TLSConnectorHandler:
         self.replies = replies
         self.on_decision = on_decision
         self.record = record
+        if record is not None and record.on_error is None:
+            # Called from the recorder's thread (logging is thread-safe); the recorder
+            # rate-limits its reports and ignores what the callback raises.
+            record.on_error = _record_error_logger(record)
         self._digest: tuple[Policy, str] | None = None
         self._delivery_rcpt = getattr(delivery, "handle_RCPT", None)
         self._delivery_exception = getattr(delivery, "handle_exception", None)
@@ -416,6 +426,25 @@ class TLSConnectorHandler:
             recorder.record(recorded, decision, policy=self._digest[1], at=when)
         except Exception:  # a record must never change or stop a decision
             log.exception("tlsconnector: recording a decision failed")
+
+
+#: The longest record-error message logged (the rest is cut, and says so).
+MAX_RECORD_ERROR_CHARS = 1000
+
+
+def _record_error_logger(recorder: Recorder) -> Callable[[str], None]:
+    """The recorder's ``on_error`` when the user gave none: one WARNING line per
+    report, with the record's path, escaped and bounded."""
+    path = printable(str(recorder.path), 300)
+
+    def on_error(message: str) -> None:
+        log.warning(
+            "tlsconnector: record-error path=%s: %s",
+            path,
+            printable(message, MAX_RECORD_ERROR_CHARS),
+        )
+
+    return on_error
 
 
 def _handshake_error(error: BaseException) -> str:
