@@ -541,9 +541,20 @@ def test_a_recording_of_the_real_postfix_run_replays_to_the_same_decisions(
 ) -> None:
     """Every RCPT Postfix asked about in this module was recorded (serve postfix
     --record); replayed under the same policy each decides as it was answered:
-    tlsconnector diff --old recorded finds nothing, and inbound --sessions agrees."""
-    send(mx, sender="replay-marker@example.org")
-    decision_for(mx, "replay-marker@example.org")
+    tlsconnector diff --old recorded finds nothing, and inbound --sessions agrees.
+
+    The test sends its own sessions through Postfix (an accepted partner, a wrong CN
+    from the trusted CA refused at RCPT, a sender no connector governs), so it holds
+    alone as well as after the other tests of the module."""
+    own = {
+        "replay-partner@fabrikam.com": ("partner", 250, "data"),
+        "replay-wrong-cn@fabrikam.com": ("wrong-cn", 550, "rcpt"),
+        "replay-marker@example.org": (None, 250, "data"),
+    }
+    for sender, (cert, code, stage) in own.items():
+        outcome = send(mx, sender=sender, cert=cert)
+        assert (code, stage) == (outcome.code, outcome.stage), mx.log_tail()
+        decision_for(mx, sender)
     answered = [e for e in mx.service.events if e["event"] == "decision"]
     record = mx.base / "recorded.jsonl"
     deadline = time.monotonic() + WAIT
@@ -556,7 +567,16 @@ def test_a_recording_of_the_real_postfix_run_replays_to_the_same_decisions(
         (line["recorded"]["action"], line["recorded"]["connector"], line["recorded"]["codes"])
         for line in lines
     ]
-    assert {"accept", "reject"} <= {line["recorded"]["action"] for line in lines}
+    mine = {
+        line["mail_from"]: (line["recorded"]["action"], line["recorded"]["codes"])
+        for line in lines
+        if line.get("mail_from") in own
+    }
+    assert {
+        "replay-partner@fabrikam.com": ("accept", ["connector-satisfied"]),
+        "replay-wrong-cn@fabrikam.com": ("reject", ["certificate-name-mismatch"]),
+        "replay-marker@example.org": ("accept", ["no-connector"]),
+    } == mine
     policy = str(mx.base / "policy.toml")
     capsys.readouterr()
     assert 0 == main(["diff", "--old", "recorded", "--new", policy, "--inbound", str(record)])
