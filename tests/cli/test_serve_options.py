@@ -601,3 +601,36 @@ def test_help_describes_the_log_options_as_they_work(target: str) -> None:
     for option in ("--log-format text", "--log-file FILE", "--log syslog"):
         assert option in description, option
     assert "SIGHUP opens --log-file again" in description
+
+
+def test_a_record_path_in_a_missing_directory_is_warned_at_start(tmp_path: Path) -> None:
+    """A mistyped --record directory is said in plain text at once; the service still
+    starts and answers (recording never stops it: record-error in the log)."""
+    path = write_policy(tmp_path)
+    record = tmp_path / "no-such-dir" / "sessions.jsonl"
+    running = Running(
+        "postfix", "--policy", str(path), "--listen", "127.0.0.1:0", "--record", str(record)
+    )
+    try:
+        warning = running.wait_line("warning: --record")
+        running.wait_line('"event":"listening"')
+    finally:
+        assert 0 == running.stop()
+    assert warning == (
+        f"tlsconnector serve postfix: warning: --record '{record}': the directory does not "
+        "exist; nothing is recorded until it does (record-error in the log)"
+    )
+    ok = Running(
+        "postfix",
+        "--policy",
+        str(path),
+        "--listen",
+        "127.0.0.1:0",
+        "--record",
+        str(tmp_path / "sessions.jsonl"),
+    )
+    try:
+        ok.wait_line('"event":"listening"')
+    finally:
+        assert 0 == ok.stop()
+    assert not [line for line in ok.lines if "warning" in line]

@@ -236,6 +236,14 @@ def _recording_options(args: argparse.Namespace, name: str) -> dict[str, Any] | 
                     f"{'more' if len(key) > MAX_KEY_BYTES else len(key)})"
                 )
                 return None
+    directory = os.path.dirname(args.record) or "."
+    if not os.path.isdir(directory):
+        # Not refused: recording never stops the service from answering (a write
+        # error is logged and counted), but a mistyped path is said at once.
+        _err(
+            f"{name}: warning: --record {show(args.record, limit=200)}: the directory does not "
+            "exist; nothing is recorded until it does (record-error in the log)"
+        )
     return {
         "record_path": Path(args.record),
         "record_max_bytes": max_bytes,
