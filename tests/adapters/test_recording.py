@@ -200,7 +200,7 @@ def test_a_policy_change_shows_in_the_diff_of_a_recording(
         capsys, "diff", "--old", "recorded", "--new", str(narrower), "--inbound", str(record)
     )
     assert 1 == status
-    assert "inbound: 3 sessions, 1 decisions change" in out
+    assert "inbound: 3 sessions, 1 decision changes" in out
     assert "accept -> reject: 1" in out
     assert "line 1: Fabrikam Bank inbound" in out
 

@@ -221,10 +221,11 @@ def test_a_tempfail_recorded_without_facts_is_an_error_saying_so_under_either_ol
     ]
     sessions = write(Path(files["dir"]), "tempfail.jsonl", "\n".join(lines) + "\n")
     against = "recorded" if old == "recorded" else files["old"]
-    status, out, _ = run(
+    status, out, err = run(
         capsys, "--old", against, "--new", files["new"], "--inbound", sessions, "--json"
     )
     assert 1 == status
+    assert "inbound: 2 sessions, 1 decision changes, 1 line could not be read\n" == err
     objects = [json.loads(line) for line in out.splitlines()]
     assert ("recorded", 1) == (objects[0]["error"]["field"], objects[0]["error"]["line"])
     assert "recorded without facts" in objects[0]["error"]["message"]
@@ -250,7 +251,7 @@ def test_outbound_sessions_are_compared_too(
     sessions = write(tmp_path, "out.jsonl", "\n".join(lines) + "\n")
     status, out, _ = run(capsys, "--old", old, "--new", new, "--outbound", sessions)
     assert 1 == status
-    assert "outbound: 2 sessions, 1 decisions change" in out
+    assert "outbound: 2 sessions, 1 decision changes" in out
     assert "defer -> deliver: 1" in out
 
 

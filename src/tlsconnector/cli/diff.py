@@ -247,6 +247,11 @@ def _without_facts(obj: dict[str, Any]) -> bool:
     return "peer_ip" not in obj and "recipient" not in obj
 
 
+def _counted(count: int, one: str, many: str) -> str:
+    """``1 session``, ``2 sessions``: the count with the words its number takes."""
+    return f"{count} {one if count == 1 else many}"
+
+
 def _codes(side: dict[str, Any]) -> list[str]:
     if "reasons" in side:
         return [str(r.get("code")) for r in side["reasons"] if isinstance(r, dict)]
@@ -331,10 +336,14 @@ class _Tally:
             )
 
     def summary(self, *, with_examples: bool) -> str:
-        unreadable = f", {self.errors} lines could not be read" if self.errors else ""
-        lines = [
-            f"{self.direction}: {self.lines} sessions, {self.changed} decisions change{unreadable}"
-        ]
+        unreadable = (
+            f", {_counted(self.errors, 'line could', 'lines could')} not be read"
+            if self.errors
+            else ""
+        )
+        sessions = _counted(self.lines, "session", "sessions")
+        changes = _counted(self.changed, "decision changes", "decisions change")
+        lines = [f"{self.direction}: {sessions}, {changes}{unreadable}"]
         if self.changed:
             lines.append("  by transition:")
             lines += [f"    {t}: {n}" for t, n in sorted(self.transitions.items())]
@@ -345,9 +354,8 @@ class _Tally:
             named, rest = ranked[:MAX_SUMMARY_CONNECTORS], ranked[MAX_SUMMARY_CONNECTORS:]
             lines += [f"    {c}: {n}" for c, n in named]
             if rest:
-                sessions = sum(n for _, n in rest)
-                more = "connector" if len(rest) == 1 else "connectors"
-                lines.append(f"    ... {len(rest)} more {more}: {sessions}")
+                more = _counted(len(rest), "more connector", "more connectors")
+                lines.append(f"    ... {more}: {sum(n for _, n in rest)}")
         if with_examples and self.samples:
             for transition in sorted(self.samples):
                 shown = len(self.samples[transition])
