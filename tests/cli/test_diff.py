@@ -225,7 +225,7 @@ def test_a_tempfail_recorded_without_facts_is_an_error_saying_so_under_either_ol
         capsys, "--old", against, "--new", files["new"], "--inbound", sessions, "--json"
     )
     assert 1 == status
-    assert "inbound: 2 sessions, 1 decision changes, 1 line could not be read\n" == err
+    assert "\ninbound: 2 sessions, 1 decision changes, 1 line could not be read\n" in err
     objects = [json.loads(line) for line in out.splitlines()]
     assert ("recorded", 1) == (objects[0]["error"]["field"], objects[0]["error"]["line"])
     assert "recorded without facts" in objects[0]["error"]["message"]
