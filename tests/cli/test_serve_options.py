@@ -634,3 +634,26 @@ def test_a_record_path_in_a_missing_directory_is_warned_at_start(tmp_path: Path)
     finally:
         assert 0 == ok.stop()
     assert not [line for line in ok.lines if "warning" in line]
+
+
+def test_a_failing_postconf_is_reported_with_its_own_reason() -> None:
+    """Without --queue-directory a relative unix: path asks postconf; when postconf
+    fails, the message is postconf's reason (escaped), not Python's exit-status text."""
+    from tlsconnector.adapters.postfix._service import postfix_queue_directory
+
+    def failing(argv: list[str]) -> str:
+        raise subprocess.CalledProcessError(
+            1,
+            argv,
+            output="",
+            stderr="postconf: warning: x\npostconf: fatal: open /etc/postfix/main.cf: "
+            "No such file or directory\x1b[2J\n",
+        )
+
+    with pytest.raises(ValueError, match="cannot ask postconf") as caught:
+        postfix_queue_directory(failing)
+    assert str(caught.value) == (
+        "cannot ask postconf for queue_directory: postconf: fatal: open "
+        "/etc/postfix/main.cf: No such file or directory\\x1b[2J; give --queue-directory"
+    )
+    assert "/var/spool/postfix" == postfix_queue_directory(lambda argv: "/var/spool/postfix\n")

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterator, Sequence, S
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TextIO, TypeVar
 
-from tlsconnector._errors import PolicyError, show
+from tlsconnector._errors import PolicyError, printable, show
 from tlsconnector._model import Policy
 from tlsconnector.policy_file.loading import load_policy
 
@@ -298,6 +298,15 @@ def postfix_queue_directory(
         run = _postconf
     try:
         answer = run(["postconf", "-h", "queue_directory"]).strip()
+    except subprocess.CalledProcessError as exc:
+        # postconf's own reason (its last line on standard error: a missing main.cf,
+        # say), not Python's "returned non-zero exit status 1".
+        said = str(exc.stderr or "").strip().splitlines()
+        reason = said[-1] if said else f"exit status {exc.returncode}"
+        raise ValueError(
+            f"cannot ask postconf for queue_directory: {printable(reason, 300)}; "
+            "give --queue-directory"
+        ) from None
     except (OSError, subprocess.SubprocessError) as exc:
         raise ValueError(
             f"cannot ask postconf for queue_directory ({exc}); give --queue-directory"
