@@ -511,3 +511,40 @@ def test_every_command_reports_an_unknown_option_with_its_own_usage(
         err = capsys.readouterr().err.splitlines()
         assert err[0].startswith(f"usage: tlsconnector {command} "), (command, err[0])
         assert err[-1] == f"tlsconnector {command}: error: unrecognized arguments: --bogus"
+
+
+def test_a_reader_that_goes_away_is_exit_1_without_a_traceback(tmp_path: Path) -> None:
+    """``tlsconnector inbound ... | head -1``: the reader closes the pipe; the command
+    stops quietly (nothing on standard error) with exit status 1, as docs/cli.md says:
+    the lines after were not decided."""
+    line = json.dumps(
+        {"peer_ip": "192.0.2.1", "mail_from": "a@example.org", "at": "2026-11-26T12:00:00Z"}
+    )
+    sessions = write(tmp_path, "many.jsonl", (line + "\n") * 200_000)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tlsconnector",
+            "inbound",
+            "--policy",
+            POLICY,
+            "--sessions",
+            sessions,
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()  # what head does after its line
+    try:
+        status = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert json.loads(first)["action"] == "accept"
+    assert (1, b"") == (status, process.stderr.read())
