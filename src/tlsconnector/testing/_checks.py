@@ -39,7 +39,7 @@ from .._facts import (
 from .._inbound import evaluate_inbound
 from .._names import CertificateName, canonical_domain
 from .._outbound import DEFAULT_RETRY_WINDOW, evaluate_outbound
-from ._pki import DEFAULT_TIME, CertificateAuthority
+from ._pki import CertificateAuthority, _session_time
 
 __all__ = [
     "assert_forced_tls",
@@ -237,7 +237,7 @@ def assert_forced_tls(
     certificate_name: str | None = None,
     include_subdomains: bool = False,
     authority: CertificateAuthority | None = None,
-    at: dt.datetime = DEFAULT_TIME,
+    at: dt.datetime | None = None,
     max_examples: int | None = None,
 ) -> None:
     """Prove by search that ``policy`` never accepts mail from ``domain`` without TLS
@@ -253,10 +253,15 @@ def assert_forced_tls(
 
     The search varies the peer address, the TLS facts (none, no certificate, MTA
     facts, real chains from ``authority`` and from impostors, valid and not, CNs that
-    match and CNs one label off) and the sender's spelling. ``max_examples`` defaults
-    to the active Hypothesis profile's. Raises :class:`AssertionError` describing the
-    smallest session accepted against the promise, and the decision.
+    match and CNs one label off) and the sender's spelling. ``at`` is the session time
+    (default: ``authority.valid_at``, a time the authority's PKI is valid, which is
+    :data:`~tlsconnector.testing.DEFAULT_TIME` but for an authority built on your own
+    CA; :data:`~tlsconnector.testing.DEFAULT_TIME` without ``authority``); a given
+    ``at`` is used as it is. ``max_examples`` defaults to the active Hypothesis
+    profile's. Raises :class:`AssertionError` describing the smallest session accepted
+    against the promise, and the decision.
     """
+    at = _session_time(authority, at)
     expected = CertificateName.parse(certificate_name) if certificate_name else None
     canonical = canonical_domain(domain)
     promise = (
@@ -306,7 +311,7 @@ def assert_only_from_addresses(
     *,
     include_subdomains: bool = False,
     authority: CertificateAuthority | None = None,
-    at: dt.datetime = DEFAULT_TIME,
+    at: dt.datetime | None = None,
     max_examples: int | None = None,
 ) -> None:
     """Prove by search that ``policy`` accepts mail from ``domain`` only from a peer in
@@ -314,10 +319,12 @@ def assert_only_from_addresses(
 
     Peer addresses are drawn at the ends of every range in ``addresses`` and in the
     policy, just outside them, in IPv4-mapped spelling, and at random; TLS facts and
-    sender spellings vary as in :func:`assert_forced_tls`. An accept because no
-    connector governs the domain counts as a failure. Raises :class:`AssertionError`
-    with the smallest session accepted from elsewhere.
+    sender spellings vary as in :func:`assert_forced_tls`, at the same session time
+    (``at``, default ``authority.valid_at``). An accept because no connector governs
+    the domain counts as a failure. Raises :class:`AssertionError` with the smallest
+    session accepted from elsewhere.
     """
+    at = _session_time(authority, at)
     allowed = IPSet.parse(list(addresses))
     canonical = canonical_domain(domain)
     in_policy = [r for c in policy.inbound for r in c.sender_ip_addresses.ranges]
@@ -370,7 +377,7 @@ def assert_never_delivered_without_validation(
     connector: str | None = None,
     retry_window: dt.timedelta = DEFAULT_RETRY_WINDOW,
     authority: CertificateAuthority | None = None,
-    at: dt.datetime = DEFAULT_TIME,
+    at: dt.datetime | None = None,
     max_examples: int | None = None,
 ) -> None:
     """Prove by search that ``policy`` never delivers mail to ``domain`` over a
@@ -380,9 +387,12 @@ def assert_never_delivered_without_validation(
     must have used STARTTLS with a server chain that validates against the policy's
     trust anchors at the session time (or that the MTA verified), and, when
     ``certificate_name`` is given, a CN matching it. ``connector`` names the connector
-    as a transport rule would (default: chosen by the recipient domain). Raises
-    :class:`AssertionError` with the smallest attempt delivered against the promise.
+    as a transport rule would (default: chosen by the recipient domain). ``at``: the
+    session time, as in :func:`assert_forced_tls` (default ``authority.valid_at``).
+    Raises :class:`AssertionError` with the smallest attempt delivered against the
+    promise.
     """
+    at = _session_time(authority, at)
     expected = CertificateName.parse(certificate_name) if certificate_name else None
     canonical = canonical_domain(domain)
     if connector is not None and (not isinstance(connector, str) or not connector):

@@ -649,15 +649,40 @@ class CertificateAuthority:
     """
 
     def __init__(
-        self, name: str = "tlsconnector.testing Root CA", *, _root: CA | None = None
+        self,
+        name: str = "tlsconnector.testing Root CA",
+        *,
+        _root: CA | None = None,
+        _window: tuple[dt.datetime, dt.datetime, dt.datetime] | None = None,
     ) -> None:
         self.name = name
         self._root = CA(name) if _root is None else _root
-        self._intermediate = self._root.intermediate(f"{name} - Issuing CA")
+        # _window: (valid_at, start, end) for a CA of the user's (see _own_window).
+        valid_at, start, end = _window or (DEFAULT_TIME, DEFAULT_NOT_BEFORE, DEFAULT_NOT_AFTER)
+        self._valid_at = valid_at
+        self._intermediate = self._root.intermediate(
+            f"{name} - Issuing CA", not_before=start, not_after=end
+        )
         self.trust_store = TrustStore.from_pem(self._root.cert_pem())
         self._cache: dict[_ChainKey, MintedChain] = {}
         self._lock = threading.Lock()
         self._impostor: CertificateAuthority | None = None
+
+    @property
+    def valid_at(self) -> dt.datetime:
+        """A time at which this whole PKI is valid: the session time the checks and
+        strategies use with this authority when not given ``at``.
+
+        :data:`DEFAULT_TIME` for the toolkit's own authorities, and for one made
+        :meth:`from_pem` when your CA is valid then; otherwise noon UTC of the day after
+        the later start of your CA's validity and of the minted window (2026-01-01 ..
+        2027-12-31), or the middle of what the two share when that is less than a day
+        and a half.
+
+        >>> default_authority().valid_at == DEFAULT_TIME
+        True
+        """
+        return self._valid_at
 
     @property
     def root_pem(self) -> str:
@@ -676,19 +701,25 @@ class CertificateAuthority:
         as PEM (one ``CERTIFICATE`` block; the key PKCS#8 or traditional, encrypted
         when ``password`` is given).
 
-        The CA signs this authority's issuing intermediate (valid
-        2026-01-01 .. 2027-12-31, as every minted certificate by default), which issues
-        the leaves; :attr:`trust_store` and :attr:`root_pem` are your CA certificate,
-        so a policy whose ``[trust] ca_file`` is that certificate trusts the chains.
+        The CA signs this authority's issuing intermediate (valid while both your CA
+        and the minted window 2026-01-01 .. 2027-12-31 are), which issues the leaves;
+        :attr:`trust_store` and :attr:`root_pem` are your CA certificate, so a policy
+        whose ``[trust] ca_file`` is that certificate trusts the chains. The checks and
+        strategies decide at :attr:`valid_at`, a time your CA is valid (a CA made today
+        may not be valid at :data:`DEFAULT_TIME`).
         The key never leaves the process. Raises :class:`~tlsconnector.InvalidValue`
         naming what is wrong: not one certificate, not a CA certificate (no
-        basicConstraints cA, keyCertSign missing, pathLenConstraint 0), not an EC or
-        RSA key, a key that does not belong to the certificate, a wrong password; at
+        basicConstraints cA, no keyUsage or no keyCertSign in it, pathLenConstraint 0),
+        a CA valid
+        only outside the minted window (its validity and the window named), not an EC
+        or RSA key, a key that does not belong to the certificate, a wrong password; at
         most 1 MiB of PEM each.
         """
         cert = _one_certificate(certificate)
+        window = _own_window(cert)
         private_key = _ca_key(key, password, cert)
-        return cls(_common_name(cert), _root=CA.from_certificate(cert, private_key))
+        root = CA.from_certificate(cert, private_key)
+        return cls(_common_name(cert), _root=root, _window=window)
 
     @classmethod
     def from_files(
@@ -705,13 +736,15 @@ class CertificateAuthority:
         cert_pem, key_pem = _read_pem(cert_path), _read_pem(key_path)
         try:
             cert = _one_certificate(cert_pem)
+            window = _own_window(cert)
         except InvalidValue as exc:
             raise InvalidValue(str(cert_path), exc.reason) from None
         try:
             private_key = _ca_key(key_pem, password, cert)
         except InvalidValue as exc:
             raise InvalidValue(str(key_path), exc.reason) from None
-        return cls(_common_name(cert), _root=CA.from_certificate(cert, private_key))
+        root = CA.from_certificate(cert, private_key)
+        return cls(_common_name(cert), _root=root, _window=window)
 
     def policy(self, policy: Policy) -> Policy:
         """``policy`` with this authority's root as its only trust anchor (its CRLs and
@@ -849,10 +882,45 @@ def _one_certificate(data: str | bytes) -> x509.Certificate:
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
-        usage = None
-    if usage is not None and not usage.key_cert_sign:
+        # RFC 5280 4.2.1.3: a CA MUST have keyUsage; the validator refuses a path through
+        # a CA without it, so every chain would be silently untrusted. Plain
+        # `openssl req -x509` leaves it out (OpenSSL 3's default v3_ca section).
+        raise InvalidValue(
+            subject,
+            "CA certificate: no keyUsage extension, so no chain it signs validates "
+            "(RFC 5280 4.2.1.3); with openssl req -x509 add "
+            "-addext 'keyUsage=critical,keyCertSign,cRLSign'",
+        ) from None
+    if not usage.key_cert_sign:
         raise InvalidValue(subject, "CA certificate: keyUsage lacks keyCertSign")
     return cert
+
+
+def _own_window(cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime, dt.datetime]:
+    """(valid_at, start, end) for a PKI on the user's CA ``cert``: the minted
+    intermediate is valid from ``start`` to ``end``, where the CA and the minted window
+    (:data:`DEFAULT_NOT_BEFORE` .. :data:`DEFAULT_NOT_AFTER`) overlap (both ends
+    inclusive, RFC 5280 4.1.2.5), and ``valid_at`` is a time in there: DEFAULT_TIME if
+    it is, else noon UTC of the day after ``start``, else the middle (whole seconds).
+    Deterministic: it depends on the certificate alone, never on the clock."""
+    not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    start, end = max(not_before, DEFAULT_NOT_BEFORE), min(not_after, DEFAULT_NOT_AFTER)
+    if start > end:
+        raise InvalidValue(
+            cert.subject.rfc4514_string(),
+            f"CA certificate: valid {not_before.isoformat()} .. {not_after.isoformat()}, "
+            "never within the window the toolkit's minted certificates are valid in "
+            f"({DEFAULT_NOT_BEFORE.isoformat()} .. {DEFAULT_NOT_AFTER.isoformat()}), so "
+            "no chain it signs could validate at a session time the toolkit uses; use a "
+            "test CA valid at some time in that window",
+        )
+    if start <= DEFAULT_TIME <= end:
+        return DEFAULT_TIME, start, end
+    noon = datetime.combine(start.date() + dt.timedelta(days=1), dt.time(12), UTC)
+    if noon <= end:
+        return noon, start, end
+    middle = start + (end - start) / 2
+    return middle.replace(microsecond=0), start, end
 
 
 def _ca_key(data: str | bytes, password: str | bytes | None, cert: x509.Certificate) -> _Key:
@@ -895,6 +963,14 @@ def trusting(policy: Policy, authority: CertificateAuthority | None = None) -> P
     if policy.trust is not None:
         store = store.with_crls(policy.trust.crls)
     return attrs.evolve(policy, trust=store)
+
+
+def _session_time(authority: CertificateAuthority | None, at: dt.datetime | None) -> dt.datetime:
+    """The session time of a check or strategy: ``at`` when given, else the
+    authority's :attr:`~CertificateAuthority.valid_at`, else :data:`DEFAULT_TIME`."""
+    if at is not None:
+        return at
+    return DEFAULT_TIME if authority is None else authority.valid_at
 
 
 @functools.cache

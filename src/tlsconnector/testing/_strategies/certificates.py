@@ -27,6 +27,7 @@ from tlsconnector.testing._pki import (
     CertificateAuthority,
     Issuer,
     MintedChain,
+    _session_time,
     default_authority,
 )
 from tlsconnector.testing._strategies._draw import _BOOLEANS, EKU, _pick
@@ -139,7 +140,7 @@ def certificates(
     issuers: SearchStrategy[Issuer] | None = None,
     with_intermediate: SearchStrategy[bool] | None = None,
     authority: CertificateAuthority | None = None,
-    at: dt.datetime = DEFAULT_TIME,
+    at: dt.datetime | None = None,
 ) -> SearchStrategy[MintedChain]:
     """Real X.509 chains (:class:`MintedChain`) from a test CA.
 
@@ -147,9 +148,12 @@ def certificates(
     canonical domain names as CNs, no SAN or one, :func:`validity_periods` around
     ``at``, :func:`ekus`, every :class:`Issuer`, the intermediate usually presented.
     Chains come from ``authority`` (default: :func:`default_authority`), whose
-    ``trust_store`` a policy must use to trust them. Minted chains are cached.
+    ``trust_store`` a policy must use to trust them. ``at`` defaults to
+    ``authority.valid_at`` (DEFAULT_TIME without ``authority``). Minted chains are
+    cached.
     """
-    return _certificate(authority, cns, sans, validity, eku, issuers, with_intermediate, at)
+    when = _session_time(authority, at)
+    return _certificate(authority, cns, sans, validity, eku, issuers, with_intermediate, when)
 
 
 _BAD_DATES = ("expired", "expired", "not-yet-valid", "ends-now", "starts-now")
@@ -245,7 +249,7 @@ def tls_facts(
     names: Sequence[str],
     *,
     authority: CertificateAuthority | None = None,
-    at: dt.datetime = DEFAULT_TIME,
+    at: dt.datetime | None = None,
     undecodable: bool = False,
     trusted_only: bool = False,
 ) -> SearchStrategy[TLSFacts]:
@@ -263,8 +267,11 @@ def tls_facts(
     with a matching CN, or a chain from ``authority`` that is valid at ``at`` with a
     matching CN (trusted by a policy that trusts the authority). For searches where
     the certificate should not be what stands in the way, as for IP restrictions.
+
+    ``at`` defaults to ``authority.valid_at`` (DEFAULT_TIME without ``authority``).
     """
     if not names:
         raise ValueError("tls_facts: give at least one certificate name to aim at")
     canonical = tuple(CertificateName.parse(name).text for name in names)
-    return _tls_facts(canonical, authority, at, undecodable, trusted_only)
+    when = _session_time(authority, at)
+    return _tls_facts(canonical, authority, when, undecodable, trusted_only)

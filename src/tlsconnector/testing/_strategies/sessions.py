@@ -22,8 +22,8 @@ from tlsconnector._names import (
     canonical_domain,
 )
 from tlsconnector.testing._pki import (
-    DEFAULT_TIME,
     CertificateAuthority,
+    _session_time,
 )
 from tlsconnector.testing._strategies._draw import _BOOLEANS, _draw_case, _pick
 from tlsconnector.testing._strategies.addresses import _around, ip_addresses
@@ -141,7 +141,7 @@ def inbound_sessions(
     policy: Policy,
     *,
     authority: CertificateAuthority | None = None,
-    at: dt.datetime = DEFAULT_TIME,
+    at: dt.datetime | None = None,
     senders: SearchStrategy[str] | None = None,
     peer_ips: SearchStrategy[str] | None = None,
     tls: SearchStrategy[TLSFacts | None] | None = None,
@@ -153,8 +153,9 @@ def inbound_sessions(
     then the null sender or a random domain); peer addresses :func:`addresses_near`
     their IP entries (now and then a random one); no STARTTLS, or :func:`tls_facts`
     aimed at their certificate names and at ``certificate_names``, with chains from
-    ``authority`` (default: :func:`default_authority`). Any part can be replaced by a
-    strategy of your own.
+    ``authority`` (default: :func:`default_authority`). ``at`` defaults to
+    ``authority.valid_at`` (a time the authority's chains can be valid; DEFAULT_TIME
+    without ``authority``). Any part can be replaced by a strategy of your own.
     """
     connectors = policy.inbound
     patterns = tuple(dict.fromkeys(p for c in connectors for p in c.sender_domains))
@@ -165,7 +166,8 @@ def inbound_sessions(
         (p.domain for p in patterns if p.domain is not None),
         certificate_names,
     )
-    return _inbound_session(policy, authority, at, senders, peer_ips, tls, names, patterns, near)
+    when = _session_time(authority, at)
+    return _inbound_session(policy, authority, when, senders, peer_ips, tls, names, patterns, near)
 
 
 _QUEUED_FOR = (None, 0.0, 1.0, 23.99, 24.0, 25.0, 72.0)
@@ -221,7 +223,7 @@ def outbound_sessions(
     policy: Policy,
     *,
     authority: CertificateAuthority | None = None,
-    at: dt.datetime = DEFAULT_TIME,
+    at: dt.datetime | None = None,
     recipients: SearchStrategy[str] | None = None,
     plans: bool = True,
     named_connectors: bool = True,
@@ -235,7 +237,8 @@ def outbound_sessions(
     would, an existing name in another case or an unknown one; a plan only (with
     ``plans``), a connection without STARTTLS, or :func:`tls_facts` aimed at the
     ``tls_domain`` names and ``certificate_names`` (undecodable certificates
-    included); queue times around the 24-hour retry window.
+    included); queue times around the 24-hour retry window. ``at`` defaults to
+    ``authority.valid_at`` (DEFAULT_TIME without ``authority``).
     """
     connectors = policy.outbound
     patterns = tuple(dict.fromkeys(p for c in connectors for p in c.recipient_domains))
@@ -247,4 +250,5 @@ def outbound_sessions(
         (p.domain for p in patterns if p.domain is not None),
         certificate_names,
     )
-    return _outbound_session(authority, at, recipients, attempts, plans, known, names, patterns)
+    when = _session_time(authority, at)
+    return _outbound_session(authority, when, recipients, attempts, plans, known, names, patterns)
