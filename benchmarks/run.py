@@ -2090,8 +2090,9 @@ def bench_startup(results: Results, workdir: Path, *, quick: bool) -> None:
         "startup.check_over_python",
         best["check"] / best["python"],
         "x",
-        "the check command over the interpreter alone, in the same run: a ratio that does "
-        "not move with the machine's speed, as the CPU seconds do",
+        "the check command over the interpreter alone, in the same run: a ratio that moves "
+        "much less with the machine's speed than the CPU seconds (each is a best of several "
+        "runs, which may come at different moments)",
     )
     results.target(
         "startup-check",
