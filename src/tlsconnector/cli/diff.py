@@ -206,7 +206,7 @@ def _comparer(
                 # error), without building the session nobody decides.
                 return cast("Decision", _SAME)
             # Its candidates differ (asked once, above); a session the lean reader left
-            # to from_json (a PEM chain) was built there and is not read again.
+            # to from_json was built there and is not read again.
             session = built if built is not None else facts(obj, at)
         else:
             session = facts(obj, at)
