@@ -20,8 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import settings
 from hypothesis import strategies as st
+from test_testing_toolkit import first
 
 from tlsconnector import (
     InboundAction,
@@ -213,19 +214,6 @@ def trusted_chains(seen: list[tuple[Any, Any]]) -> list[Any]:
         and isinstance(session.tls.certificate, PresentedChain)
         and not any(code.startswith("certificate-") for code in decision.codes)
     ]
-
-
-def first(strategy: st.SearchStrategy[Any], condition: Callable[[Any], bool]) -> Any:
-    return find(
-        strategy,
-        condition,
-        settings=settings(
-            max_examples=2000,
-            database=None,
-            phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        ),
-    )
 
 
 # ======================================================================================
