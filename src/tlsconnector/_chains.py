@@ -40,6 +40,7 @@ __all__ = [
     "MAX_TRUST_STORE_BYTES",
     "PresentedChain",
     "TrustStore",
+    "anchor_problem",
     "describe",
     "subject_cns",
 ]
@@ -440,6 +441,10 @@ class TrustStore:
     )
     #: The CRLs; their ``key`` (a content digest) keys cached chain verdicts.
     crls: CrlSet = attrs.field(default=NO_CRLS, validator=_check_crls, kw_only=True)
+    #: The policy's ``[trust] ca_file`` as written, when the anchors came from it (for
+    #: messages and the lint; None for the system bundle or a store made in code).
+    #: Not part of equality: the anchors are the store.
+    ca_file: str | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
     _store: Store = attrs.field(init=False, eq=False, repr=False)
     #: SHA-256 over the anchors' DER: identifies the store's content in cache keys.
     key: bytes = attrs.field(init=False, eq=False, repr=False)
@@ -459,14 +464,42 @@ class TrustStore:
         return self._store
 
     @classmethod
-    def from_pem(cls, data: str | bytes, *, crls: CrlSet = NO_CRLS) -> TrustStore:
+    def from_pem(
+        cls, data: str | bytes, *, crls: CrlSet = NO_CRLS, ca_file: str | None = None
+    ) -> TrustStore:
         """Decode a PEM bundle of trust anchors; :class:`InvalidValue` if empty or undecodable."""
         raw = _encode(data, MAX_TRUST_STORE_BYTES, "trust store")
-        return cls(_load_pem(raw, "trust store"), crls=crls)
+        return cls(_load_pem(raw, "trust store"), crls=crls, ca_file=ca_file)
 
     def with_crls(self, crls: CrlSet) -> TrustStore:
         """The same anchors with ``crls`` instead of this store's CRLs."""
         return attrs.evolve(self, crls=crls)
+
+
+def anchor_problem(cert: x509.Certificate) -> str | None:
+    """Why the validator refuses every path through this trust anchor, or None.
+
+    ``cryptography``'s validator (webpki rules, spec section 7) asks a CA certificate,
+    the anchor included, for basicConstraints with cA set and for keyUsage with
+    keyCertSign (RFC 5280 4.2.1.9 and 4.2.1.3): an anchor without them is loaded, and
+    then no chain validates through it. Plain ``openssl req -x509`` leaves keyUsage out.
+    """
+    extensions = _extensions(cert)
+    constraints = extensions.get(ExtensionOID.BASIC_CONSTRAINTS)
+    if not isinstance(constraints, x509.BasicConstraints) or not constraints.ca:
+        return (
+            "it is not a CA certificate (no basicConstraints with cA: TRUE; with openssl "
+            "req -x509, add -addext 'basicConstraints=critical,CA:TRUE')"
+        )
+    usage = extensions.get(ExtensionOID.KEY_USAGE)
+    if not isinstance(usage, x509.KeyUsage):
+        return (
+            "it has no keyUsage extension (with openssl req -x509, add "
+            "-addext 'keyUsage=critical,keyCertSign,cRLSign')"
+        )
+    if not usage.key_cert_sign:
+        return "its keyUsage lacks keyCertSign (the right to sign certificates)"
+    return None
 
 
 def _has_dns_constraints(cert: x509.Certificate) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
-from tlsconnector._errors import MESSAGE_LIMIT, printable
+from tlsconnector._errors import MESSAGE_LIMIT, printable, show
 from tlsconnector._model import (
     ConnectorType,
     Direction,
@@ -57,6 +57,9 @@ class LintCode(enum.StrEnum):
     CRL_UNUSABLE = "crl-unusable"
     #: No connector at all (an empty file, say): the policy enforces nothing.
     EMPTY_POLICY = "empty-policy"
+    #: A certificate of ``[trust] ca_file`` no chain can validate through (no keyUsage
+    #: with keyCertSign, or not a CA): the validator refuses every path to it.
+    TRUST_ANCHOR_UNUSABLE = "trust-anchor-unusable"
 
 
 class LintSeverity(enum.StrEnum):
@@ -137,7 +140,7 @@ def lint(policy: Policy, *, at: dt.datetime | None = None) -> list[LintWarning]:
 def _lint_trust(policy: Policy, at: dt.datetime | None) -> list[LintWarning]:
     """``[trust]``'s findings (section 11). ``at``: the time CRLs are judged at (by
     default when the loader read them; none recorded and none given: not judged)."""
-    found: list[LintWarning] = []
+    found: list[LintWarning] = _lint_anchors(policy)
     if policy.revocation is Revocation.OFF:
         found.append(
             LintWarning(
@@ -170,6 +173,30 @@ def _lint_trust(policy: Policy, at: dt.datetime | None) -> list[LintWarning]:
                     LintCode.CRL_STALE,
                     f"{item.describe()}: nextUpdate has passed (at {when.isoformat()}), so it "
                     "answers for no certificate; fetch a current one",
+                )
+            )
+    return found
+
+
+def _lint_anchors(policy: Policy) -> list[LintWarning]:
+    """The certificates of ``[trust] ca_file`` that no chain can validate through. Only
+    a store read from the policy's own file: a system bundle is the host's to keep."""
+    trust = policy.trust
+    if trust is None or trust.ca_file is None:
+        return []
+    from tlsconnector._chains import anchor_problem, describe  # cryptography: loaded
+
+    found = []
+    for cert in trust.certificates:
+        problem = anchor_problem(cert)
+        if problem is not None:
+            found.append(
+                LintWarning(
+                    "",
+                    None,
+                    LintCode.TRUST_ANCHOR_UNUSABLE,
+                    f"ca_file {show(trust.ca_file)}: certificate {describe(cert)}: {problem}, "
+                    "so every chain through it is refused (certificate-not-trusted)",
                 )
             )
     return found

@@ -318,7 +318,7 @@ def _load_trust(
     from tlsconnector._chains import TrustStore
 
     try:
-        return TrustStore.from_pem(_read_bounded(path, MAX_CA_FILE_BYTES))
+        return TrustStore.from_pem(_read_bounded(path, MAX_CA_FILE_BYTES), ca_file=ca_file)
     except OSError as exc:
         problems.append(Problem(None, "trust.ca_file", ca_file, _os_message(exc)))
     except InvalidValue as exc:
