@@ -21,6 +21,7 @@ from tlsconnector import (
     TLSFacts,
     TrustStore,
     evaluate_inbound,
+    load_policy,
 )
 from tlsconnector._inbound import inbound_requirements
 from tlsconnector.cli import main
@@ -153,7 +154,7 @@ def test_the_command_prints_what_each_domain_must_show(
     assert "  'Fabrikam by IP': IP addresses: 198.51.100.0/24" in out
     assert (
         "  'Fabrikam by certificate': certificate: a client certificate whose subject CN "
-        "matches *.fabrikam.com, chaining to the policy's trust store (1 anchor)"
+        "matches *.fabrikam.com, chaining to ca_file 'ca.pem' (1 anchor)"
     ) in out
     assert "  not deciding (restrict beats allow): 'Fabrikam DR site'" in out
     assert "example.org: no enabled partner connector governs it" in out
@@ -183,3 +184,21 @@ def test_the_command_as_a_subprocess_with_json_and_a_bad_domain(tmp_path: Path) 
     assert (True, 2) == (first["either_suffices"], len(first["connectors"]))
     assert "bad..example" == second["error"]["domain"]
     assert "empty label" in result.stderr
+
+
+def test_without_ca_file_the_anchors_are_named_the_system_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """load_policy reads the system bundle when the policy names no ca_file: the text
+    says so, not "the policy's trust store"."""
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        '[[inbound]]\nname = "F"\nsender_domains = ["f.example"]\n'
+        'tls_sender_certificate_name = "mail.f.example"\n'
+    )
+    policy = load_policy(path)
+    if policy.trust is None:
+        pytest.skip("no system CA bundle on this machine")
+    assert 0 == main(["requirements", "--policy", str(path), "f.example"])
+    anchors = len(policy.trust.certificates)
+    assert f"chaining to the system CA bundle ({anchors} anchors)" in capsys.readouterr().out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from tlsconnector._decisions import printable
+from tlsconnector._errors import show
 from tlsconnector._inbound import ConnectorRequirement, InboundRequirements, inbound_requirements
 from tlsconnector.cli import family
 from tlsconnector.cli._common import (
@@ -25,6 +26,14 @@ def requirements(args: argparse.Namespace) -> int:
     policy = policy_or_none(args.policy)
     if policy is None:
         return EXIT_USAGE
+    # Which store the anchors are (load_policy reads the system bundle when the policy
+    # names no ca_file).
+    trust = policy.trust
+    store = (
+        f"ca_file {show(trust.ca_file)}"
+        if trust is not None and trust.ca_file is not None
+        else "the system CA bundle"
+    )
     status = EXIT_OK
     for _, found in per_domain(
         args.domains, lambda d: inbound_requirements(policy, d), as_json=args.json
@@ -35,12 +44,13 @@ def requirements(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(found.to_dict())
         else:
-            print(describe(found))
+            print(describe(found, store=store))
     return status
 
 
-def describe(found: InboundRequirements) -> str:
-    """The requirements of one sender domain, for people."""
+def describe(found: InboundRequirements, *, store: str = "the policy's trust store") -> str:
+    """The requirements of one sender domain, for people; ``store`` names the trust
+    anchors (``ca_file 'partners-ca.pem'``, ``the system CA bundle``)."""
     domain = printable(found.domain) if found.domain is not None else "the null sender"
     if not found.governed:
         return (
@@ -53,21 +63,21 @@ def describe(found: InboundRequirements) -> str:
         lines[0] += ": satisfying either one suffices"
     for requirement in found.connectors:
         prefix = f"  {printable(requirement.connector)!r}: " if found.either_suffices else "  "
-        lines += [prefix + part for part in _shows(requirement)]
+        lines += [prefix + part for part in _shows(requirement, store)]
     if found.dropped:
         dropped = ", ".join(repr(printable(name)) for name in found.dropped)
         lines.append(f"  not deciding (restrict beats allow): {dropped}")
     return "\n".join(lines)
 
 
-def _shows(requirement: ConnectorRequirement) -> list[str]:
+def _shows(requirement: ConnectorRequirement, store: str) -> list[str]:
     tls = "TLS: required (STARTTLS)" if requirement.tls else "TLS: not required"
     if requirement.certificate_name is None:
         certificate = "certificate: none asked for"
     else:
         anchors = requirement.trust_anchors or 0
         store = (
-            f"chaining to the policy's trust store ({anchors} anchor{'s' if anchors != 1 else ''})"
+            f"chaining to {store} ({anchors} anchor{'s' if anchors != 1 else ''})"
             if anchors
             else "but no trust anchors are configured, so no chain is trusted"
         )
