@@ -4,77 +4,17 @@ validator's own verdict on a chain through each one, so the warning says what ha
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import attrs
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
 from tlsconnector import PresentedChain, TrustStore, lint, load_policy, validate_chain
 from tlsconnector._validation import Purpose
 from tlsconnector.policy_file.lint import LintCode
 
-from certmint import NOW
-
-_USAGE = {
-    "digital_signature": False,
-    "content_commitment": False,
-    "key_encipherment": False,
-    "data_encipherment": False,
-    "key_agreement": False,
-    "crl_sign": True,
-    "encipher_only": False,
-    "decipher_only": False,
-}
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def root(
-    cn: str, *, usage: bool | None, ca: bool = True
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    """A self-signed root; ``usage``: keyUsage with keyCertSign (True), without it
-    (False), or no keyUsage at all (None); ``ca``: basicConstraints cA."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=30))
-        .not_valid_after(NOW + dt.timedelta(days=365))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-    )
-    if ca:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-    if usage is not None:
-        builder = builder.add_extension(x509.KeyUsage(key_cert_sign=usage, **_USAGE), True)
-    return key, builder.sign(key, hashes.SHA256())
-
-
-def leaf_pem(key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate) -> str:
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("mail.fabrikam.com"))
-        .issuer_name(issuer.subject)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=30))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
+from certmint import CA, NOW, hand_made_ca
 
 POLICY = """
 [trust]
@@ -87,10 +27,10 @@ tls_sender_certificate_name = "mail.fabrikam.com"
 """
 
 ROOTS = {
-    "Good Root": root("Good Root", usage=True),
-    "No KeyUsage Root": root("No KeyUsage Root", usage=None),
-    "No CertSign Root": root("No CertSign Root", usage=False),
-    "Not A CA Root": root("Not A CA Root", usage=True, ca=False),
+    "Good Root": hand_made_ca("Good Root"),
+    "No KeyUsage Root": hand_made_ca("No KeyUsage Root", key_cert_sign=None),
+    "No CertSign Root": hand_made_ca("No CertSign Root", key_cert_sign=False),
+    "Not A CA Root": hand_made_ca("Not A CA Root", ca=False),
 }
 
 
@@ -127,7 +67,8 @@ def test_what_the_warning_says_is_what_the_validator_does(policy_path: Path) -> 
     trust = load_policy(policy_path).trust
     assert trust is not None
     for name, (key, cert) in ROOTS.items():
-        chain = PresentedChain.from_pem(leaf_pem(key, cert))
+        leaf = CA.from_certificate(cert, key).issue("mail.fabrikam.com")
+        chain = PresentedChain.from_pem(leaf.chain_pem())
         verdict = validate_chain(chain, trust=trust, at=NOW, purpose=Purpose.INBOUND)
         assert (name == "Good Root") is verdict.trusted, (name, verdict)
 

@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from hypothesis import settings
 from hypothesis import strategies as st
 from test_testing_toolkit import first
@@ -50,7 +48,7 @@ from tlsconnector.testing import (
     trusting,
 )
 
-from certmint import CA
+from certmint import CA, hand_made_ca
 
 UTC = dt.UTC
 #: When the user ran openssl: today on this machine's calendar, after DEFAULT_TIME.
@@ -73,39 +71,13 @@ def openssl_like_ca(
     "basicConstraints=critical,CA:true" -addext "keyUsage=critical,keyCertSign,cRLSign"``
     writes (OpenSSL 3.0: the key identifiers, the two extensions; ``key_usage=False``:
     without the second -addext, as plain ``openssl req -x509`` makes it), as PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Fabrikam"),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
+    key, cert = hand_made_ca(
+        cn,
+        organization="Fabrikam",
+        not_before=not_before,
+        not_after=not_before + dt.timedelta(days=days),
+        key_cert_sign=True if key_usage else None,
     )
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_before + dt.timedelta(days=days))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-    )
-    if key_usage:
-        usage = x509.KeyUsage(
-            digital_signature=False,
-            content_commitment=False,
-            key_encipherment=False,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=True,
-            crl_sign=True,
-            encipher_only=False,
-            decipher_only=False,
-        )
-        builder = builder.add_extension(usage, critical=True)
-    cert = builder.sign(key, hashes.SHA256())
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
