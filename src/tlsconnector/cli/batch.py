@@ -59,8 +59,8 @@ def _decide_file(
     as_json: bool,
     command: str,
     at: str | None,
+    option: str,
     jobs: int = 1,
-    option: str | None = None,
 ) -> int:
     """Decide every line of a JSON Lines file; ``at`` (from ``--at``) is the time for
     lines without one, else the clock is read once for the whole run (section 9).
@@ -84,8 +84,7 @@ def _decide_file(
     try:
         stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
     except OSError as exc:
-        named = f"{option} {show(name)}" if option else show(name)
-        _err(f"tlsconnector {command}: {named}: cannot read: {exc.strerror or exc}")
+        _err(f"tlsconnector {command}: {option} {show(name)}: cannot read: {exc.strerror or exc}")
         return EXIT_USAGE
     with stream:
         return _decide_lines(stream, decide, as_json=as_json, default_at=default_at, jobs=jobs)
